@@ -1,0 +1,1 @@
+"""kindmesh components: thin ComponentResources that turn a plan into resources."""

@@ -1,0 +1,1 @@
+"""kindmesh stack layer: typed config, pure planner, renderers and the composition."""

@@ -1,0 +1,30 @@
+"""Shared test helpers: stack files, upstream data location."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stacks.config import strip_namespace
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "upstream"
+STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+
+
+def stack_raw(stack: str) -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    return strip_namespace(data.get("config") or {})
+
+
+def upstream(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(
+            f"upstream oracle {path} is absent: it lives in ../shared beside the checkout "
+            "(CI and developer machines have it; a fresh clone does not)"
+        )
+    return path
