@@ -1,0 +1,206 @@
+"""Host preflight: run before any resource is registered, report every problem at once.
+
+Checks that docker answers, that ``kind`` is present and recent enough, that the
+stack's docker subnet does not clash with a network that is not this stack's, that the
+inotify limits allow several kind clusters, and that no kind cluster with one of the
+planned names exists that this stack does not own (a cluster is this stack's when its
+control-plane container is attached to the stack's own docker network).
+
+No ``pulumi`` import; talks to the CLIs through subprocess (tests put fakes on PATH).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stacks.planner import StackPlan
+
+MIN_KIND = (0, 30, 0)
+INOTIFY = {
+    "max_user_watches": 524288,
+    "max_user_instances": 512,
+}
+STACK_LABEL = "kindmesh.io/stack"
+
+
+class PreflightError(RuntimeError):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        body = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"kindmesh preflight found {len(problems)} problem(s) on this host:\n{body}")
+
+
+@dataclass
+class Host:
+    """Where the preflight looks: the CLIs and /proc (overridable in tests)."""
+
+    docker: str = field(default_factory=lambda: os.environ.get("KINDMESH_DOCKER", "docker"))
+    kind: str = field(default_factory=lambda: os.environ.get("KINDMESH_KIND", "kind"))
+    proc_sys: Path = Path("/proc/sys/fs/inotify")
+    timeout: int = 60
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str] | None:
+        try:
+            return subprocess.run(list(args), capture_output=True, text=True, timeout=self.timeout, check=False)
+        except FileNotFoundError:
+            return None
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess(list(args), 124, "", f"timed out after {self.timeout}s")
+
+
+def parse_kind_version(text: str) -> tuple[int, int, int] | None:
+    """``kind v0.30.0 go1.24.6 linux/amd64`` -> (0, 30, 0)."""
+    m = re.search(r"v(\d+)\.(\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
+def check(plan: StackPlan, host: Host | None = None) -> list[str]:
+    host = host or Host()
+    problems: list[str] = []
+    docker_ok = _check_docker(host, problems)
+    kind_ok = _check_kind(host, problems)
+    _check_inotify(host, plan, problems)
+    if docker_ok:
+        _check_networks(host, plan, problems)
+    if docker_ok and kind_ok:
+        _check_clusters(host, plan, problems)
+    return problems
+
+
+def run(plan: StackPlan, host: Host | None = None) -> None:
+    problems = check(plan, host)
+    if problems:
+        raise PreflightError(problems)
+
+
+def _check_docker(host: Host, problems: list[str]) -> bool:
+    proc = host.run(host.docker, "info", "--format", "{{.ServerVersion}}")
+    if proc is None:
+        problems.append("docker CLI not found: install Docker Engine (https://docs.docker.com/engine/install/)")
+        return False
+    if proc.returncode != 0:
+        said = (proc.stderr or proc.stdout).strip().splitlines()
+        problems.append(
+            "docker is not reachable (is the daemon running and may this user use it? "
+            f"try `docker info`): {said[-1] if said else 'no output'}"
+        )
+        return False
+    return True
+
+
+def _check_kind(host: Host, problems: list[str]) -> bool:
+    proc = host.run(host.kind, "version")
+    want = ".".join(map(str, MIN_KIND))
+    if proc is None:
+        problems.append(f"kind not found on PATH: install kind v{want} or newer (https://kind.sigs.k8s.io)")
+        return False
+    version = parse_kind_version(proc.stdout or "")
+    if proc.returncode != 0 or version is None:
+        problems.append(f"`kind version` did not answer as expected: {(proc.stderr or proc.stdout).strip()}")
+        return False
+    if version < MIN_KIND:
+        problems.append(
+            f"kind v{'.'.join(map(str, version))} is too old: kindmesh needs v{want} or newer "
+            "(the pinned node image is built for it)"
+        )
+        return False
+    return True
+
+
+def _check_inotify(host: Host, plan: StackPlan, problems: list[str]) -> None:
+    if len(plan.clusters) < 2 or not host.proc_sys.is_dir():
+        return  # one cluster is fine on defaults; non-Linux hosts have no /proc here
+    low = []
+    for key, want in INOTIFY.items():
+        try:
+            have = int((host.proc_sys / key).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if have < want:
+            low.append((key, have, want))
+    if low:
+        lines = " ".join(f"fs.inotify.{k}={w}" for k, _, w in low)
+        found = ", ".join(f"fs.inotify.{k} is {h}" for k, h, _ in low)
+        problems.append(
+            f"inotify limits too low for several kind clusters ({found}); run: sudo sysctl -w {lines} "
+            "(persist them in /etc/sysctl.d/99-kindmesh.conf)"
+        )
+
+
+def _inspect_networks(host: Host) -> list[dict[str, object]]:
+    ls = host.run(host.docker, "network", "ls", "--format", "{{.Name}}")
+    if ls is None or ls.returncode != 0:
+        return []
+    names = [n.strip() for n in ls.stdout.splitlines() if n.strip()]
+    if not names:
+        return []
+    proc = host.run(host.docker, "network", "inspect", *names)
+    if proc is None or proc.returncode != 0:
+        return []
+    try:
+        data = json.loads(proc.stdout or "[]")
+    except json.JSONDecodeError:
+        return []
+    return data if isinstance(data, list) else []
+
+
+def _check_networks(host: Host, plan: StackPlan, problems: list[str]) -> None:
+    ours = ipaddress.ip_network(plan.network.subnet)
+    for net in _inspect_networks(host):
+        name = str(net.get("Name", ""))
+        labels = net.get("Labels") or {}
+        owned = isinstance(labels, dict) and labels.get(STACK_LABEL) == plan.stack_label
+        if name == plan.network.name and not owned:
+            problems.append(
+                f"docker network {name!r} exists but is not this stack's (no label "
+                f"{STACK_LABEL}={plan.stack_label}); remove it or set kindmesh:network.name"
+            )
+            continue
+        if owned:
+            continue
+        ipam = net.get("IPAM") or {}
+        configs = ipam.get("Config") if isinstance(ipam, dict) else None
+        for cfg in configs or []:
+            subnet = cfg.get("Subnet") if isinstance(cfg, dict) else None
+            if not subnet:
+                continue
+            try:
+                theirs = ipaddress.ip_network(subnet, strict=False)
+            except ValueError:
+                continue
+            if theirs.version == 4 and theirs.overlaps(ours):
+                problems.append(
+                    f"kindmesh:network.subnet {ours} clashes with docker network {name!r} ({theirs}); "
+                    "pick a free subnet in Pulumi.<stack>.yaml"
+                )
+
+
+def _check_clusters(host: Host, plan: StackPlan, problems: list[str]) -> None:
+    proc = host.run(host.kind, "get", "clusters")
+    if proc is None or proc.returncode != 0:
+        return
+    existing = {line.strip() for line in proc.stdout.splitlines() if line.strip()}
+    for c in plan.clusters:
+        if c.kind_name not in existing:
+            continue
+        insp = host.run(
+            host.docker, "inspect", "--format", "{{json .NetworkSettings.Networks}}", c.control_plane
+        )
+        networks: dict[str, object] = {}
+        if insp is not None and insp.returncode == 0:
+            try:
+                networks = json.loads(insp.stdout or "{}") or {}
+            except json.JSONDecodeError:
+                networks = {}
+        if plan.network.name not in networks:
+            problems.append(
+                f"kind cluster {c.kind_name!r} (for cluster {c.name!r}) already exists and is not this "
+                f"stack's (its nodes are not on docker network {plan.network.name!r}); delete it with "
+                f"`kind delete cluster --name {c.kind_name}` or rename the cluster"
+            )
