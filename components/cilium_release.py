@@ -1,0 +1,113 @@
+"""CiliumRelease: Cilium installed by Helm into one cluster, ready for ClusterMesh.
+
+Helm's own ``--wait`` is not used: it also waits for every LoadBalancer Service to get
+an ingress IP, and the clustermesh-apiserver's IP comes from MetalLB, which cannot run
+before the CNI - a deadlock. Instead a rollout gate waits (watch-based, bounded) for
+the Cilium DaemonSets and Deployments to be ready; that gate is :attr:`ready`, the one
+dependency everything else in the cluster waits on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi.dynamic import Resource
+
+from components.gate_provider import RolloutGateProvider
+from stacks.config import CILIUM_CHART_REPO
+from stacks.planner import ClusterPlan, StackPlan
+from stacks.render import CILIUM_NAMESPACE, cilium_values, cilium_workloads, hubble_ui_url
+
+RELEASE_TIMEOUT = 900
+ROLLOUT_TIMEOUT = 900
+
+
+def _revision(status: Any) -> Any:
+    if isinstance(status, dict):
+        return status.get("revision")
+    return getattr(status, "revision", None)
+
+
+class RolloutGate(Resource):
+    attempts: pulumi.Output[int]
+
+    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
+        super().__init__(RolloutGateProvider(), name, {**props, "attempts": None}, opts)
+
+
+class CiliumRelease(pulumi.ComponentResource):
+    """The Cilium Helm release of one cluster plus its rollout gate."""
+
+    release: k8s.helm.v3.Release
+    ready: RolloutGate
+    status: pulumi.Output[Any]
+    hubble_ui_url: pulumi.Output[str | None]
+    mesh_endpoint: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        plan: StackPlan,
+        cluster: ClusterPlan,
+        *,
+        provider: pulumi.ProviderResource,
+        kind_cluster: pulumi.Resource,
+        kubeconfig: pulumi.Input[str],
+        ca_cert_b64: pulumi.Input[str],
+        ca_key_b64: pulumi.Input[str],
+        peers: pulumi.Input[list[dict[str, Any]]],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("kindmesh:index:CiliumRelease", name, None, opts)
+        def render(args: list[Any]) -> dict[str, Any]:
+            return cilium_values(plan, cluster, args[0], (args[1], args[2]))
+
+        # The CA inputs are secret outputs, so the values (and the release inputs) are too.
+        values: pulumi.Output[dict[str, Any]] = pulumi.Output.all(peers, ca_cert_b64, ca_key_b64).apply(render)
+        self.release = k8s.helm.v3.Release(
+            f"{name}-cilium",
+            k8s.helm.v3.ReleaseArgs(
+                name="cilium",
+                chart="cilium",
+                version=plan.config.cilium.version,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CILIUM_CHART_REPO),
+                namespace=CILIUM_NAMESPACE,
+                values=values,
+                timeout=RELEASE_TIMEOUT,
+                # see the module docstring: readiness is the rollout gate below
+                skip_await=True,
+                atomic=False,
+                max_history=5,
+            ),
+            pulumi.ResourceOptions(
+                parent=self,
+                provider=provider,
+                depends_on=[kind_cluster],
+                deleted_with=kind_cluster,
+            ),
+        )
+        self.ready = RolloutGate(
+            f"{name}-cilium-rollout",
+            {
+                "name": "cilium",
+                "kubeconfig": kubeconfig,
+                "cluster": cluster.name,
+                "workloads": cilium_workloads(plan),
+                "revision": self.release.status.apply(_revision),
+                "timeout": ROLLOUT_TIMEOUT,
+            },
+            pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.release],
+                deleted_with=kind_cluster,
+                additional_secret_outputs=["kubeconfig"],
+            ),
+        )
+        self.status = self.release.status
+        self.hubble_ui_url = pulumi.Output.from_input(hubble_ui_url(cluster))
+        self.mesh_endpoint = pulumi.Output.from_input(f"{cluster.mesh_ip}:2379")
+        self.register_outputs(
+            {"status": self.status, "hubble_ui_url": self.hubble_ui_url, "mesh_endpoint": self.mesh_endpoint}
+        )

@@ -1,0 +1,125 @@
+"""MetalLBPool: MetalLB (L2) in one cluster with the pool the planner carved for it."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi.dynamic import Resource
+
+from components.gate_provider import MetalLBWebhookGateProvider
+from stacks.config import METALLB_CHART_REPO
+from stacks.planner import ClusterPlan, StackPlan
+from stacks.render import METALLB_NAMESPACE, ip_address_pool, l2_advertisement, metallb_values
+
+RELEASE_TIMEOUT = 600
+GATE_TIMEOUT = 300
+
+
+class PoolOverlapError(ValueError):
+    pass
+
+
+def check_pool_is_own(plan: StackPlan, cluster: ClusterPlan) -> None:
+    """Defensive: the cluster's pool overlaps no other pool and lies in the docker subnet."""
+    first, last = int(ipaddress.ip_address(cluster.pool_first)), int(ipaddress.ip_address(cluster.pool_last))
+    subnet = ipaddress.ip_network(plan.network.subnet)
+    if not (int(subnet.network_address) < first <= last < int(subnet.broadcast_address)):
+        raise PoolOverlapError(
+            f"MetalLB pool {cluster.pool} of cluster {cluster.name!r} is not inside the docker subnet {subnet}"
+        )
+    for other in plan.clusters:
+        if other.name == cluster.name:
+            continue
+        o_first = int(ipaddress.ip_address(other.pool_first))
+        o_last = int(ipaddress.ip_address(other.pool_last))
+        if first <= o_last and o_first <= last:
+            raise PoolOverlapError(
+                f"MetalLB pool {cluster.pool} of cluster {cluster.name!r} overlaps pool {other.pool} of "
+                f"cluster {other.name!r}; both clusters would answer ARP for the same IPs"
+            )
+
+
+class MetalLBWebhookGate(Resource):
+    attempts: pulumi.Output[int]
+
+    def __init__(self, name: str, props: dict[str, object], opts: pulumi.ResourceOptions | None = None):
+        super().__init__(MetalLBWebhookGateProvider(), name, {**props, "attempts": None}, opts)
+
+
+class MetalLBPool(pulumi.ComponentResource):
+    """MetalLB release -> webhook gate -> IPAddressPool -> L2Advertisement."""
+
+    def __init__(
+        self,
+        name: str,
+        plan: StackPlan,
+        cluster: ClusterPlan,
+        *,
+        provider: pulumi.ProviderResource,
+        kind_cluster: pulumi.Resource,
+        kubeconfig: pulumi.Input[str],
+        after: pulumi.Resource,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("kindmesh:index:MetalLBPool", name, None, opts)
+        check_pool_is_own(plan, cluster)
+
+        def k8s_opts(*depends: pulumi.Resource) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(
+                parent=self, provider=provider, depends_on=list(depends), deleted_with=kind_cluster
+            )
+
+        self.release = k8s.helm.v3.Release(
+            f"{name}-metallb",
+            k8s.helm.v3.ReleaseArgs(
+                name="metallb",
+                chart="metallb",
+                version=plan.config.metallb.version,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=METALLB_CHART_REPO),
+                namespace=METALLB_NAMESPACE,
+                create_namespace=True,
+                values=metallb_values(plan, cluster),
+                timeout=RELEASE_TIMEOUT,
+                skip_await=False,
+                max_history=5,
+            ),
+            k8s_opts(after),
+        )
+        pool = ip_address_pool(plan, cluster)
+        self.gate = MetalLBWebhookGate(
+            f"{name}-metallb-webhook",
+            {
+                "kubeconfig": kubeconfig,
+                "cluster": cluster.name,
+                "pool": pool,
+                "chart_version": plan.config.metallb.version,
+                "timeout": GATE_TIMEOUT,
+            },
+            pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.release],
+                deleted_with=kind_cluster,
+                additional_secret_outputs=["kubeconfig"],
+            ),
+        )
+        self.pool = k8s.apiextensions.CustomResource(
+            f"{name}-pool",
+            api_version=pool["apiVersion"],
+            kind=pool["kind"],
+            metadata=pool["metadata"],
+            spec=pool["spec"],
+            opts=k8s_opts(self.gate),
+        )
+        adv = l2_advertisement(plan, cluster)
+        self.advertisement = k8s.apiextensions.CustomResource(
+            f"{name}-l2",
+            api_version=adv["apiVersion"],
+            kind=adv["kind"],
+            metadata=adv["metadata"],
+            spec=adv["spec"],
+            opts=k8s_opts(self.pool),
+        )
+        self.pool_range = pulumi.Output.from_input(cluster.pool)
+        self.register_outputs({"pool": self.pool_range})

@@ -1,0 +1,165 @@
+"""The stack graph: plan -> components, wired.
+
+    docker provider -> docker network -> (host images) -> KindCluster xN (in parallel)
+      -> Kubernetes provider per cluster -> CiliumRelease (+ rollout gate)
+      -> MetalLBPool (release -> webhook gate -> pool -> L2 advertisement)
+      -> MeshDemo (optional)
+    MeshCA and MeshConnection feed every CiliumRelease.
+
+Clusters never wait on each other: every peer's mesh IP is known at plan time, so the
+longest chain of slow steps is the same for 2 clusters or 64.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_kubernetes as k8s
+
+from components.cilium_release import CiliumRelease
+from components.kind_cluster import HostImages, KindCluster
+from components.mesh_ca import MeshCA
+from components.mesh_connection import MeshConnection
+from components.metallb_pool import MetalLBPool
+from stacks.config import ConfigError
+from stacks.planner import StackPlan, load_plan
+from stacks.render import STACK_LABEL, cluster_table, mermaid
+
+
+@dataclass
+class ClusterParts:
+    kind: KindCluster
+    provider: k8s.Provider
+    cilium: CiliumRelease
+    metallb: MetalLBPool
+    demo: Any = None
+
+
+@dataclass
+class Stack:
+    plan: StackPlan
+    network: docker.Network
+    ca: MeshCA
+    mesh: MeshConnection
+    images: HostImages | None
+    clusters: dict[str, ClusterParts] = field(default_factory=dict)
+
+
+def read_raw_config() -> dict[str, Any]:
+    """Every ``kindmesh:`` key of the running stack, JSON values decoded."""
+    from pulumi.runtime import config as rconfig
+
+    merged: dict[str, Any] = dict(rconfig.get_config_env())
+    merged.update(rconfig.CONFIG.get())
+    raw: dict[str, Any] = {}
+    for key, value in merged.items():
+        ns, _, rest = key.partition(":")
+        if ns != "kindmesh":
+            continue
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
+        raw[rest] = value
+    return raw
+
+
+def plan_from_pulumi(raw: Mapping[str, Any] | None = None) -> StackPlan:
+    """Plan the running stack; a bad config becomes a clean RunError (no traceback)."""
+    try:
+        return load_plan(
+            raw if raw is not None else read_raw_config(),
+            stack=pulumi.get_stack(),
+            project=pulumi.get_project(),
+        )
+    except ConfigError as err:
+        raise pulumi.RunError(str(err)) from None
+
+
+def build(plan: StackPlan, *, preflight: Callable[[StackPlan], None] | None = None) -> Stack:
+    """Register the whole stack graph for ``plan``; returns the parts (for tests/outputs)."""
+    if preflight is not None:
+        try:
+            preflight(plan)
+        except RuntimeError as err:
+            raise pulumi.RunError(str(err)) from None
+
+    docker_provider = docker.Provider("docker")
+    network = docker.Network(
+        "network",
+        name=plan.network.name,
+        driver="bridge",
+        ipam_configs=[
+            docker.NetworkIpamConfigArgs(
+                subnet=plan.network.subnet,
+                gateway=plan.network.gateway,
+                ip_range=plan.network.node_range,
+            )
+        ],
+        options={"com.docker.network.bridge.enable_ip_masquerade": "true"},
+        labels=[docker.NetworkLabelArgs(label=STACK_LABEL, value=plan.stack_label)],
+        opts=pulumi.ResourceOptions(provider=docker_provider),
+    )
+    images = None
+    if plan.config.kind.prepull and plan.images:
+        images = HostImages("host-images", list(plan.images))
+    ca = MeshCA("mesh-ca", common_name=f"kindmesh {plan.stack} ClusterMesh CA")
+    mesh = MeshConnection("mesh", plan)
+    stack = Stack(plan=plan, network=network, ca=ca, mesh=mesh, images=images)
+
+    for cluster in plan.clusters:
+        kind = KindCluster(cluster.name, plan, cluster, network=network, images=images)
+        provider = k8s.Provider(
+            f"{cluster.name}-k8s",
+            kubeconfig=kind.kubeconfig,
+            delete_unreachable=True,
+            opts=pulumi.ResourceOptions(parent=kind),
+        )
+        cilium = CiliumRelease(
+            cluster.name,
+            plan,
+            cluster,
+            provider=provider,
+            kind_cluster=kind.cluster,
+            kubeconfig=kind.kubeconfig,
+            ca_cert_b64=ca.cert_b64,
+            ca_key_b64=ca.key_b64,
+            peers=mesh.peers_for(cluster.name),
+        )
+        metallb = MetalLBPool(
+            cluster.name,
+            plan,
+            cluster,
+            provider=provider,
+            kind_cluster=kind.cluster,
+            kubeconfig=kind.kubeconfig,
+            after=cilium.ready,
+        )
+        stack.clusters[cluster.name] = ClusterParts(kind=kind, provider=provider, cilium=cilium, metallb=metallb)
+    return stack
+
+
+def export(stack: Stack) -> None:
+    plan = stack.plan
+    pulumi.export("network", {"name": plan.network.name, "subnet": plan.network.subnet,
+                              "nodeRange": plan.network.node_range})
+    pulumi.export("clusters", cluster_table(plan))
+    pulumi.export("contexts", {name: parts.kind.context for name, parts in stack.clusters.items()})
+    pulumi.export(
+        "kubeconfigs",
+        pulumi.Output.secret(
+            pulumi.Output.all(**{name: parts.kind.kubeconfig for name, parts in stack.clusters.items()})
+        ),
+    )
+    pulumi.export("mesh", {"topology": plan.topology, "links": [str(link) for link in plan.links]})
+    pulumi.export("meshPeers", stack.mesh.peers)
+    pulumi.export("meshEndpoints", stack.mesh.endpoints)
+    pulumi.export("meshSummary", stack.mesh.summaries)
+    pulumi.export("hubbleUi", {c.name: stack.clusters[c.name].cilium.hubble_ui_url for c in plan.clusters})
+    pulumi.export("mermaid", mermaid(plan))
+    pulumi.export("caCertificate", stack.ca.cert_pem)

@@ -1,0 +1,93 @@
+"""KindCluster: rendered kind configs and the component under Pulumi mocks."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from stacks.planner import load_plan
+from stacks.render import kind_config, kind_config_yaml
+from tests.helpers import STACKS, stack_raw
+from tests.mocks import DYNAMIC, evaluate
+
+# Fields of kind's v1alpha4 API (kind decodes strictly: any other key fails).
+CLUSTER_KEYS = {"kind", "apiVersion", "name", "nodes", "networking", "featureGates", "runtimeConfig",
+                "kubeadmConfigPatches", "kubeadmConfigPatchesJSON6902", "containerdConfigPatches",
+                "containerdConfigPatchesJSON6902"}
+NETWORKING_KEYS = {"ipFamily", "apiServerPort", "apiServerAddress", "podSubnet", "serviceSubnet",
+                   "disableDefaultCNI", "kubeProxyMode", "dnsSearch"}
+NODE_KEYS = {"role", "image", "labels", "extraMounts", "extraPortMappings", "kubeadmConfigPatches",
+             "kubeadmConfigPatchesJSON6902"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_kind_configs_use_only_v1alpha4_keys(stack):
+    plan = load_plan(stack_raw(stack), stack=stack)
+    for c in plan.clusters:
+        cfg = yaml.safe_load(kind_config_yaml(plan, c))
+        assert cfg["apiVersion"] == "kind.x-k8s.io/v1alpha4" and cfg["kind"] == "Cluster"
+        assert set(cfg) <= CLUSTER_KEYS
+        assert set(cfg["networking"]) <= NETWORKING_KEYS
+        for node in cfg["nodes"]:
+            assert set(node) <= NODE_KEYS
+        net = cfg["networking"]
+        assert net["disableDefaultCNI"] is True and net["kubeProxyMode"] == "none"
+        assert (net["podSubnet"], net["serviceSubnet"]) == (c.pod_subnet, c.service_subnet)
+        roles = [n["role"] for n in cfg["nodes"]]
+        assert roles == ["control-plane"] + ["worker"] * c.workers
+        assert all("@sha256:" in n["image"] for n in cfg["nodes"])
+        assert cfg["name"] == c.kind_name
+
+
+def test_dev_kind_configs_are_byte_stable():
+    a = load_plan(stack_raw("dev"), stack="dev")
+    b = load_plan(stack_raw("dev"), stack="dev")
+    for ca, cb in zip(a.clusters, b.clusters, strict=True):
+        assert kind_config_yaml(a, ca) == kind_config_yaml(b, cb)
+    assert kind_config(a, a.clusters[0]) != kind_config(a, a.clusters[1])
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return evaluate(stack_raw("dev"), "dev")
+
+
+def test_kind_cluster_inputs_and_outputs(dev):
+    us = dev.named("us-kind")
+    assert us.type == DYNAMIC
+    assert us.inputs["name"] == "km-dev-us" and us.inputs["network"] == "kindmesh-dev"
+    assert us.inputs["pod_subnet"] == "10.1.0.0/17"
+    assert yaml.safe_load(us.inputs["config"])["networking"]["podSubnet"] == "10.1.0.0/17"
+    assert "quay.io/cilium/cilium:v1.19.6" in us.inputs["images"]
+    assert "kubeconfig" in us.additional_secret_outputs
+    assert us.delete_before_replace
+    assert dev.by_urn(us.parent).type == "kindmesh:index:KindCluster"
+    assert dev.outputs["kubeconfigs"]["us"].startswith("apiVersion: v1")
+
+
+def test_kubeconfig_is_secret_everywhere_it_flows(dev):
+    for name in ("us-k8s", "eu-k8s"):
+        assert "kubeconfig" in dev.named(name).secret_inputs
+    for r in dev.resources:
+        if r.type == DYNAMIC and "kubeconfig" in r.inputs:
+            assert "kubeconfig" in r.secret_inputs, r.name
+    assert "kubeconfigs" in dev.secret_stack_outputs
+
+
+def test_network_is_created_before_clusters_with_explicit_docker_provider(dev):
+    net = dev.named("network")
+    provider = dev.named("docker")
+    assert provider.type == "pulumi:providers:docker"
+    assert net.provider.startswith(provider.urn)
+    assert net.inputs["name"] == "kindmesh-dev"
+    ipam = net.inputs["ipamConfigs"][0]
+    assert ipam == {"subnet": "172.30.0.0/16", "gateway": "172.30.0.1", "ipRange": "172.30.0.0/17"}
+    assert {"label": "kindmesh.io/stack", "value": "kindmesh.dev"} in net.inputs["labels"]
+    for c in ("us-kind", "eu-kind"):
+        assert net.urn in dev.named(c).dependencies
+        assert dev.named("host-images").urn in dev.named(c).dependencies
+
+
+def test_clusters_do_not_depend_on_each_other(dev):
+    us, eu = dev.named("us-kind"), dev.named("eu-kind")
+    assert not dev.depends_on(us, eu) and not dev.depends_on(eu, us)
