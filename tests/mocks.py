@@ -44,6 +44,19 @@ class Registered:
     inputs: dict[str, Any]
 
 
+def _plain(value: Any) -> Any:
+    """Unwrap secret envelopes and turn protobuf's whole floats back into ints."""
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            return _plain(value.get("value"))
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _has_secret(value: Any) -> bool:
     if isinstance(value, dict):
         if value.get(SIG_KEY) == SECRET_SIG:
@@ -104,7 +117,7 @@ class Recorder(pmocks.MockMonitor):
                     secret_inputs={k for k, v in raw.items() if _has_secret(v)},
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     delete_before_replace=bool(request.deleteBeforeReplace),
-                    inputs=inputs,
+                    inputs=_plain(inputs),
                 )
             )
         return response

@@ -1,0 +1,100 @@
+"""MetalLBPool: chart values, CRD-valid pool/advertisement, order, defensive pool check."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+
+import pytest
+
+from components.metallb_pool import PoolOverlapError, check_pool_is_own
+from stacks.planner import load_plan
+from stacks.render import ip_address_pool, l2_advertisement, metallb_values
+from tests.helpers import STACKS, stack_raw
+from tests.mocks import DYNAMIC, evaluate
+from tests.upstream import crd_errors, schema_errors, unknown_key_paths
+
+CHART = "metallb-0.15.3"
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return evaluate(stack_raw("dev"), "dev")
+
+
+def test_release_chart_version_repo_and_values(dev):
+    for c in dev.plan.clusters:
+        r = dev.named(f"{c.name}-metallb")
+        assert r.type == "kubernetes:helm.sh/v3:Release"
+        assert (r.inputs["chart"], r.inputs["version"]) == ("metallb", "0.15.3")
+        assert r.inputs["repositoryOpts"] == {"repo": "https://metallb.github.io/metallb"}
+        assert r.inputs["namespace"] == "metallb-system" and r.inputs["createNamespace"] is True
+        assert r.inputs["values"]["speaker"]["frr"]["enabled"] is False
+        assert schema_errors(r.inputs["values"], CHART) == []
+        assert unknown_key_paths(r.inputs["values"], CHART) == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_pool_and_advertisement_validate_against_crds(stack):
+    plan = load_plan(stack_raw(stack), stack=stack)
+    for c in plan.clusters:
+        pool = ip_address_pool(plan, c)
+        adv = l2_advertisement(plan, c)
+        assert crd_errors(pool, "metallb-0.15.3/crd-ipaddresspools.yaml") == []
+        assert crd_errors(adv, "metallb-0.15.3/crd-l2advertisements.yaml") == []
+        assert adv["spec"]["ipAddressPools"] == [pool["metadata"]["name"]]
+        assert schema_errors(metallb_values(plan, c), CHART) == []
+
+
+def test_crd_check_is_not_toothless():
+    plan = load_plan(stack_raw("dev"), stack="dev")
+    pool = ip_address_pool(plan, plan.clusters[0])
+    pool["spec"]["addresses"] = "172.30.255.239-172.30.255.254"  # must be a list
+    assert crd_errors(pool, "metallb-0.15.3/crd-ipaddresspools.yaml")
+
+
+def test_pool_holds_exactly_the_planned_range_and_the_mesh_ip(dev):
+    for c in dev.plan.clusters:
+        pool = dev.named(f"{c.name}-pool")
+        assert pool.type == "kubernetes:metallb.io/v1beta1:IPAddressPool"
+        (rng,) = pool.inputs["spec"]["addresses"]
+        first, last = (ipaddress.ip_address(x) for x in rng.split("-"))
+        assert rng == c.pool
+        assert first <= ipaddress.ip_address(c.mesh_ip) <= last
+        assert pool.inputs["metadata"]["namespace"] == "metallb-system"
+
+
+def test_order_cilium_metallb_gate_pool_advertisement(dev):
+    for c in dev.plan.clusters:
+        cilium = dev.named(f"{c.name}-cilium-rollout")
+        release = dev.named(f"{c.name}-metallb")
+        gate = dev.named(f"{c.name}-metallb-webhook")
+        pool = dev.named(f"{c.name}-pool")
+        adv = dev.named(f"{c.name}-l2")
+        assert cilium.urn in release.dependencies
+        assert release.urn in gate.dependencies and gate.type == DYNAMIC
+        assert gate.urn in pool.dependencies
+        assert pool.urn in adv.dependencies
+        assert not dev.depends_on(release, pool)
+        kind = dev.named(f"{c.name}-kind")
+        provider = dev.named(f"{c.name}-k8s")
+        for r in (release, pool, adv):
+            assert r.provider.startswith(provider.urn)
+            assert r.deleted_with == kind.urn
+        assert gate.deleted_with == kind.urn
+        assert gate.inputs["pool"]["spec"]["addresses"] == [c.pool]
+        assert "kubeconfig" in gate.secret_inputs
+
+
+def test_defensive_overlap_check_names_both_clusters():
+    plan = load_plan(stack_raw("trio"), stack="trio")
+    us, eu = plan.cluster("us"), plan.cluster("eu")
+    bad = dataclasses.replace(eu, pool_first=us.pool_first, pool_last=us.pool_last)
+    broken = dataclasses.replace(plan, clusters=(us, bad, plan.cluster("ap")))
+    with pytest.raises(PoolOverlapError, match="'us'.*overlaps.*'eu'"):
+        check_pool_is_own(broken, us)
+    outside = dataclasses.replace(us, pool_first="10.0.0.1", pool_last="10.0.0.9")
+    with pytest.raises(PoolOverlapError, match="not inside the docker subnet"):
+        check_pool_is_own(plan, outside)
+    for c in plan.clusters:
+        check_pool_is_own(plan, c)
