@@ -26,8 +26,10 @@ from components.cilium_release import CiliumRelease
 from components.kind_cluster import HostImages, KindCluster
 from components.mesh_ca import MeshCA
 from components.mesh_connection import MeshConnection
+from components.mesh_demo import MeshDemo
 from components.metallb_pool import MetalLBPool
 from stacks.config import ConfigError
+from stacks.demo import verification_spec
 from stacks.planner import StackPlan, load_plan
 from stacks.render import STACK_LABEL, cluster_table, mermaid
 
@@ -140,7 +142,11 @@ def build(plan: StackPlan, *, preflight: Callable[[StackPlan], None] | None = No
             kubeconfig=kind.kubeconfig,
             after=cilium.ready,
         )
-        stack.clusters[cluster.name] = ClusterParts(kind=kind, provider=provider, cilium=cilium, metallb=metallb)
+        parts = ClusterParts(kind=kind, provider=provider, cilium=cilium, metallb=metallb)
+        if plan.config.demo.enabled:
+            parts.demo = MeshDemo(cluster.name, plan, cluster, provider=provider,
+                                  kind_cluster=kind.cluster, after=cilium.ready)
+        stack.clusters[cluster.name] = parts
     return stack
 
 
@@ -163,3 +169,4 @@ def export(stack: Stack) -> None:
     pulumi.export("hubbleUi", {c.name: stack.clusters[c.name].cilium.hubble_ui_url for c in plan.clusters})
     pulumi.export("mermaid", mermaid(plan))
     pulumi.export("caCertificate", stack.ca.cert_pem)
+    pulumi.export("verification", verification_spec(plan))

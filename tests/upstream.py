@@ -71,6 +71,5 @@ def crd_errors(obj: dict[str, Any], crd_file: str) -> list[str]:
     version = obj["apiVersion"].split("/")[1]
     spec = next(v for v in crd["spec"]["versions"] if v["name"] == version)
     schema = spec["schema"]["openAPIV3Schema"]
-    body = {k: v for k, v in obj.items() if k != "metadata"}
     validator = jsonschema.Draft7Validator(schema)
-    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(body)]
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)]

@@ -1,0 +1,62 @@
+"""MeshDemo: the demo backend, clients, global Services and policies of one cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from stacks.demo import manifests
+from stacks.planner import ClusterPlan, StackPlan
+
+
+def _resource(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    kind = obj["kind"]
+    meta, spec = obj["metadata"], obj.get("spec")
+    if kind == "Namespace":
+        return k8s.core.v1.Namespace(name, metadata=meta, opts=opts)
+    if kind == "Deployment":  # pulumi-kubernetes awaits the rollout (ready replicas)
+        return k8s.apps.v1.Deployment(name, metadata=meta, spec=spec, opts=opts)
+    if kind == "Service":
+        return k8s.core.v1.Service(name, metadata=meta, spec=spec, opts=opts)
+    return k8s.apiextensions.CustomResource(
+        name, api_version=obj["apiVersion"], kind=kind, metadata=meta, spec=spec, opts=opts
+    )
+
+
+class MeshDemo(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        plan: StackPlan,
+        cluster: ClusterPlan,
+        *,
+        provider: pulumi.ProviderResource,
+        kind_cluster: pulumi.Resource,
+        after: pulumi.Resource,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("kindmesh:index:MeshDemo", name, None, opts)
+        objs = manifests(plan, cluster)
+        namespace_obj, rest = objs[0], objs[1:]
+        base = {"parent": self, "provider": provider, "deleted_with": kind_cluster}
+        self.namespace = _resource(f"{name}-demo-ns", namespace_obj,
+                                   pulumi.ResourceOptions(depends_on=[after], **base))
+        # Policies first, so no demo pod ever runs unprotected when policies are on.
+        ordered = sorted(rest, key=lambda o: o["kind"] != "CiliumNetworkPolicy")
+        policies = [
+            _resource(f"{name}-demo-{o['metadata']['name']}", o,
+                      pulumi.ResourceOptions(depends_on=[self.namespace], **base))
+            for o in ordered if o["kind"] == "CiliumNetworkPolicy"
+        ]
+        self.resources: list[pulumi.CustomResource] = [self.namespace, *policies]
+        for o in ordered:
+            if o["kind"] == "CiliumNetworkPolicy":
+                continue
+            suffix = o["metadata"]["name"] + ("-svc" if o["kind"] == "Service" else "")
+            self.resources.append(
+                _resource(f"{name}-demo-{suffix}", o,
+                          pulumi.ResourceOptions(depends_on=[self.namespace, *policies], **base))
+            )
+        self.register_outputs({})
