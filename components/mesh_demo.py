@@ -40,14 +40,17 @@ class MeshDemo(pulumi.ComponentResource):
         super().__init__("kindmesh:index:MeshDemo", name, None, opts)
         objs = manifests(plan, cluster)
         namespace_obj, rest = objs[0], objs[1:]
-        base = {"parent": self, "provider": provider, "deleted_with": kind_cluster}
-        self.namespace = _resource(f"{name}-demo-ns", namespace_obj,
-                                   pulumi.ResourceOptions(depends_on=[after], **base))
+
+        def opts(*depends: pulumi.Resource) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(
+                parent=self, provider=provider, deleted_with=kind_cluster, depends_on=list(depends)
+            )
+
+        self.namespace = _resource(f"{name}-demo-ns", namespace_obj, opts(after))
         # Policies first, so no demo pod ever runs unprotected when policies are on.
         ordered = sorted(rest, key=lambda o: o["kind"] != "CiliumNetworkPolicy")
         policies = [
-            _resource(f"{name}-demo-{o['metadata']['name']}", o,
-                      pulumi.ResourceOptions(depends_on=[self.namespace], **base))
+            _resource(f"{name}-demo-{o['metadata']['name']}", o, opts(self.namespace))
             for o in ordered if o["kind"] == "CiliumNetworkPolicy"
         ]
         self.resources: list[pulumi.CustomResource] = [self.namespace, *policies]
@@ -56,7 +59,6 @@ class MeshDemo(pulumi.ComponentResource):
                 continue
             suffix = o["metadata"]["name"] + ("-svc" if o["kind"] == "Service" else "")
             self.resources.append(
-                _resource(f"{name}-demo-{suffix}", o,
-                          pulumi.ResourceOptions(depends_on=[self.namespace, *policies], **base))
+                _resource(f"{name}-demo-{suffix}", o, opts(self.namespace, *policies))
             )
         self.register_outputs({})
