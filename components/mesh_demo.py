@@ -41,16 +41,16 @@ class MeshDemo(pulumi.ComponentResource):
         objs = manifests(plan, cluster)
         namespace_obj, rest = objs[0], objs[1:]
 
-        def opts(*depends: pulumi.Resource) -> pulumi.ResourceOptions:
+        def child_opts(*depends: pulumi.Resource) -> pulumi.ResourceOptions:
             return pulumi.ResourceOptions(
                 parent=self, provider=provider, deleted_with=kind_cluster, depends_on=list(depends)
             )
 
-        self.namespace = _resource(f"{name}-demo-ns", namespace_obj, opts(after))
+        self.namespace = _resource(f"{name}-demo-ns", namespace_obj, child_opts(after))
         # Policies first, so no demo pod ever runs unprotected when policies are on.
         ordered = sorted(rest, key=lambda o: o["kind"] != "CiliumNetworkPolicy")
         policies = [
-            _resource(f"{name}-demo-{o['metadata']['name']}", o, opts(self.namespace))
+            _resource(f"{name}-demo-{o['metadata']['name']}", o, child_opts(self.namespace))
             for o in ordered if o["kind"] == "CiliumNetworkPolicy"
         ]
         self.resources: list[pulumi.CustomResource] = [self.namespace, *policies]
@@ -59,6 +59,6 @@ class MeshDemo(pulumi.ComponentResource):
                 continue
             suffix = o["metadata"]["name"] + ("-svc" if o["kind"] == "Service" else "")
             self.resources.append(
-                _resource(f"{name}-demo-{suffix}", o, opts(self.namespace, *policies))
+                _resource(f"{name}-demo-{suffix}", o, child_opts(self.namespace, *policies))
             )
         self.register_outputs({})
