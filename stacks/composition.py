@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 
@@ -32,6 +36,8 @@ from stacks.config import ConfigError
 from stacks.demo import verification_spec
 from stacks.planner import StackPlan, load_plan
 from stacks.render import STACK_LABEL, cluster_table, mermaid
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -51,6 +57,7 @@ class Stack:
     mesh: MeshConnection
     images: HostImages | None
     clusters: dict[str, ClusterParts] = field(default_factory=dict)
+    verify: Any = None
 
 
 def read_raw_config() -> dict[str, Any]:
@@ -147,7 +154,39 @@ def build(plan: StackPlan, *, preflight: Callable[[StackPlan], None] | None = No
             parts.demo = MeshDemo(cluster.name, plan, cluster, provider=provider,
                                   kind_cluster=kind.cluster, after=cilium.ready)
         stack.clusters[cluster.name] = parts
+    if plan.config.verify.on_up:
+        stack.verify = verify_on_up(stack)
     return stack
+
+
+VERIFY_ENV = "KINDMESH_VERIFY_OUTPUTS"
+
+
+def verify_on_up(stack: Stack) -> command.local.Command:
+    """Run the verification as the last step of `pulumi up` (opt-in: verify.onUp)."""
+    plan = stack.plan
+    last: list[pulumi.Resource] = []
+    for parts in stack.clusters.values():
+        last += [parts.metallb.advertisement, parts.cilium.ready]
+        if parts.demo is not None:
+            last += parts.demo.resources
+    # The kubeconfigs are secret outputs, so the payload (and the command's state) is too.
+    payload: pulumi.Output[str] = pulumi.Output.all(
+        **{n: p.kind.kubeconfig for n, p in stack.clusters.items()}
+    ).apply(lambda kubeconfigs: json.dumps({"verification": verification_spec(plan), "kubeconfigs": kubeconfigs}))
+    return command.local.Command(
+        "verify",
+        create=f"{shlex.quote(sys.executable)} -m stacks.verify --outputs-env {VERIFY_ENV}",
+        update=f"{shlex.quote(sys.executable)} -m stacks.verify --outputs-env {VERIFY_ENV}",
+        dir=str(PROJECT_ROOT),
+        environment={VERIFY_ENV: payload},
+        triggers=[p.cilium.release.status.apply(_revision_of) for p in stack.clusters.values()],
+        opts=pulumi.ResourceOptions(depends_on=last),
+    )
+
+
+def _revision_of(status: Any) -> Any:
+    return status.get("revision") if isinstance(status, dict) else getattr(status, "revision", None)
 
 
 def export(stack: Stack) -> None:

@@ -147,3 +147,19 @@ def test_resource_count_is_linear_in_clusters():
     per = c3 - c2
     assert c5 - c3 == 2 * per
     assert per <= 24  # kind, provider, cilium + gate, metallb + gate + pool + l2, demo
+
+
+def test_verify_on_up_runs_last_with_secret_kubeconfigs():
+    raw = dict(stack_raw("dev"), verify={"onUp": True})
+    rec = evaluate(raw, "dev")
+    cmd = rec.named("verify")
+    assert cmd.type == "command:local:Command"
+    assert "-m stacks.verify --outputs-env KINDMESH_VERIFY_OUTPUTS" in cmd.inputs["create"]
+    assert "environment" in cmd.secret_inputs
+    payload = __import__("json").loads(cmd.inputs["environment"]["KINDMESH_VERIFY_OUTPUTS"])
+    assert set(payload["kubeconfigs"]) == {"us", "eu"}
+    assert payload["verification"]["clusters"][0]["expect"]["echo-global"] == ["eu", "us"]
+    for c in rec.plan.clusters:
+        assert rec.depends_on(cmd, rec.named(f"{c.name}-l2"))
+        assert rec.depends_on(cmd, rec.named(f"{c.name}-demo-echo"))
+    assert not [r for r in evaluate(stack_raw("dev"), "dev").resources if r.name == "verify"]

@@ -1,0 +1,316 @@
+"""Verify a live kindmesh stack with kubectl; pass or fail with a readable table.
+
+    python -m stacks.verify --stack dev          (what `make verify` runs)
+
+Reads the stack's outputs (``verification`` spec and the secret ``kubeconfigs``) with
+``pulumi stack output``, then, per cluster:
+
+1. mesh: every Cilium agent reports exactly the expected remote clusters, all ready
+   (``cilium-dbg status -o json`` -> ``cluster-mesh.clusters[].{name,ready}``);
+2. global: N requests from the demo client to ``echo-global`` reach backends in every
+   meshed cluster (counts per cluster);
+3. affinity: ``echo`` with ``affinity: local`` stays local; with the local backend
+   scaled to 0 it fails over to the peers; restored, it is local again (the stack is
+   left as found); ``affinity: remote`` goes to peers;
+4. policy (when on): the intruder's requests are dropped while the client's pass,
+   across clusters (check 2 under the policies).
+
+Waits are bounded and condition-based (``kubectl wait``/``rollout status``, or the
+probe itself repeated until its deadline); nothing sleeps a fixed time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPLY_PREFIX = "kindmesh-demo cluster="
+FAILED = "CURL_FAILED"
+
+Runner = Callable[[str, list[str], float], "Result"]
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str = ""
+
+
+@dataclass
+class Check:
+    cluster: str
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Options:
+    requests: int = 20
+    mesh_timeout: float = 300.0
+    converge_rounds: int = 10
+    clock: Callable[[], float] = time.monotonic
+    log: Callable[[str], None] = field(default=lambda _msg: None)
+
+
+# ----------------------------------------------------------------------------- parsing
+def parse_mesh_status(text: str) -> dict[str, bool]:
+    """``cilium-dbg status -o json`` -> {remote cluster name: ready}."""
+    data = json.loads(text or "{}")
+    mesh = data.get("cluster-mesh") or {}
+    return {c["name"]: bool(c.get("ready")) for c in mesh.get("clusters") or [] if c.get("name")}
+
+
+def parse_replies(text: str) -> tuple[Counter[str], int]:
+    """Lines of a request batch -> (replies per cluster, failed requests)."""
+    counts: Counter[str] = Counter()
+    failed = 0
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith(FAILED):
+            failed += 1
+        elif line.startswith(REPLY_PREFIX):
+            counts[line[len(REPLY_PREFIX):].split()[0]] += 1
+        else:
+            failed += 1  # anything else is not our backend answering
+    return counts, failed
+
+
+def batch_script(url: str, n: int) -> str:
+    return (
+        f"i=0; while [ $i -lt {n} ]; do "
+        f"curl -s -m 3 {url} || echo {FAILED} rc=$?; echo; i=$((i+1)); done"
+    )
+
+
+# ----------------------------------------------------------------------------- judging
+def judge_mesh(expected: list[str], agents: dict[str, dict[str, bool]]) -> tuple[bool, str]:
+    if not agents:
+        return False, "no Cilium agent pods found"
+    want = set(expected)
+    problems = []
+    for pod, seen in sorted(agents.items()):
+        missing = want - set(seen)
+        extra = set(seen) - want
+        not_ready = sorted(n for n, ready in seen.items() if n in want and not ready)
+        if missing or extra or not_ready:
+            parts = []
+            if missing:
+                parts.append(f"missing {', '.join(sorted(missing))}")
+            if extra:
+                parts.append(f"unexpected {', '.join(sorted(extra))}")
+            if not_ready:
+                parts.append(f"not ready {', '.join(not_ready)}")
+            problems.append(f"{pod}: {'; '.join(parts)}")
+    if problems:
+        return False, " | ".join(problems)
+    names = ", ".join(sorted(want)) or "no remote clusters (none expected)"
+    return True, f"{names} ready on {len(agents)}/{len(agents)} agents"
+
+
+def judge_spread(counts: Counter[str], failed: int, expected: list[str], *, all_required: bool) -> tuple[bool, str]:
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no replies"
+    detail = f"{shown}; failed={failed}; expected {'all of' if all_required else 'only'} {', '.join(expected)}"
+    if failed:
+        return False, detail
+    if set(counts) - set(expected):
+        return False, detail
+    if all_required and set(expected) - set(counts):
+        return False, detail
+    return bool(counts), detail
+
+
+# ----------------------------------------------------------------------------- kubectl
+class Kubectl:
+    """kubectl against one cluster's kubeconfig (written to a private temp file)."""
+
+    def __init__(self, kubeconfigs: dict[str, str], binary: str | None = None):
+        self.binary = binary or os.environ.get("KINDMESH_KUBECTL", "kubectl")
+        self._dir = tempfile.TemporaryDirectory(prefix="kindmesh-verify-")
+        self.paths: dict[str, str] = {}
+        for name, text in kubeconfigs.items():
+            path = Path(self._dir.name) / f"{name}.kubeconfig"
+            path.write_text(text)
+            path.chmod(0o600)
+            self.paths[name] = str(path)
+
+    def __call__(self, cluster: str, args: list[str], timeout: float) -> Result:
+        cmd = [self.binary, "--kubeconfig", self.paths[cluster], "--request-timeout=30s", *args]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            return Result(124, "", f"timed out after {timeout:.0f}s: {' '.join(args[:6])}")
+        except FileNotFoundError:
+            return Result(127, "", f"{self.binary} not found: install kubectl")
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def close(self) -> None:
+        self._dir.cleanup()
+
+
+# ----------------------------------------------------------------------------- checks
+def _batch(run: Runner, cluster: str, ns: str, source: str, service: str, n: int) -> tuple[Counter[str], int, str]:
+    url = f"http://{service}.{ns}.svc.cluster.local/"
+    res = run(cluster, ["-n", ns, "exec", f"deploy/{source}", "--", "sh", "-c", batch_script(url, n)], 60 + 4 * n)
+    if res.rc != 0 and not res.out:
+        return Counter(), n, res.err.strip()
+    counts, failed = parse_replies(res.out)
+    return counts, failed, ""
+
+
+def check_mesh(run: Runner, c: dict[str, Any], opts: Options) -> Check:
+    deadline = opts.clock() + opts.mesh_timeout
+    detail = ""
+    while True:
+        pods = run(c["name"], ["-n", "kube-system", "get", "pods", "-l", "k8s-app=cilium",
+                               "-o", "jsonpath={.items[*].metadata.name}"], 60)
+        agents: dict[str, dict[str, bool]] = {}
+        for pod in pods.out.split() if pods.rc == 0 else []:
+            res = run(c["name"], ["-n", "kube-system", "exec", pod, "-c", "cilium-agent", "--",
+                                  "cilium-dbg", "status", "-o", "json"], 60)
+            try:
+                agents[pod] = parse_mesh_status(res.out) if res.rc == 0 else {}
+            except ValueError:
+                agents[pod] = {}
+        ok, detail = judge_mesh(c["peers"], agents)
+        if ok or opts.clock() >= deadline:
+            return Check(c["name"], "mesh: remote clusters", ok, detail)
+        opts.log(f"{c['name']}: waiting for clustermesh ({detail})")
+
+
+def check_global(run: Runner, c: dict[str, Any], ns: str, opts: Options) -> Check:
+    expected = c["expect"]["echo-global"]
+    n = max(opts.requests, 10 * len(expected))  # enough that every cluster shows up
+    counts, failed, err = _batch(run, c["name"], ns, "client", "echo-global", n)
+    ok, detail = judge_spread(counts, failed, expected, all_required=True)
+    return Check(c["name"], f"global: {n} requests", ok, err or detail)
+
+
+def _converge(run: Runner, c: dict[str, Any], ns: str, expected: list[str], opts: Options,
+              all_required: bool) -> tuple[bool, str]:
+    detail = ""
+    for _ in range(opts.converge_rounds):
+        counts, failed, err = _batch(run, c["name"], ns, "client", "echo", opts.requests)
+        ok, detail = judge_spread(counts, failed, expected, all_required=all_required)
+        detail = err or detail
+        if ok:
+            return True, detail
+    return False, detail
+
+
+def check_affinity(run: Runner, c: dict[str, Any], ns: str, opts: Options) -> list[Check]:
+    name, affinity = c["name"], c["affinity"]
+    if affinity == "remote":
+        ok, detail = _converge(run, c, ns, c["expect"]["echo"], opts, all_required=False)
+        return [Check(name, "affinity remote: goes to peers", ok, detail)]
+    if affinity != "local":
+        return []
+    checks = []
+    ok, detail = _converge(run, c, ns, [name], opts, all_required=True)
+    checks.append(Check(name, "affinity local: stays local", ok, detail))
+    if not c["failover"]:
+        checks.append(Check(name, "affinity local: failover", True, "skipped: no peer shares its backends"))
+        return checks
+    scaled = run(name, ["-n", ns, "scale", "deploy/echo", "--replicas=0"], 60)
+    try:
+        if scaled.rc != 0:
+            checks.append(Check(name, "affinity local: failover", False, f"scale to 0 failed: {scaled.err.strip()}"))
+            return checks
+        run(name, ["-n", ns, "wait", "--for=delete", "pod", "-l", "app=echo", "--timeout=120s"], 150)
+        ok, detail = _converge(run, c, ns, c["failover"], opts, all_required=False)
+        checks.append(Check(name, "affinity local: fails over when local is 0", ok, detail))
+    finally:
+        run(name, ["-n", ns, "scale", "deploy/echo", "--replicas=1"], 60)
+        run(name, ["-n", ns, "rollout", "status", "deploy/echo", "--timeout=180s"], 200)
+    ok, detail = _converge(run, c, ns, [name], opts, all_required=True)
+    checks.append(Check(name, "affinity local: back to local when restored", ok, detail))
+    return checks
+
+
+def check_policy(run: Runner, c: dict[str, Any], ns: str, global_check: Check) -> list[Check]:
+    counts, failed, err = _batch(run, c["name"], ns, "intruder", "echo-global", 3)
+    dropped = failed == 3 and not counts
+    detail = "3/3 requests dropped" if dropped else f"intruder got replies: {dict(counts)} {err}".strip()
+    remote = [p for p in c["expect"]["echo-global"] if p != c["name"]]
+    allowed = Check(c["name"], "policy: allowed client passes (cross-cluster)", global_check.ok,
+                    f"client reached {', '.join(remote) or 'local only'}: {global_check.detail}")
+    return [Check(c["name"], "policy: intruder dropped", dropped, detail), allowed]
+
+
+def run_checks(spec: dict[str, Any], run: Runner, opts: Options | None = None) -> list[Check]:
+    opts = opts or Options()
+    ns = spec["namespace"]
+    checks: list[Check] = []
+    for c in spec["clusters"]:
+        checks.append(check_mesh(run, c, opts))
+    if not spec.get("demo"):
+        return checks
+    for c in spec["clusters"]:
+        glob = check_global(run, c, ns, opts)
+        checks.append(glob)
+        checks += check_affinity(run, c, ns, opts)
+        if spec.get("policy"):
+            checks += check_policy(run, c, ns, glob)
+    return checks
+
+
+def render(checks: list[Check]) -> str:
+    rows = [("CLUSTER", "CHECK", "RESULT", "DETAIL")] + [
+        (c.cluster, c.name, "PASS" if c.ok else "FAIL", c.detail) for c in checks
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}" for r in rows]
+    passed = sum(c.ok for c in checks)
+    lines.append(f"{passed} passed, {len(checks) - passed} failed")
+    return "\n".join(lines)
+
+
+def stack_outputs(stack: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        ["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", stack],
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"cannot read outputs of stack {stack!r}: {proc.stderr.strip()}")
+    return json.loads(proc.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Verify a live kindmesh stack")
+    parser.add_argument("--stack", default=os.environ.get("STACK", "dev"))
+    parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--outputs", help="read stack outputs from this JSON file instead of pulumi")
+    parser.add_argument("--outputs-env", help="read stack outputs (JSON) from this environment variable")
+    args = parser.parse_args(argv)
+    if args.outputs_env:
+        outputs = json.loads(os.environ[args.outputs_env])
+    elif args.outputs:
+        outputs = json.loads(Path(args.outputs).read_text())
+    else:
+        outputs = stack_outputs(args.stack)
+    spec, kubeconfigs = outputs["verification"], outputs["kubeconfigs"]
+    kubectl = Kubectl(kubeconfigs)
+    try:
+        checks = run_checks(spec, kubectl, Options(requests=args.requests,
+                                                   log=lambda m: print(m, file=sys.stderr)))
+    finally:
+        kubectl.close()
+    print(render(checks))
+    return 0 if checks and all(c.ok for c in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
