@@ -12,8 +12,9 @@ import pulumi_tls as tls
 CA_VALIDITY_HOURS = 24 * 365 * 10
 
 
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
+def _b64(text: str | None) -> str:
+    # None only when an engine (e.g. a test mock) reports no PEM; the values then omit the CA.
+    return base64.b64encode(text.encode()).decode() if text else ""
 
 
 class MeshCA(pulumi.ComponentResource):

@@ -113,7 +113,7 @@ def cilium_values(
         )
     if cfg.encryption == "wireguard":
         values["encryption"] = {"enabled": True, "type": "wireguard"}
-    if ca is not None:
+    if ca is not None and ca[0] and ca[1]:
         values["tls"] = {"ca": {"cert": ca[0], "key": ca[1]}}
     return values
 

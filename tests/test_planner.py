@@ -111,3 +111,13 @@ def test_plan_function_rejects_problems_found_only_when_planning():
     with pytest.raises(ConfigError) as err:
         plan(cfg, stack="dev")
     assert "kindmesh:clusters[0].podSubnet" in str(err.value)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_files_disable_default_kubernetes_and_docker_providers(stack):
+    import yaml
+
+    from tests.helpers import ROOT
+
+    config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    assert {"kubernetes", "docker"} <= set(config["pulumi:disable-default-providers"])

@@ -68,3 +68,27 @@ def test_preflight_failure_is_a_clean_run_error_and_creates_nothing(monkeypatch)
     with pytest.raises(pulumi.RunError, match="docker is not reachable"):
         run_program(stack_raw("dev"), monkeypatch, ["docker is not reachable: try docker info"], seen)
     assert seen["recorder"].registered == []
+
+
+def test_real_preflight_is_a_no_op_under_mocks(tmp_path, monkeypatch):
+    """A mocked engine creates nothing on this host, so the host checks do not run."""
+    from tests.fakes import FakeBin
+
+    fake = FakeBin(tmp_path, docker_down=True)
+    fake.activate(monkeypatch)
+    ROOT_RESOURCE.set(None)
+    mocks = Mocks()
+    recorder = Recorder(mocks)
+    pulumi.runtime.set_mocks(mocks, project="kindmesh", stack="dev", preview=False, monitor=recorder)
+    rconfig.set_all_config({f"kindmesh:{k}": json.dumps(v) for k, v in stack_raw("dev").items()})
+
+    @pulumi.runtime.test
+    def program():
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+    try:
+        program()
+    finally:
+        rconfig.set_all_config({})
+    assert fake.calls() == []
+    assert any(r.name == "us-kind" for r in recorder.registered)
