@@ -15,6 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi.dynamic import Resource
 
+from components.cluster_target import ClusterTarget, release_revision
 from components.gate_provider import RolloutGateProvider
 from stacks.config import CILIUM_CHART_REPO
 from stacks.planner import ClusterPlan, StackPlan
@@ -22,12 +23,6 @@ from stacks.render import CILIUM_NAMESPACE, cilium_values, cilium_workloads, hub
 
 RELEASE_TIMEOUT = 900
 ROLLOUT_TIMEOUT = 900
-
-
-def _revision(status: Any) -> Any:
-    if isinstance(status, dict):
-        return status.get("revision")
-    return getattr(status, "revision", None)
 
 
 class RolloutGate(Resource):
@@ -43,6 +38,7 @@ class CiliumRelease(pulumi.ComponentResource):
     release: k8s.helm.v3.Release
     ready: RolloutGate
     status: pulumi.Output[Any]
+    revision: pulumi.Output[Any]
     hubble_ui_url: pulumi.Output[str | None]
     mesh_endpoint: pulumi.Output[str]
 
@@ -52,9 +48,7 @@ class CiliumRelease(pulumi.ComponentResource):
         plan: StackPlan,
         cluster: ClusterPlan,
         *,
-        provider: pulumi.ProviderResource,
-        kind_cluster: pulumi.Resource,
-        kubeconfig: pulumi.Input[str],
+        target: ClusterTarget,
         ca_cert_b64: pulumi.Input[str],
         ca_key_b64: pulumi.Input[str],
         peers: pulumi.Input[list[dict[str, Any]]],
@@ -81,29 +75,20 @@ class CiliumRelease(pulumi.ComponentResource):
                 atomic=False,
                 max_history=5,
             ),
-            pulumi.ResourceOptions(
-                parent=self,
-                provider=provider,
-                depends_on=[kind_cluster],
-                deleted_with=kind_cluster,
-            ),
+            target.opts(self, target.kind_cluster),
         )
+        self.revision = self.release.status.apply(release_revision)
         self.ready = RolloutGate(
             f"{name}-cilium-rollout",
             {
                 "name": "cilium",
-                "kubeconfig": kubeconfig,
+                "kubeconfig": target.kubeconfig,
                 "cluster": cluster.name,
                 "workloads": cilium_workloads(plan),
-                "revision": self.release.status.apply(_revision),
+                "revision": self.revision,
                 "timeout": ROLLOUT_TIMEOUT,
             },
-            pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[self.release],
-                deleted_with=kind_cluster,
-                additional_secret_outputs=["kubeconfig"],
-            ),
+            target.gate_opts(self, self.release),
         )
         self.status = self.release.status
         self.hubble_ui_url = pulumi.Output.from_input(hubble_ui_url(cluster))

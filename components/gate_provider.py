@@ -1,7 +1,8 @@
 """Dynamic providers for readiness gates (run in the engine's provider process).
 
 Both gates wait on a condition through the Kubernetes API (watch + bounded backoff, no
-fixed sleeps) and fail with an error that names the cluster; see stacks/gates.py.
+fixed sleeps) and fail with an error that names the cluster; see stacks/gates.py. A gate
+is replaced - and so waits again - when what it guards changes.
 """
 
 from __future__ import annotations
@@ -10,33 +11,30 @@ from typing import Any
 
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from stacks.gates import wait_for_metallb_webhook, wait_for_rollouts
+from stacks.gates import GateResult, wait_for_metallb_webhook, wait_for_rollouts
 from stacks.kubeapi import KubeClient
 
 REPLACE_ON = ("kubeconfig", "cluster", "pool", "workloads", "revision")
 
 
-def _diff(olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-    replaces = [k for k in REPLACE_ON if k in news and olds.get(k) != news.get(k)]
-    changed = bool(replaces) or olds.get("timeout") != news.get("timeout")
-    return DiffResult(changes=changed, replaces=replaces)
+class _GateProvider(ResourceProvider):
+    suffix = "gate"
 
-
-class MetalLBWebhookGateProvider(ResourceProvider):
-    """Created once MetalLB's webhook admits the cluster's pool (server-side dry run)."""
+    def wait(self, client: KubeClient, props: dict[str, Any]) -> GateResult:
+        raise NotImplementedError
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         client = KubeClient(props["kubeconfig"])
         try:
-            result = wait_for_metallb_webhook(
-                client, props["cluster"], props["pool"], timeout=float(props.get("timeout") or 300)
-            )
+            result = self.wait(client, props)
         finally:
             client.close()
-        return CreateResult(id_=f"{props['cluster']}-metallb-webhook", outs={**props, "attempts": result.attempts})
+        return CreateResult(id_=f"{props['cluster']}-{self.suffix}", outs={**props, "attempts": result.attempts})
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        return _diff(olds, news)
+        replaces = [k for k in REPLACE_ON if k in news and olds.get(k) != news.get(k)]
+        changed = bool(replaces) or olds.get("timeout") != news.get("timeout")
+        return DiffResult(changes=changed, replaces=replaces)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(outs={**olds, **news})
@@ -45,27 +43,26 @@ class MetalLBWebhookGateProvider(ResourceProvider):
         return None
 
 
-class RolloutGateProvider(ResourceProvider):
+class MetalLBWebhookGateProvider(_GateProvider):
+    """Created once MetalLB's webhook admits the cluster's pool (server-side dry run)."""
+
+    suffix = "metallb-webhook"
+
+    def wait(self, client: KubeClient, props: dict[str, Any]) -> GateResult:
+        return wait_for_metallb_webhook(
+            client, props["cluster"], props["pool"], timeout=float(props.get("timeout") or 300)
+        )
+
+
+class RolloutGateProvider(_GateProvider):
     """Created once the listed DaemonSets/Deployments are rolled out and ready.
 
     Re-runs (replace) whenever the release it guards gets a new revision.
     """
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        client = KubeClient(props["kubeconfig"])
-        try:
-            result = wait_for_rollouts(
-                client, props["cluster"], list(props["workloads"]), timeout=float(props.get("timeout") or 900)
-            )
-        finally:
-            client.close()
-        return CreateResult(id_=f"{props['cluster']}-{props['name']}-rollout", outs={**props, "attempts": result.attempts})
+    suffix = "rollout"
 
-    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        return _diff(olds, news)
-
-    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs={**olds, **news})
-
-    def delete(self, id_: str, props: dict[str, Any]) -> None:
-        return None
+    def wait(self, client: KubeClient, props: dict[str, Any]) -> GateResult:
+        return wait_for_rollouts(
+            client, props["cluster"], list(props["workloads"]), timeout=float(props.get("timeout") or 900)
+        )

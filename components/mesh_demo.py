@@ -7,6 +7,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.cluster_target import ClusterTarget
+from components.metallb_pool import custom_resource
 from stacks.demo import manifests
 from stacks.planner import ClusterPlan, StackPlan
 
@@ -20,9 +22,7 @@ def _resource(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> p
         return k8s.apps.v1.Deployment(name, metadata=meta, spec=spec, opts=opts)
     if kind == "Service":
         return k8s.core.v1.Service(name, metadata=meta, spec=spec, opts=opts)
-    return k8s.apiextensions.CustomResource(
-        name, api_version=obj["apiVersion"], kind=kind, metadata=meta, spec=spec, opts=opts
-    )
+    return custom_resource(name, obj, opts)
 
 
 class MeshDemo(pulumi.ComponentResource):
@@ -32,8 +32,7 @@ class MeshDemo(pulumi.ComponentResource):
         plan: StackPlan,
         cluster: ClusterPlan,
         *,
-        provider: pulumi.ProviderResource,
-        kind_cluster: pulumi.Resource,
+        target: ClusterTarget,
         after: pulumi.Resource,
         opts: pulumi.ResourceOptions | None = None,
     ):
@@ -42,9 +41,7 @@ class MeshDemo(pulumi.ComponentResource):
         namespace_obj, rest = objs[0], objs[1:]
 
         def child_opts(*depends: pulumi.Resource) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions(
-                parent=self, provider=provider, deleted_with=kind_cluster, depends_on=list(depends)
-            )
+            return target.opts(self, *depends)
 
         self.namespace = _resource(f"{name}-demo-ns", namespace_obj, child_opts(after))
         # Policies first, so no demo pod ever runs unprotected when policies are on.

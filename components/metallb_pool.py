@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 from pulumi.dynamic import Resource
 
+from components.cluster_target import ClusterTarget
 from components.gate_provider import MetalLBWebhookGateProvider
 from stacks.config import METALLB_CHART_REPO
 from stacks.planner import ClusterPlan, StackPlan
@@ -15,6 +17,13 @@ from stacks.render import METALLB_NAMESPACE, ip_address_pool, l2_advertisement, 
 
 RELEASE_TIMEOUT = 600
 GATE_TIMEOUT = 300
+
+
+def custom_resource(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+    return k8s.apiextensions.CustomResource(
+        name, api_version=obj["apiVersion"], kind=obj["kind"], metadata=obj["metadata"],
+        spec=obj.get("spec"), opts=opts,
+    )
 
 
 class PoolOverlapError(ValueError):
@@ -57,19 +66,12 @@ class MetalLBPool(pulumi.ComponentResource):
         plan: StackPlan,
         cluster: ClusterPlan,
         *,
-        provider: pulumi.ProviderResource,
-        kind_cluster: pulumi.Resource,
-        kubeconfig: pulumi.Input[str],
+        target: ClusterTarget,
         after: pulumi.Resource,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("kindmesh:index:MetalLBPool", name, None, opts)
         check_pool_is_own(plan, cluster)
-
-        def k8s_opts(*depends: pulumi.Resource) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions(
-                parent=self, provider=provider, depends_on=list(depends), deleted_with=kind_cluster
-            )
 
         self.release = k8s.helm.v3.Release(
             f"{name}-metallb",
@@ -85,41 +87,22 @@ class MetalLBPool(pulumi.ComponentResource):
                 skip_await=False,
                 max_history=5,
             ),
-            k8s_opts(after),
+            target.opts(self, after),
         )
         pool = ip_address_pool(plan, cluster)
+        adv = l2_advertisement(plan, cluster)
         self.gate = MetalLBWebhookGate(
             f"{name}-metallb-webhook",
             {
-                "kubeconfig": kubeconfig,
+                "kubeconfig": target.kubeconfig,
                 "cluster": cluster.name,
                 "pool": pool,
                 "chart_version": plan.config.metallb.version,
                 "timeout": GATE_TIMEOUT,
             },
-            pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[self.release],
-                deleted_with=kind_cluster,
-                additional_secret_outputs=["kubeconfig"],
-            ),
+            target.gate_opts(self, self.release),
         )
-        self.pool = k8s.apiextensions.CustomResource(
-            f"{name}-pool",
-            api_version=pool["apiVersion"],
-            kind=pool["kind"],
-            metadata=pool["metadata"],
-            spec=pool["spec"],
-            opts=k8s_opts(self.gate),
-        )
-        adv = l2_advertisement(plan, cluster)
-        self.advertisement = k8s.apiextensions.CustomResource(
-            f"{name}-l2",
-            api_version=adv["apiVersion"],
-            kind=adv["kind"],
-            metadata=adv["metadata"],
-            spec=adv["spec"],
-            opts=k8s_opts(self.pool),
-        )
+        self.pool = custom_resource(f"{name}-pool", pool, target.opts(self, self.gate))
+        self.advertisement = custom_resource(f"{name}-l2", adv, target.opts(self, self.pool))
         self.pool_range = pulumi.Output.from_input(cluster.pool)
         self.register_outputs({"pool": self.pool_range})

@@ -27,6 +27,7 @@ import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 
 from components.cilium_release import CiliumRelease
+from components.cluster_target import ClusterTarget
 from components.kind_cluster import HostImages, KindCluster
 from components.mesh_ca import MeshCA
 from components.mesh_connection import MeshConnection
@@ -129,30 +130,20 @@ def build(plan: StackPlan, *, preflight: Callable[[StackPlan], None] | None = No
             delete_unreachable=True,
             opts=pulumi.ResourceOptions(parent=kind),
         )
+        target = ClusterTarget(provider=provider, kind_cluster=kind.cluster, kubeconfig=kind.kubeconfig)
         cilium = CiliumRelease(
             cluster.name,
             plan,
             cluster,
-            provider=provider,
-            kind_cluster=kind.cluster,
-            kubeconfig=kind.kubeconfig,
+            target=target,
             ca_cert_b64=ca.cert_b64,
             ca_key_b64=ca.key_b64,
             peers=mesh.peers_for(cluster.name),
         )
-        metallb = MetalLBPool(
-            cluster.name,
-            plan,
-            cluster,
-            provider=provider,
-            kind_cluster=kind.cluster,
-            kubeconfig=kind.kubeconfig,
-            after=cilium.ready,
-        )
+        metallb = MetalLBPool(cluster.name, plan, cluster, target=target, after=cilium.ready)
         parts = ClusterParts(kind=kind, provider=provider, cilium=cilium, metallb=metallb)
         if plan.config.demo.enabled:
-            parts.demo = MeshDemo(cluster.name, plan, cluster, provider=provider,
-                                  kind_cluster=kind.cluster, after=cilium.ready)
+            parts.demo = MeshDemo(cluster.name, plan, cluster, target=target, after=cilium.ready)
         stack.clusters[cluster.name] = parts
     if plan.config.verify.on_up:
         stack.verify = verify_on_up(stack)
@@ -180,13 +171,9 @@ def verify_on_up(stack: Stack) -> command.local.Command:
         update=f"{shlex.quote(sys.executable)} -m stacks.verify --outputs-env {VERIFY_ENV}",
         dir=str(PROJECT_ROOT),
         environment={VERIFY_ENV: payload},
-        triggers=[p.cilium.release.status.apply(_revision_of) for p in stack.clusters.values()],
+        triggers=[p.cilium.revision for p in stack.clusters.values()],
         opts=pulumi.ResourceOptions(depends_on=last),
     )
-
-
-def _revision_of(status: Any) -> Any:
-    return status.get("revision") if isinstance(status, dict) else getattr(status, "revision", None)
 
 
 def export(stack: Stack) -> None:

@@ -119,47 +119,33 @@ def policies(plan: StackPlan, cluster: ClusterPlan) -> list[dict[str, Any]]:
     clusters = allowed_clusters(plan, cluster)
     in_mesh = {"key": CLUSTER_LABEL, "operator": "In", "values": clusters}
     port = [{"ports": [{"port": str(ECHO_PORT), "protocol": "TCP"}]}]
-    meta = {"namespace": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "kindmesh-demo"}}
+    dns = {
+        "toEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "kube-system",
+                                         "k8s:k8s-app": "kube-dns"}}],
+        "toPorts": [{"ports": [{"port": "53", "protocol": "ANY"}], "rules": {"dns": [{"matchPattern": "*"}]}}],
+    }
     return [
-        {
-            "apiVersion": "cilium.io/v2",
-            "kind": "CiliumNetworkPolicy",
-            "metadata": {"name": "default-deny", **meta},
-            "spec": {
-                "description": "Deny everything in the demo namespace except DNS to kube-dns",
-                "endpointSelector": {},
-                "ingress": [{}],
-                "egress": [{
-                    "toEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "kube-system",
-                                                     "k8s:k8s-app": "kube-dns"}}],
-                    "toPorts": [{"ports": [{"port": "53", "protocol": "ANY"}],
-                                 "rules": {"dns": [{"matchPattern": "*"}]}}],
-                }],
-            },
-        },
-        {
-            "apiVersion": "cilium.io/v2",
-            "kind": "CiliumNetworkPolicy",
-            "metadata": {"name": "echo-from-client", **meta},
-            "spec": {
-                "description": "Backends accept the demo client from this cluster and its mesh peers",
-                "endpointSelector": {"matchLabels": {"app": "echo"}},
-                "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "client"}, "matchExpressions": [in_mesh]}],
-                             "toPorts": port}],
-            },
-        },
-        {
-            "apiVersion": "cilium.io/v2",
-            "kind": "CiliumNetworkPolicy",
-            "metadata": {"name": "client-to-echo", **meta},
-            "spec": {
-                "description": "The demo client may call backends in this cluster and its mesh peers",
-                "endpointSelector": {"matchLabels": {"app": "client"}},
-                "egress": [{"toEndpoints": [{"matchLabels": {"app": "echo"}, "matchExpressions": [in_mesh]}],
-                            "toPorts": port}],
-            },
-        },
+        _cnp("default-deny", "Deny everything in the demo namespace except DNS to kube-dns",
+             {"endpointSelector": {}, "ingress": [{}], "egress": [dns]}),
+        _cnp("echo-from-client", "Backends accept the demo client from this cluster and its mesh peers",
+             {"endpointSelector": {"matchLabels": {"app": "echo"}},
+              "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "client"}, "matchExpressions": [in_mesh]}],
+                           "toPorts": port}]}),
+        _cnp("client-to-echo", "The demo client may call backends in this cluster and its mesh peers",
+             {"endpointSelector": {"matchLabels": {"app": "client"}},
+              "egress": [{"toEndpoints": [{"matchLabels": {"app": "echo"}, "matchExpressions": [in_mesh]}],
+                          "toPorts": port}]}),
     ]
+
+
+def _cnp(name: str, description: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": name, "namespace": NAMESPACE,
+                     "labels": {"app.kubernetes.io/part-of": "kindmesh-demo"}},
+        "spec": {"description": description, **spec},
+    }
 
 
 def expected_backends(plan: StackPlan, cluster: ClusterPlan, service: str) -> list[str]:

@@ -136,30 +136,27 @@ def metallb_values(plan: StackPlan, cluster: ClusterPlan) -> dict[str, Any]:
     }
 
 
-def ip_address_pool(plan: StackPlan, cluster: ClusterPlan) -> dict[str, Any]:
+def _metallb_object(plan: StackPlan, cluster: ClusterPlan, kind: str, name: str,
+                    spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "metallb.io/v1beta1",
-        "kind": "IPAddressPool",
+        "kind": kind,
         "metadata": {
-            "name": POOL_NAME,
+            "name": name,
             "namespace": METALLB_NAMESPACE,
             "labels": {STACK_LABEL: plan.stack_label, CLUSTER_LABEL: cluster.name},
         },
-        "spec": {"addresses": [cluster.pool], "autoAssign": True},
+        "spec": spec,
     }
+
+
+def ip_address_pool(plan: StackPlan, cluster: ClusterPlan) -> dict[str, Any]:
+    return _metallb_object(plan, cluster, "IPAddressPool", POOL_NAME,
+                           {"addresses": [cluster.pool], "autoAssign": True})
 
 
 def l2_advertisement(plan: StackPlan, cluster: ClusterPlan) -> dict[str, Any]:
-    return {
-        "apiVersion": "metallb.io/v1beta1",
-        "kind": "L2Advertisement",
-        "metadata": {
-            "name": L2_NAME,
-            "namespace": METALLB_NAMESPACE,
-            "labels": {STACK_LABEL: plan.stack_label, CLUSTER_LABEL: cluster.name},
-        },
-        "spec": {"ipAddressPools": [POOL_NAME]},
-    }
+    return _metallb_object(plan, cluster, "L2Advertisement", L2_NAME, {"ipAddressPools": [POOL_NAME]})
 
 
 # --------------------------------------------------------------------------- outputs

@@ -1,0 +1,38 @@
+"""What every in-cluster component needs to place resources into one cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+
+@dataclass(frozen=True)
+class ClusterTarget:
+    """The cluster's explicit Kubernetes provider, its kind resource and its kubeconfig."""
+
+    provider: pulumi.ProviderResource
+    kind_cluster: pulumi.Resource  # in-cluster resources are deletedWith this
+    kubeconfig: pulumi.Input[str]  # secret; for the readiness gates
+
+    def opts(self, parent: pulumi.Resource, *depends: pulumi.Resource) -> pulumi.ResourceOptions:
+        """Options of a Kubernetes resource in this cluster."""
+        return pulumi.ResourceOptions(
+            parent=parent, provider=self.provider, deleted_with=self.kind_cluster, depends_on=list(depends)
+        )
+
+    def gate_opts(self, parent: pulumi.Resource, *depends: pulumi.Resource) -> pulumi.ResourceOptions:
+        """Options of a readiness gate (a dynamic resource that reads the kubeconfig)."""
+        return pulumi.ResourceOptions(
+            parent=parent,
+            depends_on=list(depends),
+            deleted_with=self.kind_cluster,
+            additional_secret_outputs=["kubeconfig"],
+        )
+
+
+def release_revision(status: object) -> object:
+    """The revision in a helm.v3.Release status (typed object or plain dict)."""
+    if isinstance(status, dict):
+        return status.get("revision")
+    return getattr(status, "revision", None)
