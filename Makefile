@@ -36,7 +36,7 @@ check: lint typecheck test
 	mkdir -p .pulumi-state
 
 stack: $(PY) .pulumi-state
-	$(PULUMI) stack select --create $(STACK)
+	$(PULUMI) stack select --create --secrets-provider passphrase $(STACK)
 
 up: stack
 	$(PULUMI) up --yes --stack $(STACK)
