@@ -158,3 +158,39 @@ def test_rollout_gate_times_out_naming_workload_and_cluster():
                                         "name": "clustermesh-apiserver"}], timeout=100, clock=clock)
     assert "clustermesh-apiserver" in str(err.value) and "cluster 'eu'" in str(err.value)
     assert "0/1 replicas available" in str(err.value)
+
+
+def test_gate_provider_diff_updates_on_new_revision_and_replaces_on_new_target():
+    from components.gate_provider import MetalLBWebhookGateProvider, RolloutGateProvider
+
+    olds = {"kubeconfig": "k", "cluster": "us", "workloads": [{"name": "cilium"}], "revision": 1, "timeout": 900}
+    diff = RolloutGateProvider().diff("us-rollout", olds, dict(olds, revision=2))
+    assert diff.changes is True and diff.replaces == []
+    diff = RolloutGateProvider().diff("us-rollout", olds, dict(olds, kubeconfig="other"))
+    assert diff.replaces == ["kubeconfig"]
+    assert RolloutGateProvider().diff("us-rollout", olds, dict(olds)).changes is False
+    mlb = {"kubeconfig": "k", "cluster": "us", "pool": {"spec": {"addresses": ["a-b"]}}, "chart_version": "0.15.3"}
+    diff = MetalLBWebhookGateProvider().diff("us-metallb-webhook", mlb, dict(mlb, chart_version="0.15.4"))
+    assert diff.changes is True and diff.replaces == []
+
+
+def test_gate_update_waits_again(monkeypatch):
+    from components import gate_provider
+
+    calls = []
+
+    class FakeClient:
+        def __init__(self, kubeconfig):
+            calls.append(("client", kubeconfig))
+
+        def close(self):
+            calls.append(("close",))
+
+    monkeypatch.setattr(gate_provider, "KubeClient", FakeClient)
+    monkeypatch.setattr(gate_provider, "wait_for_rollouts",
+                        lambda client, cluster, workloads, timeout: calls.append(("wait", cluster)) or
+                        __import__("stacks.gates", fromlist=["GateResult"]).GateResult(attempts=2, waited=1.0))
+    news = {"kubeconfig": "k", "cluster": "eu", "workloads": [], "revision": 3, "timeout": 10}
+    result = gate_provider.RolloutGateProvider().update("eu-rollout", dict(news, revision=2), news)
+    assert ("wait", "eu") in calls and ("close",) in calls
+    assert result.outs["attempts"] == 2 and result.outs["revision"] == 3
