@@ -1,6 +1,6 @@
 """Readiness gates: wait on a condition, bounded, with a clear error when it never holds.
 
-The MetalLB gate replaces the tutorials' ``sleep 240``: MetalLB's validating webhook
+The MetalLB gate replaces the tutorials' fixed four-minute sleep: MetalLB's validating webhook
 rejects IPAddressPools ("failed calling webhook … connection refused") until the
 controller serves it. The gate asks the API server for a *server-side dry-run* create of
 the very pool we are about to apply; that request goes through the webhook, so its
