@@ -34,6 +34,7 @@ from stacks.config import (
     StackConfig,
     parse_config,
 )
+from stacks.images import cilium_images, demo_images, metallb_images
 
 IPv4Net = ipaddress.IPv4Network
 IPv4Addr = ipaddress.IPv4Address
@@ -171,19 +172,14 @@ def default_service_subnet(cluster_id: int) -> str:
 
 def prepull_images(config: StackConfig) -> tuple[str, ...]:
     """Images every cluster needs, pulled once on the host (Cilium's first)."""
-    from stacks.images import cilium_images, demo_images, metallb_images
-
     images: list[str] = list(cilium_images(config.cilium.version, config.cilium.hubble, config.cilium.hubble_ui))
     images += metallb_images(config.metallb.version)
     if config.demo.enabled:
         images += demo_images(config.demo)
-    seen: dict[str, None] = {}
-    for i in images:
-        seen.setdefault(i, None)
-    return tuple(seen)
+    return tuple(dict.fromkeys(images))  # de-duplicated, order kept
 
 
-def network_layout(subnet: str, pool_size: int) -> tuple[IPv4Net, IPv4Net]:
+def network_layout(subnet: str) -> tuple[IPv4Net, IPv4Net]:
     """(node range, pool region) of a docker subnet: its lower and upper half."""
     net = ipaddress.IPv4Network(subnet)
     if net.prefixlen >= 31:
@@ -197,7 +193,8 @@ def pool_for(subnet: str, pool_size: int, cluster_id: int) -> tuple[IPv4Addr, IP
     net = ipaddress.IPv4Network(subnet)
     last = int(net.broadcast_address) - 1 - (cluster_id - 1) * pool_size
     first = last - pool_size + 1
-    return IPv4Addr(first), IPv4Addr(last)
+    # a slot below the address space only happens for configs already reported as too small
+    return IPv4Addr(max(first, 0)), IPv4Addr(max(last, 0))
 
 
 def _links(topology: str, hub: str | None, names: list[str]) -> list[MeshLink]:
@@ -244,7 +241,7 @@ def _plan(config: StackConfig, *, stack: str, project: str, problems: list[Probl
         add(subnet_key, f"{subnet} is too small; use a /28 or larger (a /24 or /16 is typical)")
         lower = upper = net
     else:
-        lower, upper = network_layout(subnet, pool_size)
+        lower, upper = network_layout(subnet)
         # network + gateway are not node addresses
         node_capacity = lower.num_addresses - 2
         if total_nodes > node_capacity:

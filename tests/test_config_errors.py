@@ -51,6 +51,8 @@ CASES = [
      "kindmesh:network.subnet", "pools"),
     ("subnet too small for nodes", {"clusters": [{"name": "us", "workers": 40}], "network": {"subnet": "172.30.0.0/26"}},
      "kindmesh:network.subnet", "nodes"),
+    ("subnet at the bottom of the space", {"clusters": [{"name": "us", "id": 255}], "network": {"subnet": "0.0.0.0/26"}},
+     "kindmesh:network.subnet", "pools"),
     ("subnet tiny", {"clusters": [{"name": "us"}], "network": {"subnet": "172.30.0.0/30"}},
      "kindmesh:network.subnet", "too small"),
     ("subnet malformed", {"clusters": [{"name": "us"}], "network": {"subnet": "300.1.0.0/16"}},
