@@ -10,7 +10,8 @@ Per cluster, in namespace ``kindmesh-demo``:
   (only deployed with policies, to prove denied traffic is dropped).
 * with ``demo.policy``: a default-deny CiliumNetworkPolicy that still allows DNS to
   kube-dns, and allow rules client -> echo that select the permitted clusters with
-  ``io.cilium.k8s.policy.cluster`` (required for cross-cluster matches since 1.19).
+  ``io.cilium.k8s.policy.cluster`` (required for cross-cluster matches since 1.19):
+  any cluster this one is meshed with.
 """
 
 from __future__ import annotations
@@ -110,14 +111,12 @@ def manifests(plan: StackPlan, cluster: ClusterPlan) -> list[dict[str, Any]]:
     return objs
 
 
-def allowed_clusters(plan: StackPlan, cluster: ClusterPlan) -> list[str]:
-    """The cluster itself and its mesh peers: where allowed clients/backends may live."""
-    return sorted({cluster.name, *cluster.peers})
-
-
 def policies(plan: StackPlan, cluster: ClusterPlan) -> list[dict[str, Any]]:
-    clusters = allowed_clusters(plan, cluster)
-    in_mesh = {"key": CLUSTER_LABEL, "operator": "In", "values": clusters}
+    # Since Cilium 1.19 (policyDefaultLocalCluster) a selector without the cluster label
+    # matches the local cluster only. "Exists" admits every cluster whose identities this
+    # cluster knows - itself and its mesh peers, exactly - and keeps the policy stable when
+    # clusters are added (the mesh config, not each policy, says who is a peer).
+    in_mesh = {"key": CLUSTER_LABEL, "operator": "Exists"}
     port = [{"ports": [{"port": str(ECHO_PORT), "protocol": "TCP"}]}]
     dns = {
         "toEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "kube-system",

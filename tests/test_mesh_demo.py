@@ -63,8 +63,11 @@ def test_policies_select_mesh_clusters_by_cluster_label():
     tenant = plan.cluster("tenant-a")
     cnps = {o["metadata"]["name"]: o for o in manifests(plan, tenant) if o["kind"] == "CiliumNetworkPolicy"}
     rule = cnps["echo-from-client"]["spec"]["ingress"][0]["fromEndpoints"][0]
-    assert rule["matchExpressions"] == [{"key": "io.cilium.k8s.policy.cluster", "operator": "In",
-                                         "values": ["shared", "tenant-a"]}]
+    # every cluster this one is meshed with (a selector without the label is local-only since 1.19)
+    assert rule["matchExpressions"] == [{"key": "io.cilium.k8s.policy.cluster", "operator": "Exists"}]
+    assert rule["matchLabels"] == {"app": "client"}
+    egress = cnps["client-to-echo"]["spec"]["egress"][0]["toEndpoints"][0]
+    assert egress["matchExpressions"] == rule["matchExpressions"] and egress["matchLabels"] == {"app": "echo"}
     deny = cnps["default-deny"]["spec"]
     assert deny["endpointSelector"] == {} and deny["ingress"] == [{}]
     dns = deny["egress"][0]
