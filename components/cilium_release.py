@@ -60,22 +60,17 @@ class CiliumRelease(pulumi.ComponentResource):
 
         # The CA inputs are secret outputs, so the values (and the release inputs) are too.
         values: pulumi.Output[dict[str, Any]] = pulumi.Output.all(peers, ca_cert_b64, ca_key_b64).apply(render)
-        self.release = k8s.helm.v3.Release(
+        self.release = target.helm_release(
             f"{name}-cilium",
-            k8s.helm.v3.ReleaseArgs(
-                name="cilium",
-                chart="cilium",
-                version=plan.config.cilium.version,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CILIUM_CHART_REPO),
-                namespace=CILIUM_NAMESPACE,
-                values=values,
-                timeout=RELEASE_TIMEOUT,
-                # see the module docstring: readiness is the rollout gate below
-                skip_await=True,
-                atomic=False,
-                max_history=5,
-            ),
-            target.opts(self, target.kind_cluster),
+            self,
+            chart="cilium",
+            version=plan.config.cilium.version,
+            repo=CILIUM_CHART_REPO,
+            namespace=CILIUM_NAMESPACE,
+            values=values,
+            timeout=RELEASE_TIMEOUT,
+            wait=False,  # see the module docstring: readiness is the rollout gate below
+            after=target.kind_cluster,
         )
         self.revision = self.release.status.apply(release_revision)
         self.ready = RolloutGate(

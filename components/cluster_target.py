@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,39 @@ class ClusterTarget:
         """Options of a Kubernetes resource in this cluster."""
         return pulumi.ResourceOptions(
             parent=parent, provider=self.provider, deleted_with=self.kind_cluster, depends_on=list(depends)
+        )
+
+    def helm_release(
+        self,
+        name: str,
+        parent: pulumi.Resource,
+        *,
+        chart: str,
+        version: str,
+        repo: str,
+        namespace: str,
+        values: pulumi.Input[dict[str, Any]],
+        timeout: int,
+        wait: bool,
+        after: pulumi.Resource,
+        create_namespace: bool = False,
+    ) -> k8s.helm.v3.Release:
+        """A pinned Helm release (embedded Helm, no helm binary) in this cluster."""
+        return k8s.helm.v3.Release(
+            name,
+            k8s.helm.v3.ReleaseArgs(
+                name=chart,
+                chart=chart,
+                version=version,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=repo),
+                namespace=namespace,
+                create_namespace=create_namespace,
+                values=values,
+                timeout=timeout,
+                skip_await=not wait,
+                max_history=5,
+            ),
+            self.opts(parent, after),
         )
 
     def gate_opts(self, parent: pulumi.Resource, *depends: pulumi.Resource) -> pulumi.ResourceOptions:

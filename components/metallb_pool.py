@@ -73,21 +73,18 @@ class MetalLBPool(pulumi.ComponentResource):
         super().__init__("kindmesh:index:MetalLBPool", name, None, opts)
         check_pool_is_own(plan, cluster)
 
-        self.release = k8s.helm.v3.Release(
+        self.release = target.helm_release(
             f"{name}-metallb",
-            k8s.helm.v3.ReleaseArgs(
-                name="metallb",
-                chart="metallb",
-                version=plan.config.metallb.version,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=METALLB_CHART_REPO),
-                namespace=METALLB_NAMESPACE,
-                create_namespace=True,
-                values=metallb_values(plan, cluster),
-                timeout=RELEASE_TIMEOUT,
-                skip_await=False,
-                max_history=5,
-            ),
-            target.opts(self, after),
+            self,
+            chart="metallb",
+            version=plan.config.metallb.version,
+            repo=METALLB_CHART_REPO,
+            namespace=METALLB_NAMESPACE,
+            create_namespace=True,
+            values=metallb_values(plan, cluster),
+            timeout=RELEASE_TIMEOUT,
+            wait=True,  # no LoadBalancer Services in this chart: Helm's wait is the readiness
+            after=after,
         )
         pool = ip_address_pool(plan, cluster)
         adv = l2_advertisement(plan, cluster)

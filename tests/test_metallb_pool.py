@@ -30,6 +30,7 @@ def test_release_chart_version_repo_and_values(dev):
         assert r.inputs["repositoryOpts"] == {"repo": "https://metallb.github.io/metallb"}
         assert r.inputs["namespace"] == "metallb-system" and r.inputs["createNamespace"] is True
         assert r.inputs["values"]["speaker"]["frr"]["enabled"] is False
+        assert r.inputs["skipAwait"] is False  # Helm's wait: the controller and speakers are ready
         assert schema_errors(r.inputs["values"], CHART) == []
         assert unknown_key_paths(r.inputs["values"], CHART) == []
 

@@ -14,21 +14,22 @@ from tests.helpers import ROOT, stack_raw
 from tests.mocks import Mocks, Recorder
 
 
-def run_program(raw: dict, monkeypatch, preflight_problems=None, seen=None):
+def run_program(raw: dict, monkeypatch, preflight_problems=None, seen=None, fake_preflight=True):
     calls = []
     mocks = Mocks()
     recorder = Recorder(mocks)
     if seen is not None:
         seen["recorder"] = recorder
 
-    def fake_preflight(plan):
+    def record_preflight(plan):
         calls.append((plan.stack, len(recorder.registered)))
         if preflight_problems:
             from stacks.preflight import PreflightError
 
             raise PreflightError(preflight_problems)
 
-    monkeypatch.setattr("stacks.preflight.run", fake_preflight)
+    if fake_preflight:
+        monkeypatch.setattr("stacks.preflight.run", record_preflight)
     ROOT_RESOURCE.set(None)
     pulumi.runtime.set_mocks(mocks, project="kindmesh", stack="dev", preview=False, monitor=recorder)
     rconfig.set_all_config({f"kindmesh:{k}": json.dumps(v) for k, v in raw.items()})
@@ -76,19 +77,6 @@ def test_real_preflight_is_a_no_op_under_mocks(tmp_path, monkeypatch):
 
     fake = FakeBin(tmp_path, docker_down=True)
     fake.activate(monkeypatch)
-    ROOT_RESOURCE.set(None)
-    mocks = Mocks()
-    recorder = Recorder(mocks)
-    pulumi.runtime.set_mocks(mocks, project="kindmesh", stack="dev", preview=False, monitor=recorder)
-    rconfig.set_all_config({f"kindmesh:{k}": json.dumps(v) for k, v in stack_raw("dev").items()})
-
-    @pulumi.runtime.test
-    def program():
-        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
-
-    try:
-        program()
-    finally:
-        rconfig.set_all_config({})
+    recorder, _ = run_program(stack_raw("dev"), monkeypatch, fake_preflight=False)
     assert fake.calls() == []
     assert any(r.name == "us-kind" for r in recorder.registered)
