@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPLY_PREFIX = "kindmesh-demo cluster="
+from stacks.demo import REPLY_PREFIX  # the one definition of the reply format
+
 FAILED = "CURL_FAILED"
 
 Runner = Callable[[str, list[str], float], "Result"]
