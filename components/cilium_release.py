@@ -87,7 +87,7 @@ class CiliumRelease(pulumi.ComponentResource):
         )
         self.status = self.release.status
         self.hubble_ui_url = pulumi.Output.from_input(hubble_ui_url(cluster))
-        self.mesh_endpoint = pulumi.Output.from_input(f"{cluster.mesh_ip}:2379")
+        self.mesh_endpoint = pulumi.Output.from_input(cluster.mesh_endpoint)
         self.register_outputs(
             {"status": self.status, "hubble_ui_url": self.hubble_ui_url, "mesh_endpoint": self.mesh_endpoint}
         )

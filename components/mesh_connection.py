@@ -20,7 +20,7 @@ from stacks.planner import StackPlan
 def summary(plan: StackPlan, name: str) -> str:
     c = plan.cluster(name)
     peers = ", ".join(c.peers) or "no peers"
-    return f"{c.name} (id {c.id}) serves clustermesh at {c.mesh_ip}:2379 and meshes with {peers}"
+    return f"{c.name} (id {c.id}) serves clustermesh at {c.mesh_endpoint} and meshes with {peers}"
 
 
 class MeshConnection(pulumi.ComponentResource):
@@ -31,10 +31,9 @@ class MeshConnection(pulumi.ComponentResource):
 
     def __init__(self, name: str, plan: StackPlan, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kindmesh:index:MeshConnection", name, None, opts)
-        self.topology = plan.topology
         self._peers = {c.name: plan.peer_entries(c.name) for c in plan.clusters}
         self.peers = pulumi.Output.from_input(self._peers)
-        self.endpoints = pulumi.Output.from_input({c.name: f"{c.mesh_ip}:2379" for c in plan.clusters})
+        self.endpoints = pulumi.Output.from_input({c.name: c.mesh_endpoint for c in plan.clusters})
         self.summaries = pulumi.Output.from_input({c.name: summary(plan, c.name) for c in plan.clusters})
         self.links = pulumi.Output.from_input([str(link) for link in plan.links])
         self.register_outputs(

@@ -179,7 +179,7 @@ def verify_on_up(stack: Stack) -> command.local.Command:
 def export(stack: Stack) -> None:
     plan = stack.plan
     pulumi.export("network", {"name": plan.network.name, "subnet": plan.network.subnet,
-                              "nodeRange": plan.network.node_range})
+                              "nodeRange": plan.network.node_range, "poolRegion": plan.network.pool_region})
     pulumi.export("clusters", cluster_table(plan))
     pulumi.export("contexts", {name: parts.kind.context for name, parts in stack.clusters.items()})
     pulumi.export(

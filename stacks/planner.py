@@ -81,8 +81,9 @@ class ClusterPlan:
         return f"{self.pool_first}-{self.pool_last}"
 
     @property
-    def node_count(self) -> int:
-        return 1 + self.workers
+    def mesh_endpoint(self) -> str:
+        """Where peers reach this cluster's clustermesh-apiserver."""
+        return f"{self.mesh_ip}:{MESH_PORT}"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ def test_dev_stack_plans_two_meshed_clusters():
     assert us.node_names == ("km-dev-us-control-plane", "km-dev-us-worker")
     assert p.network.subnet == "172.30.0.0/16"
     assert p.network.name == "kindmesh-dev"
+    assert (p.network.node_range, p.network.pool_region) == ("172.30.0.0/17", "172.30.128.0/17")
+    assert us.mesh_endpoint == f"{us.mesh_ip}:2379"
 
 
 @pytest.mark.parametrize("stack", STACKS)

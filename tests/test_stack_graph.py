@@ -85,6 +85,9 @@ def test_stack_outputs(rec):
     assert out["mermaid"].count("<-->") == len(rec.plan.links)
     assert set(out["meshSummary"]) == {x.name for x in rec.plan.clusters}
     assert out["meshEndpoints"][c.name] == f"{c.mesh_ip}:2379"
+    assert out["network"] == {"name": rec.plan.network.name, "subnet": rec.plan.network.subnet,
+                              "nodeRange": rec.plan.network.node_range,
+                              "poolRegion": rec.plan.network.pool_region}
     assert "kubeconfigs" in rec.secret_stack_outputs
     assert set(out["kubeconfigs"]) == {x.name for x in rec.plan.clusters}
 
