@@ -1,84 +1,148 @@
-"""Bench (not a timed test): evaluate the program under Pulumi mocks for N clusters.
+"""Bench (not a timed test): evaluation cost and a model of `pulumi up` for N clusters.
 
-Reports, for N = 2, 8, 32, 64 (full mesh, one worker each, demo and policies on):
-evaluation wall time, peak Python memory (tracemalloc, separate pass), resources registered, and the
-modelled critical path: the number of slow steps (things that wait on the outside world:
-docker network, image pulls, kind create, Helm releases, readiness gates, demo
-Deployments) on the longest dependency chain.
+For each N (full mesh, one worker each, demo and policies on) a *fresh process*
+evaluates the program under Pulumi mocks several times and reports:
 
-    make bench            # or: .venv/bin/python bench/bench.py 2 8 32 64
+* evaluation wall and CPU time of the program alone (imports and a warm-up evaluation
+  excluded), min and median over the runs;
+* Output objects created per registered resource (deterministic; guarded by a test);
+* peak traced Python memory (tracemalloc, in a separate pass: it slows evaluation);
+* resources registered, and the modelled `up` wall time (bench/model.py: nominal step
+  durations, every edge the engine waits on, each provider process's concurrency limit).
+
+    make bench                    # N = 2 4 8 16 32 64
+    .venv/bin/python bench/bench.py --runs 5 2 16
 """
 
 from __future__ import annotations
 
+import argparse
+import gc
+import json
+import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
-from functools import cache
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.mocks import DYNAMIC, Recording, evaluate  # noqa: E402
-
-SLOW_TYPES = {
-    "docker:index/network:Network",
-    "kubernetes:helm.sh/v3:Release",
-    "kubernetes:apps/v1:Deployment",
-    DYNAMIC,  # kind create, host image pulls, rollout and webhook gates
-    "command:local:Command",
-}
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 
-def raw_config(n: int) -> dict:
+def raw_config(n: int) -> dict[str, Any]:
     return {
-        "clusters": [{"name": f"c{i}", "workers": 1} for i in range(n)],
+        "clusters": [{"name": f"c{i}", "id": i + 1, "workers": 1} for i in range(n)],
         "network": {"subnet": "172.30.0.0/16"},
         "demo": {"enabled": True, "policy": True},
     }
 
 
-def critical_path(rec: Recording) -> int:
-    by_urn = {r.urn: r for r in rec.resources}
-    children: dict[str, list[str]] = {}
-    for r in rec.resources:
-        children.setdefault(r.parent, []).append(r.urn)
+def count_outputs() -> Any:
+    """Patch the SDK so every Output created is counted; returns (counter, undo)."""
+    from pulumi.output import Output
 
-    def expand(urn: str) -> list[str]:
-        node = by_urn.get(urn)
-        if node is None:
-            return []
-        if node.custom:
-            return [urn]
-        out: list[str] = []
-        for child in children.get(urn, []):
-            out += expand(child)
-        return out
+    counter = [0]
+    original = Output._track
 
-    @cache
-    def longest(urn: str) -> int:
-        node = by_urn[urn]
-        deps = [d for dep in node.dependencies for d in expand(dep)]
-        own = 1 if node.custom and node.type in SLOW_TYPES else 0
-        return own + max((longest(d) for d in deps), default=0)
+    def track(self: Any) -> None:
+        counter[0] += 1
+        original(self)
 
-    return max(longest(r.urn) for r in rec.resources if r.custom)
+    Output._track = track  # type: ignore[method-assign]
+
+    def undo() -> None:
+        Output._track = original  # type: ignore[method-assign]
+
+    return counter, undo
 
 
-def main(sizes: list[int]) -> None:
-    print("| clusters | eval wall time (s) | peak memory (MiB) | resources | slow steps on critical path |")
-    print("|---:|---:|---:|---:|---:|")
-    for n in sizes:
-        start = time.perf_counter()
+def measure(n: int, runs: int, gc_threshold: int | None) -> dict[str, Any]:
+    """Run inside a fresh process: imports done once, then a warm-up, then timed runs."""
+    from bench.model import simulate, steps
+    from tests.mocks import evaluate
+
+    if gc_threshold:
+        gc.set_threshold(gc_threshold, 10, 10)
+    evaluate(raw_config(2), stack="bench")  # warm-up: lazy imports, caches
+    walls, cpus = [], []
+    rec = None
+    for _ in range(runs):
+        gc.collect()
+        w0, c0 = time.perf_counter(), time.process_time()
         rec = evaluate(raw_config(n), stack="bench")
-        wall = time.perf_counter() - start
-        # memory in a second pass: tracemalloc slows evaluation several-fold
-        tracemalloc.start()
-        evaluate(raw_config(n), stack="bench")
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        print(f"| {n} | {wall:.2f} | {peak / 2**20:.1f} | {len(rec.resources)} | {critical_path(rec)} |")
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    assert rec is not None
+    counter, undo = count_outputs()
+    try:
+        counted = evaluate(raw_config(n), stack="bench")
+    finally:
+        undo()
+    tracemalloc.start()
+    evaluate(raw_config(n), stack="bench")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    schedule = simulate(steps(rec.resources))
+    return {
+        "n": n,
+        "resources": len(rec.resources),
+        "wall_min": min(walls),
+        "wall_median": statistics.median(walls),
+        "cpu_min": min(cpus),
+        "cpu_median": statistics.median(cpus),
+        "outputs": counter[0],
+        "outputs_per_resource": counter[0] / len(counted.resources),
+        "peak_mib": peak / 2**20,
+        "up_minutes": schedule.total / 60,
+        "critical": schedule.critical,
+        "queued": schedule.busiest_queue,
+    }
+
+
+def run_fresh(n: int, runs: int, gc_threshold: int | None) -> dict[str, Any]:
+    args = [sys.executable, str(Path(__file__).resolve()), "--one", str(n), "--runs", str(runs)]
+    if gc_threshold:
+        args += ["--gc-threshold", str(gc_threshold)]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench for N={n} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=[2, 4, 8, 16, 32, 64])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--gc-threshold", type=int, default=None,
+                        help="gen-0 GC threshold for the evaluation (default: Python's)")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure(args.one, args.runs, args.gc_threshold)))
+        return 0
+    rows = [run_fresh(n, args.runs, args.gc_threshold) for n in args.sizes]
+    print(f"runs per N: {args.runs} (fresh process per N; times exclude imports and a warm-up run)")
+    print("| clusters | resources | eval wall min / median (s) | eval CPU min (s) | Outputs per resource "
+          "| peak memory (MiB) | modelled `up` (min) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['n']} | {r['resources']} | {r['wall_min']:.2f} / {r['wall_median']:.2f} | "
+              f"{r['cpu_min']:.2f} | {r['outputs_per_resource']:.1f} | {r['peak_mib']:.1f} | "
+              f"{r['up_minutes']:.1f} |")
+    by_n = {r["n"]: r for r in rows}
+    if 16 in by_n and 64 in by_n:
+        print(f"\nt(64)/t(16) = {by_n[64]['wall_min'] / by_n[16]['wall_min']:.1f} (linear: about 4)")
+    if 2 in by_n and 16 in by_n:
+        print(f"modelled up(16)/up(2) = {by_n[16]['up_minutes'] / by_n[2]['up_minutes']:.2f}")
+    last = rows[-1]
+    print(f"\ncritical path at N={last['n']}: " + " -> ".join(last["critical"]))
+    waits = {p: round(s) for p, s in last["queued"].items() if s}
+    print("longest wait for a provider slot at N={}: {}".format(last["n"], waits or "none"))
+    return 0
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [2, 8, 32, 64])
+    sys.exit(main())

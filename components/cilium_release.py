@@ -51,15 +51,13 @@ class CiliumRelease(pulumi.ComponentResource):
         target: ClusterTarget,
         ca_cert_b64: pulumi.Input[str],
         ca_key_b64: pulumi.Input[str],
-        peers: pulumi.Input[list[dict[str, Any]]],
+        peers: list[dict[str, Any]],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("kindmesh:index:CiliumRelease", name, None, opts)
-        def render(args: list[Any]) -> dict[str, Any]:
-            return cilium_values(plan, cluster, args[0], (args[1], args[2]))
-
-        # The CA inputs are secret outputs, so the values (and the release inputs) are too.
-        values: pulumi.Output[dict[str, Any]] = pulumi.Output.all(peers, ca_cert_b64, ca_key_b64).apply(render)
+        # Plain values known at plan time; only the CA slots hold Outputs. The key is the one
+        # secret (so `pulumi preview --diff` shows everything else, e.g. a new peer, in clear).
+        values = cilium_values(plan, cluster, peers, (ca_cert_b64, pulumi.Output.secret(ca_key_b64)))
         self.release = target.helm_release(
             f"{name}-cilium",
             self,

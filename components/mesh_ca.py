@@ -41,6 +41,7 @@ class MeshCA(pulumi.ComponentResource):
             opts=child,
         )
         self.cert_pem = self.cert.cert_pem
-        self.cert_b64 = pulumi.Output.secret(self.cert.cert_pem.apply(_b64))
+        # The certificate is public (previews show it); only the private key is secret.
+        self.cert_b64 = pulumi.Output.unsecret(self.cert.cert_pem.apply(_b64))
         self.key_b64 = pulumi.Output.secret(self.key.private_key_pem.apply(_b64))
         self.register_outputs({"cert_pem": self.cert_pem})

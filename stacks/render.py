@@ -61,12 +61,13 @@ def cilium_values(
     plan: StackPlan,
     cluster: ClusterPlan,
     peers: list[dict[str, Any]] | None = None,
-    ca: tuple[str, str] | None = None,
+    ca: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:
     """Helm values for Cilium in one cluster.
 
     ``peers`` is the ``clustermesh.config.clusters`` list (from MeshConnection);
-    ``ca`` is ``(cert_b64, key_b64)`` of the stack's shared CA.
+    ``ca`` is ``(cert_b64, key_b64)`` of the stack's shared CA, placed as given (the
+    composition passes Outputs there: the one place of the values that is not plain).
     """
     cfg = plan.config.cilium
     pre = plan.config.kind.prepull
@@ -113,7 +114,7 @@ def cilium_values(
         )
     if cfg.encryption == "wireguard":
         values["encryption"] = {"enabled": True, "type": "wireguard"}
-    if ca is not None and ca[0] and ca[1]:
+    if ca is not None:
         values["tls"] = {"ca": {"cert": ca[0], "key": ca[1]}}
     return values
 

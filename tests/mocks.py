@@ -39,6 +39,7 @@ class Registered:
     dependencies: list[str]
     deleted_with: str
     secret_inputs: set[str]
+    secret_paths: list[str]
     additional_secret_outputs: list[str]
     delete_before_replace: bool
     inputs: dict[str, Any]
@@ -55,6 +56,17 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def secret_paths(value: Any, path: str = "") -> list[str]:
+    """Dotted paths of every secret envelope in a serialized (``MessageToDict``) value."""
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            return [path]
+        return [p for k, v in value.items() for p in secret_paths(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in secret_paths(v, f"{path}[{i}]")]
+    return []
 
 
 def _has_secret(value: Any) -> bool:
@@ -115,6 +127,7 @@ class Recorder(pmocks.MockMonitor):
                     dependencies=list(request.dependencies),
                     deleted_with=request.deletedWith,
                     secret_inputs={k for k, v in raw.items() if _has_secret(v)},
+                    secret_paths=secret_paths(raw),
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     delete_before_replace=bool(request.deleteBeforeReplace),
                     inputs=_plain(inputs),
@@ -171,6 +184,20 @@ class Recording:
         return False
 
 
+def _resolve(value: Any) -> tuple[Any, bool]:
+    """A stack output's value and secretness, awaiting only the Outputs it really holds."""
+    if isinstance(value, pulumi.Output):
+        inner, inner_secret = _resolve(_sync_await(value.future()))
+        return inner, inner_secret or bool(_sync_await(value.is_secret()))
+    if isinstance(value, dict):
+        pairs = {k: _resolve(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, any(s for _, s in pairs.values())
+    if isinstance(value, (list, tuple)):
+        items = [_resolve(v) for v in value]
+        return [v for v, _ in items], any(s for _, s in items)
+    return value, False
+
+
 def evaluate(raw: dict[str, Any], stack: str = "dev", project: str = "kindmesh") -> Recording:
     ROOT.set(None)
     mocks = Mocks()
@@ -184,12 +211,19 @@ def evaluate(raw: dict[str, Any], stack: str = "dev", project: str = "kindmesh")
         built = build(plan)
         export(built)
         holder["stack"] = built
-        outs: dict[str, Any] = {
-            "kubeconfigs": {n: p.kind.kubeconfig for n, p in built.clusters.items()},
-            "peers": built.mesh.peers,
-            "ca_key": built.ca.key_b64,
-        }
-        return pulumi.Output.all(**outs).apply(lambda v: holder.setdefault("outputs", v))
+        # Only real Outputs are gathered; plan-time data stays plain (no deep wrapping).
+        holder["outputs"] = {"peers": built.mesh.peers}
+        outs = pulumi.Output.all(
+            ca_key=built.ca.key_b64, **{f"kubeconfig:{n}": p.kind.kubeconfig for n, p in built.clusters.items()}
+        )
+
+        def keep(v: dict[str, Any]) -> None:
+            holder["outputs"]["ca_key"] = v["ca_key"]
+            holder["outputs"]["kubeconfigs"] = {
+                k.split(":", 1)[1]: text for k, text in v.items() if k.startswith("kubeconfig:")
+            }
+
+        return outs.apply(keep)
 
     program()
     root = ROOT.get()
@@ -197,9 +231,8 @@ def evaluate(raw: dict[str, Any], stack: str = "dev", project: str = "kindmesh")
     values: dict[str, Any] = {}
     secret: set[str] = set()
     for key, value in exported.items():
-        out = pulumi.Output.from_input(value)
-        values[key] = _sync_await(out.future())
-        if _sync_await(out.is_secret()):
+        values[key], is_secret = _resolve(value)
+        if is_secret:
             secret.add(key)
     monitor.stack_outputs = values
     monitor.secret_outputs = secret

@@ -85,7 +85,8 @@ def test_one_shared_ca_reaches_every_release_only_as_secret(dev):
     cas = set()
     for c in dev.plan.clusters:
         r = dev.named(f"{c.name}-cilium")
-        assert "values" in r.secret_inputs
+        # only the CA private key is secret: the rest of the values shows in `preview --diff`
+        assert r.secret_paths == ["values.tls.ca.key"], r.secret_paths
         ca = r.inputs["values"]["tls"]["ca"]
         assert base64.b64decode(ca["cert"]).decode().startswith("-----BEGIN CERTIFICATE-----")
         assert base64.b64decode(ca["key"]).decode().startswith("-----BEGIN RSA PRIVATE KEY-----")
@@ -134,3 +135,28 @@ def test_hubble_ui_url_output(dev):
 def test_schema_check_is_not_toothless():
     assert schema_errors({"cluster": {"id": "one"}}, CHART)
     assert unknown_key_paths({"clustermesh": {"useApiServer": True}}, CHART) == ["clustermesh.useApiServer"]
+
+
+def test_a_new_peer_shows_in_clear_in_the_existing_releases():
+    raw = stack_raw("dev")
+    before = evaluate(raw, "dev")
+    grown = dict(raw, clusters=[*raw["clusters"], {"name": "ap", "id": 3}])
+    after = evaluate(grown, "dev")
+    ap_ip = after.plan.cluster("ap").mesh_ip
+    for c in before.plan.clusters:
+        old = before.named(f"{c.name}-cilium")
+        new = after.named(f"{c.name}-cilium")
+        peers = new.inputs["values"]["clustermesh"]["config"]["clusters"]
+        assert {"name": "ap", "port": 2379, "ips": [ap_ip]} in peers
+        assert peers != old.inputs["values"]["clustermesh"]["config"]["clusters"]
+        # the changed path is plain, so the diff shows it; the CA key stays the only secret
+        assert new.secret_paths == ["values.tls.ca.key"]
+
+
+def test_ca_certificate_is_public_and_key_is_secret(dev):
+    assert "caCertificate" not in dev.secret_stack_outputs
+    assert dev.stack.ca is not None
+    from pulumi.runtime.sync_await import _sync_await
+
+    assert _sync_await(dev.stack.ca.cert_b64.is_secret()) is False
+    assert _sync_await(dev.stack.ca.key_b64.is_secret()) is True
