@@ -104,7 +104,7 @@ def run(
         ) from exc
     except subprocess.TimeoutExpired as exc:
         raise ToolError(
-            f"`{' '.join(args[:4])} …` did not finish within {timeout:.0f}s: check that {name} works "
+            f"`{' '.join(args[:4])} …` did not finish within {timeout:g}s: check that {name} works "
             f"(`{name} version`) and the Docker daemon answers (`docker info`)"
         ) from exc
     except OSError as exc:

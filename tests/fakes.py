@@ -180,7 +180,7 @@ if tool == "docker":
 
 
 class FakeBin:
-    def __init__(self, root: Path, **state: Any):
+    def __init__(self, root: Path, python: str = sys.executable, **state: Any):
         self.root = root
         self.dir = root / "bin"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -190,7 +190,7 @@ class FakeBin:
         (self.dir / "calls.jsonl").write_text("")
         for tool in ("kind", "docker"):
             path = self.dir / tool
-            path.write_text(SCRIPT.format(python=sys.executable))
+            path.write_text(SCRIPT.format(python=python))
             path.chmod(0o755)
 
     @property
