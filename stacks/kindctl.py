@@ -29,6 +29,7 @@ import json
 import os
 import random
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -178,11 +179,7 @@ def private_tempdir() -> Iterator[Path]:
     try:
         yield path
     finally:
-        for child in path.iterdir():
-            with contextlib.suppress(OSError):
-                child.unlink()
-        with contextlib.suppress(OSError):
-            path.rmdir()
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def cache_dir() -> Path:

@@ -76,13 +76,13 @@ if tool == "kind":
             print(f"ERROR: failed to create cluster: node(s) already exist for a cluster with the name \"{{name}}\"", file=sys.stderr); sys.exit(1)
         if name in state["clusters"]:
             print(f"ERROR: failed to create cluster: node(s) already exist for a cluster with the name \"{{name}}\"", file=sys.stderr); sys.exit(1)
-        slow()
-        if state.get("fail_create"):
-            state["clusters"].append(name)  # kind may leave a half-created cluster
-            save()
-            print(state["fail_create"], file=sys.stderr); sys.exit(1)
+        # Like kind: the node containers exist early; the slow part (kubeadm) comes after.
         state["clusters"].append(name)
         state.setdefault("containers", {{}})[name + "-control-plane"] = [call["network"] or "kind"]
+        save()
+        slow()
+        if state.get("fail_create"):
+            print(state["fail_create"], file=sys.stderr); sys.exit(1)  # half-created cluster left
         state["creates"] = state.get("creates", 0) + 1
         save(); sys.exit(0)
     if args[:2] == ["delete", "cluster"]:

@@ -261,3 +261,27 @@ def test_an_unprivileged_user_refuses_a_runtime_dir_planted_by_root(nobody_dir, 
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "not a private directory owned by uid 65534" in err
     assert "Traceback" not in err and fake.state["clusters"] == []
+
+
+def test_a_create_killed_half_way_leaves_no_lock_and_the_next_run_recreates(tmp_path, spec):
+    """An interrupted `up` (SIGKILL of the command and its kind) leaves a half-made cluster on
+    this stack's network and no marker: the next run says so and recreates it."""
+    import signal
+
+    fake = FakeBin(tmp_path, create_seconds=30)
+    first = kindctl_cli("create", fake.env(), spec, start_new_session=True)
+    deadline = time.monotonic() + 20
+    while "km-dev-us" not in fake.state["clusters"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.communicate(timeout=30)
+    assert fake.state["clusters"] == ["km-dev-us"]  # half-made, on our network, no marker
+
+    fake.update(create_seconds=0)
+    second = kindctl_cli("create", fake.env(), spec)
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert json.loads(out)["action"] == "recreated"
+    assert "recreating kind cluster 'km-dev-us'" in err and "unfinished create" in err
+    assert "waiting for another" not in err  # the kernel dropped the dead run's lock
+    assert fake.state["clusters"] == ["km-dev-us"] and fake.state["markers"]
