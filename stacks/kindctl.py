@@ -468,7 +468,7 @@ def _create(spec: dict[str, Any]) -> None:
             proc = run(args, env=kind_env(spec["network"]), timeout=CREATE_TIMEOUT, check=False)
             if proc.returncode != 0:
                 said = explain(args, proc)
-                if "already exist" in said:
+                if "already exist" in said or "already in use" in said:
                     raise ToolError(
                         f"kind cluster {name!r} was created by someone else while this run was starting "
                         f"(another `pulumi up`, another stack or a manual `kind create`); it was left untouched. "
@@ -486,6 +486,9 @@ def _create(spec: dict[str, Any]) -> None:
             raise
         note = "and was cleaned up"
         try:
+            if name in clusters() and not on_network(name, spec["network"]):
+                # Whatever holds the name now is on another network: not what this call made.
+                raise ToolError(f"kind cluster {name!r} now exists on another network; left untouched")
             _delete(name)
         except ToolError as again:
             note = f"and cleanup also failed, run `kind delete cluster --name {name}`: {again}"
@@ -559,7 +562,10 @@ def _spec(env: str) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stacks.kindctl", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m stacks.kindctl",
+        description="kind and docker CLI work for kindmesh, run by pulumi-command (spec in the environment)",
+    )
     parser.add_argument("action", choices=["create", "update", "delete", "prepull"])
     ns = parser.parse_args(argv)
     try:

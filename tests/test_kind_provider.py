@@ -258,3 +258,23 @@ def test_prepull_failure_names_the_image(tmp_path, monkeypatch):
     FakeBin(tmp_path, missing_images=[missing]).activate(monkeypatch)
     with pytest.raises(ToolError, match="nope/nothing"):
         kindctl.prepull(host_image_specs([missing]))
+
+
+def test_a_failed_create_never_deletes_a_cluster_that_appeared_on_another_network(tmp_path, monkeypatch, spec):
+    """kind failed with another error while someone else's create (another stack) took the name."""
+    fake = FakeBin(tmp_path, fail_create="ERROR: failed to create cluster: Conflict. The container is busy")
+    fake.activate(monkeypatch)
+    real_run = kindctl.run
+
+    def run(args, **kw):
+        proc = real_run(args, **kw)
+        if list(args)[1:3] == ["create", "cluster"]:
+            fake.update(containers={"km-dev-us-control-plane": ["kindmesh-other"]})
+        return proc
+
+    monkeypatch.setattr(kindctl, "run", run)
+    with pytest.raises(ToolError) as err:
+        kindctl.ensure(dict(spec))
+    assert "left untouched" in str(err.value) and "container is busy" in str(err.value)
+    assert not kind_calls(fake, "delete")
+    assert fake.state["clusters"] == ["km-dev-us"]
