@@ -121,3 +121,23 @@ def test_network_is_created_before_clusters_with_explicit_docker_provider(dev):
 def test_clusters_do_not_depend_on_each_other(dev):
     us, eu = dev.named("us-kind"), dev.named("eu-kind")
     assert not dev.depends_on(us, eu) and not dev.depends_on(eu, us)
+
+
+def test_immutable_changes_replace_the_cluster_delete_first(monkeypatch):
+    """pulumi-command runs `update` (not a replace) when triggers change and an update command
+    exists, so the replacement is forced by the engine: replaceOnChanges + deleteBeforeReplace."""
+    import tests.mocks as mocks
+
+    seen: dict[str, list[str]] = {}
+
+    class Recorder(mocks.Recorder):
+        def RegisterResource(self, request):  # noqa: N802 - gRPC method name
+            seen[request.name] = list(request.replaceOnChanges)
+            return super().RegisterResource(request)
+
+    monkeypatch.setattr(mocks, "Recorder", Recorder)
+    rec = mocks.evaluate(stack_raw("dev"), "dev")
+    for c in rec.plan.clusters:
+        cmd = rec.named(f"{c.name}-kind-cluster")
+        assert "triggers" in seen[cmd.name] and cmd.delete_before_replace
+        assert not {p for p in seen[cmd.name] if not p.startswith("triggers")}  # images: update in place
