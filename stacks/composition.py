@@ -39,6 +39,7 @@ from stacks.planner import StackPlan, load_plan
 from stacks.render import STACK_LABEL, cluster_table, mermaid
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MTU = 1500
 
 
 @dataclass
@@ -91,15 +92,20 @@ def plan_from_pulumi(raw: Mapping[str, Any] | None = None) -> StackPlan:
         raise pulumi.RunError(str(err)) from None
 
 
-def build(plan: StackPlan, *, preflight: Callable[[StackPlan], None] | None = None) -> Stack:
+def build(plan: StackPlan, *, preflight: Callable[[StackPlan], object] | None = None) -> Stack:
     """Register the whole stack graph for ``plan``; returns the parts (for tests/outputs)."""
+    facts: object = None
     if preflight is not None:
         try:
-            preflight(plan)
+            facts = preflight(plan)
         except RuntimeError as err:
             raise pulumi.RunError(str(err)) from None
 
     docker_provider = docker.Provider("docker")
+    options = {"com.docker.network.bridge.enable_ip_masquerade": "true"}
+    mtu = getattr(facts, "mtu", 0)  # the daemon's MTU, as kind does (None under mocks: no option)
+    if isinstance(mtu, int) and mtu > 0 and mtu != DEFAULT_MTU:
+        options["com.docker.network.driver.mtu"] = str(mtu)
     network = docker.Network(
         "network",
         name=plan.network.name,
@@ -111,7 +117,7 @@ def build(plan: StackPlan, *, preflight: Callable[[StackPlan], None] | None = No
                 ip_range=plan.network.node_range,
             )
         ],
-        options={"com.docker.network.bridge.enable_ip_masquerade": "true"},
+        options=options,
         labels=[docker.NetworkLabelArgs(label=STACK_LABEL, value=plan.stack_label)],
         opts=pulumi.ResourceOptions(provider=docker_provider),
     )

@@ -4,7 +4,9 @@ Checks that docker answers, that ``kind`` is present and recent enough, that the
 stack's docker subnet does not clash with a network that is not this stack's, that the
 inotify limits allow several kind clusters, and that no kind cluster with one of the
 planned names exists that this stack does not own (a cluster is this stack's when its
-control-plane container is attached to the stack's own docker network).
+control-plane container is attached to the stack's own docker network; such a cluster,
+left by an interrupted ``up``, is adopted or recreated by ``stacks.kindctl``, which
+says which). It returns the host facts the program needs (the daemon's default MTU).
 
 No ``pulumi`` import; talks to the CLIs through subprocess (tests put fakes on PATH).
 """
@@ -20,6 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stacks import kindctl
 from stacks.planner import StackPlan
 
 MIN_KIND = (0, 30, 0)
@@ -47,12 +50,24 @@ class Host:
     timeout: int = 60
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str] | None:
+        """None when the tool is not on PATH; exit 126 with a clear message when it cannot be
+        started (permission denied, Exec format error, timeout); output decoded leniently."""
         try:
-            return subprocess.run(list(args), capture_output=True, text=True, timeout=self.timeout, check=False)
-        except FileNotFoundError:
+            return kindctl.run(list(args), timeout=self.timeout, check=False)
+        except kindctl.ToolMissing:
             return None
-        except subprocess.TimeoutExpired:
-            return subprocess.CompletedProcess(list(args), 124, "", f"timed out after {self.timeout}s")
+        except kindctl.ToolError as err:
+            return subprocess.CompletedProcess(list(args), LAUNCH_FAILED, "", str(err))
+
+
+LAUNCH_FAILED = 126
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the program needs to know about the host before registering resources."""
+
+    mtu: int  # the default bridge network's MTU (what kind copies into its networks); 0 = unknown
 
 
 def parse_kind_version(text: str) -> tuple[int, int, int] | None:
@@ -90,19 +105,41 @@ def under_pulumi_mocks() -> bool:
         return False
 
 
-def run(plan: StackPlan, host: Host | None = None) -> None:
-    """Raise PreflightError with every problem found on this host (no-op under mocks)."""
+def run(plan: StackPlan, host: Host | None = None) -> HostFacts | None:
+    """Raise PreflightError with every problem found on this host; return the host's facts.
+
+    Under Pulumi mocks nothing is called and None is returned (no facts, no options).
+    """
     if host is None and under_pulumi_mocks():
-        return
+        return None
+    host = host or Host()
     problems = check(plan, host)
     if problems:
         raise PreflightError(problems)
+    return HostFacts(mtu=default_mtu(host))
+
+
+def default_mtu(host: Host) -> int:
+    """The MTU of docker's default ``bridge`` network, read the way kind reads it
+    (``docker network inspect bridge -f '{{ index .Options "com.docker.network.driver.mtu" }}'``);
+    0 when it is not set or not one integer."""
+    proc = host.run(host.docker, "network", "inspect", "bridge", "-f",
+                    '{{ index .Options "com.docker.network.driver.mtu" }}')
+    if proc is None or proc.returncode != 0:
+        return 0
+    lines = proc.stdout.splitlines()
+    if len(lines) != 1 or not lines[0].strip().isdigit():
+        return 0
+    return int(lines[0].strip())
 
 
 def _check_docker(host: Host, problems: list[str]) -> bool:
     proc = host.run(host.docker, "info", "--format", "{{.ServerVersion}}")
     if proc is None:
         problems.append("docker CLI not found: install Docker Engine (https://docs.docker.com/engine/install/)")
+        return False
+    if proc.returncode == LAUNCH_FAILED and not proc.stdout:
+        problems.append(proc.stderr)
         return False
     if proc.returncode != 0:
         said = (proc.stderr or proc.stdout).strip().splitlines()
@@ -120,9 +157,13 @@ def _check_kind(host: Host, problems: list[str]) -> bool:
     if proc is None:
         problems.append(f"kind not found on PATH: install kind v{want} or newer (https://kind.sigs.k8s.io)")
         return False
+    if proc.returncode == LAUNCH_FAILED and not proc.stdout:
+        problems.append(proc.stderr)
+        return False
     version = parse_kind_version(proc.stdout or "")
     if proc.returncode != 0 or version is None:
-        problems.append(f"`kind version` did not answer as expected: {(proc.stderr or proc.stdout).strip()}")
+        said = (proc.stderr or proc.stdout).strip()[-500:]
+        problems.append(f"`kind version` did not answer as expected: {said or '(no output)'}; reinstall kind v{want}+")
         return False
     if version < MIN_KIND:
         problems.append(

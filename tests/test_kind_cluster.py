@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import yaml
 
+from stacks import kindctl
 from stacks.planner import load_plan
 from stacks.render import kind_config, kind_config_yaml
 from tests.helpers import STACKS, stack_raw
@@ -52,17 +56,42 @@ def dev():
     return evaluate(stack_raw("dev"), "dev")
 
 
-def test_kind_cluster_inputs_and_outputs(dev):
+COMMAND = "command:local:Command"
+
+
+def test_kind_cluster_is_a_command_in_its_own_process_plus_a_quick_reader(dev):
+    cmd = dev.named("us-kind-cluster")
+    assert cmd.type == COMMAND
+    assert cmd.inputs["create"].endswith(" -m stacks.kindctl create")
+    assert cmd.inputs["update"].endswith(" -m stacks.kindctl update")
+    assert cmd.inputs["delete"].endswith(" -m stacks.kindctl delete")
+    assert (Path(cmd.inputs["dir"]) / "stacks" / "kindctl.py").is_file()
+    spec = json.loads(cmd.inputs["environment"]["KINDMESH_KIND_SPEC"])
+    assert spec["name"] == "km-dev-us" and spec["network"] == "kindmesh-dev"
+    assert spec["pod_subnet"] == "10.1.0.0/17"
+    assert yaml.safe_load(spec["config"])["networking"]["podSubnet"] == "10.1.0.0/17"
+    assert "quay.io/cilium/cilium:v1.19.6" in {i["tag"] for i in spec["images"]}
+    assert cmd.inputs["triggers"] == [kindctl.spec_hash(spec)]
+    assert cmd.delete_before_replace
+    assert not cmd.secret_inputs  # the spec holds no secret; stdout never carries the kubeconfig
+
     us = dev.named("us-kind")
     assert us.type == DYNAMIC
     assert us.inputs["name"] == "km-dev-us" and us.inputs["network"] == "kindmesh-dev"
-    assert us.inputs["pod_subnet"] == "10.1.0.0/17"
-    assert yaml.safe_load(us.inputs["config"])["networking"]["podSubnet"] == "10.1.0.0/17"
-    assert "quay.io/cilium/cilium:v1.19.6" in us.inputs["images"]
+    assert cmd.urn in us.dependencies
     assert "kubeconfig" in us.additional_secret_outputs
-    assert us.delete_before_replace
     assert dev.by_urn(us.parent).type == "kindmesh:index:KindCluster"
+    assert dev.by_urn(cmd.parent).type == "kindmesh:index:KindCluster"
     assert dev.outputs["kubeconfigs"]["us"].startswith("apiVersion: v1")
+
+
+def test_host_images_are_pulled_once_by_their_own_command(dev):
+    pull = dev.named("host-images-pull")
+    assert pull.type == COMMAND and pull.inputs["create"].endswith(" -m stacks.kindctl prepull")
+    images = json.loads(pull.inputs["environment"]["KINDMESH_IMAGES_SPEC"])["images"]
+    assert len(images) == len({i["pinned"] for i in images}) == len(dev.plan.images)
+    for c in ("us", "eu"):
+        assert dev.depends_on(dev.named(f"{c}-kind-cluster"), pull)
 
 
 def test_kubeconfig_is_secret_everywhere_it_flows(dev):
@@ -83,11 +112,32 @@ def test_network_is_created_before_clusters_with_explicit_docker_provider(dev):
     ipam = net.inputs["ipamConfigs"][0]
     assert ipam == {"subnet": "172.30.0.0/16", "gateway": "172.30.0.1", "ipRange": "172.30.0.0/17"}
     assert {"label": "kindmesh.io/stack", "value": "kindmesh.dev"} in net.inputs["labels"]
-    for c in ("us-kind", "eu-kind"):
+    # under mocks the host is not asked for its MTU: no option set
+    assert net.inputs["options"] == {"com.docker.network.bridge.enable_ip_masquerade": "true"}
+    for c in ("us-kind-cluster", "eu-kind-cluster"):
         assert net.urn in dev.named(c).dependencies
-        assert dev.named("host-images").urn in dev.named(c).dependencies
 
 
 def test_clusters_do_not_depend_on_each_other(dev):
     us, eu = dev.named("us-kind"), dev.named("eu-kind")
     assert not dev.depends_on(us, eu) and not dev.depends_on(eu, us)
+
+
+def test_immutable_changes_replace_the_cluster_delete_first(monkeypatch):
+    """pulumi-command runs `update` (not a replace) when triggers change and an update command
+    exists, so the replacement is forced by the engine: replaceOnChanges + deleteBeforeReplace."""
+    import tests.mocks as mocks
+
+    seen: dict[str, list[str]] = {}
+
+    class Recorder(mocks.Recorder):
+        def RegisterResource(self, request):  # noqa: N802 - gRPC method name
+            seen[request.name] = list(request.replaceOnChanges)
+            return super().RegisterResource(request)
+
+    monkeypatch.setattr(mocks, "Recorder", Recorder)
+    rec = mocks.evaluate(stack_raw("dev"), "dev")
+    for c in rec.plan.clusters:
+        cmd = rec.named(f"{c.name}-kind-cluster")
+        assert "triggers" in seen[cmd.name] and cmd.delete_before_replace
+        assert not {p for p in seen[cmd.name] if not p.startswith("triggers")}  # images: update in place

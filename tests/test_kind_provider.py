@@ -1,20 +1,21 @@
-"""KindClusterProvider / HostImagesProvider against fake kind and docker executables."""
+"""kindctl (kind create/delete/pre-pull in their own process) and the quick info provider,
+against fake kind and docker executables."""
 
 from __future__ import annotations
 
+import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import yaml
 
 from components.kind_cluster import cluster_inputs, host_image_specs
-from components.kind_provider import CommandFailed, HostImagesProvider, KindClusterProvider
+from components.kind_provider import KindClusterInfoProvider
+from stacks import kindctl
+from stacks.kindctl import ToolError
 from stacks.planner import load_plan
 from tests.fakes import FakeBin
-from tests.helpers import ROOT, stack_raw
+from tests.helpers import stack_raw
 
 
 @pytest.fixture
@@ -23,182 +24,257 @@ def dev_plan():
 
 
 @pytest.fixture
-def props(dev_plan):
+def spec(dev_plan):
     return cluster_inputs(dev_plan, dev_plan.clusters[0])
 
 
-def test_create_passes_config_network_and_own_kubeconfig(tmp_path, monkeypatch, props):
+def kind_calls(fake, *prefix):
+    return [c for c in fake.calls("kind") if c["args"][: len(prefix)] == list(prefix)]
+
+
+def test_create_passes_config_network_and_own_kubeconfig(tmp_path, monkeypatch, spec):
     fake = FakeBin(tmp_path, nodes={"km-dev-us": ["km-dev-us-control-plane", "km-dev-us-worker"]})
     fake.activate(monkeypatch)
-    result = KindClusterProvider().create(dict(props))
+    assert kindctl.ensure(dict(spec)) == "created"
 
-    assert result.id == "km-dev-us"
-    create = [c for c in fake.calls("kind") if c["args"][:2] == ["create", "cluster"]][0]
+    create = kind_calls(fake, "create", "cluster")[0]
     assert create["network"] == "kindmesh-dev"
     assert create["args"][create["args"].index("--name") + 1] == "km-dev-us"
-    assert yaml.safe_load(create["config"]) == yaml.safe_load(props["config"])
-    home_kube = os.path.expanduser("~/.kube/config")
-    assert create["kubeconfig"] != home_kube and create["kubeconfig"].endswith("kubeconfig")
-    load = [c for c in fake.calls("kind") if c["args"][:2] == ["load", "docker-image"]][0]
+    assert yaml.safe_load(create["config"]) == yaml.safe_load(spec["config"])
+    assert create["kubeconfig"] != os.path.expanduser("~/.kube/config")
+    assert create["kubeconfig"].startswith(str(tmp_path / "run"))  # private per-user dir
+    load = kind_calls(fake, "load", "docker-image")[0]  # classic image store
     assert load["args"][2:4] == ["--name", "km-dev-us"]
-    assert set(load["args"][4:]) == set(props["images"]) and props["images"]
-    assert result.outs["kubeconfig"].startswith("apiVersion: v1")
-    assert result.outs["context"] == "kind-km-dev-us"
-    assert result.outs["control_plane"] == "km-dev-us-control-plane"
-    assert result.outs["nodes"] == ["km-dev-us-control-plane", "km-dev-us-worker"]
-    assert fake.state["clusters"] == ["km-dev-us"]
+    assert set(load["args"][4:]) == {i["tag"] for i in spec["images"]} and spec["images"]
+    marker = json.loads(fake.state["markers"]["km-dev-us-control-plane"])
+    assert marker["hash"] == kindctl.spec_hash(spec)
+    info = kindctl.cluster_info("km-dev-us", "kindmesh-dev")
+    assert info["context"] == "kind-km-dev-us" and info["control_plane"] == "km-dev-us-control-plane"
+    assert info["nodes"] == ["km-dev-us-control-plane", "km-dev-us-worker"]
+    assert "server: https://127.0.0.1:6443" in info["kubeconfig"]
 
 
 def test_parallel_creates_use_separate_kubeconfig_files(tmp_path, monkeypatch, dev_plan):
     fake = FakeBin(tmp_path)
     fake.activate(monkeypatch)
     for c in dev_plan.clusters:
-        KindClusterProvider().create(cluster_inputs(dev_plan, c))
-    paths = [c["kubeconfig"] for c in fake.calls("kind") if c["args"][:2] == ["create", "cluster"]]
+        kindctl.ensure(cluster_inputs(dev_plan, c))
+    paths = [c["kubeconfig"] for c in kind_calls(fake, "create", "cluster")]
     assert len(paths) == 2 and len(set(paths)) == 2
 
 
-def test_create_refuses_a_cluster_it_does_not_own(tmp_path, monkeypatch, props):
-    fake = FakeBin(tmp_path, clusters=["km-dev-us"])
+def test_a_foreign_cluster_with_our_name_is_refused_and_untouched(tmp_path, monkeypatch, spec):
+    fake = FakeBin(tmp_path, clusters=["km-dev-us"], containers={"km-dev-us-control-plane": ["kind"]})
     fake.activate(monkeypatch)
-    with pytest.raises(CommandFailed, match="already exists and this stack does not own it"):
-        KindClusterProvider().create(dict(props))
-    assert not [c for c in fake.calls("kind") if c["args"][:1] in (["create"], ["delete"])]
+    with pytest.raises(ToolError, match="already exists and is not this stack's"):
+        kindctl.ensure(dict(spec))
+    assert not kind_calls(fake, "create") and not kind_calls(fake, "delete")
+    assert fake.state["clusters"] == ["km-dev-us"]
 
 
-def test_failed_create_cleans_up_and_reports_kinds_error(tmp_path, monkeypatch, props):
-    fake = FakeBin(tmp_path, fail_create="ERROR: failed to create cluster: node(s) already exist for a cluster")
+def test_losing_a_create_race_never_deletes_the_winners_cluster(tmp_path, monkeypatch, spec):
+    """`kind get clusters` said no, then someone else's create won: their cluster survives."""
+    fake = FakeBin(tmp_path, race_create=True)
     fake.activate(monkeypatch)
-    with pytest.raises(CommandFailed) as err:
-        KindClusterProvider().create(dict(props))
-    assert "node(s) already exist for a cluster" in str(err.value)
-    assert "cleaned up" in str(err.value)
-    deletes = [c for c in fake.calls("kind") if c["args"][:2] == ["delete", "cluster"]]
+    with pytest.raises(ToolError) as err:
+        kindctl.ensure(dict(spec))
+    assert "created by someone else" in str(err.value) and "left untouched" in str(err.value)
+    assert "node(s) already exist" in str(err.value)
+    assert not kind_calls(fake, "delete")
+    assert fake.state["clusters"] == ["km-dev-us"]
+
+
+def test_failed_create_cleans_up_what_this_call_created(tmp_path, monkeypatch, spec):
+    fake = FakeBin(tmp_path, fail_create="ERROR: failed to create cluster: failed to init node with kubeadm")
+    fake.activate(monkeypatch)
+    with pytest.raises(ToolError) as err:
+        kindctl.ensure(dict(spec))
+    assert "kubeadm" in str(err.value) and "was cleaned up" in str(err.value)
+    deletes = kind_calls(fake, "delete", "cluster")
     assert deletes and deletes[0]["args"][3] == "km-dev-us"
     assert fake.state["clusters"] == []
 
 
-def test_failed_image_load_also_cleans_up(tmp_path, monkeypatch, props):
+def test_failed_image_load_also_cleans_up(tmp_path, monkeypatch, spec):
     fake = FakeBin(tmp_path, fail_load="ERROR: image not present locally")
     fake.activate(monkeypatch)
-    with pytest.raises(CommandFailed, match="image not present locally"):
-        KindClusterProvider().create(dict(props))
+    with pytest.raises(ToolError, match="image not present locally"):
+        kindctl.ensure(dict(spec))
     assert fake.state["clusters"] == []
 
 
-def test_delete_is_idempotent_and_keeps_home_kubeconfig_untouched(tmp_path, monkeypatch, props):
-    fake = FakeBin(tmp_path, clusters=["km-dev-us", "other"])
+def test_junk_kubeconfig_with_exit_0_is_rejected_without_echoing_it(tmp_path, monkeypatch, spec):
+    fake = FakeBin(tmp_path, junk_kubeconfig="token: s3cr3t-value\nhello")
     fake.activate(monkeypatch)
-    p = KindClusterProvider()
-    p.delete("km-dev-us", dict(props))
-    p.delete("km-dev-us", dict(props))
+    with pytest.raises(ToolError) as err:
+        kindctl.ensure(dict(spec))
+    text = str(err.value)
+    assert "kind get kubeconfig --name km-dev-us" in text and "no usable kubeconfig" in text
+    assert "s3cr3t" not in text
+    assert fake.state["clusters"] == []  # this call created it, so it cleaned up
+
+
+@pytest.mark.parametrize("junk,why", [
+    ("{{{", "not YAML"),
+    ("apiVersion: v1\nkind: Config\ncontexts: []\n", "no context 'kind-x'"),
+    ("apiVersion: v1\nkind: Config\ncontexts:\n- name: kind-x\n  context: {cluster: c}\nclusters:\n"
+     "- name: c\n  cluster: {server: 'http://plain'}\n", "no cluster with an https server"),
+])
+def test_kubeconfig_validation(junk, why):
+    with pytest.raises(ToolError, match=why):
+        kindctl.validate_kubeconfig(junk, "x")
+
+
+def test_interrupted_up_cluster_with_same_config_is_adopted(tmp_path, monkeypatch, spec, capsys):
+    fake = FakeBin(tmp_path)
+    fake.activate(monkeypatch)
+    kindctl.ensure(dict(spec))  # the "interrupted" run got this far; its state was lost
+    capsys.readouterr()
+    assert kindctl.ensure(dict(spec)) == "adopted"
+    assert "adopted kind cluster 'km-dev-us'" in capsys.readouterr().err
+    assert len(kind_calls(fake, "create", "cluster")) == 1 and not kind_calls(fake, "delete")
+
+
+def test_unfinished_or_different_cluster_on_our_network_is_recreated(tmp_path, monkeypatch, spec, capsys):
+    fake = FakeBin(tmp_path, clusters=["km-dev-us"], containers={"km-dev-us-control-plane": ["kindmesh-dev"]})
+    fake.activate(monkeypatch)
+    assert kindctl.ensure(dict(spec)) == "recreated"  # no marker: create never finished
+    assert "recreating kind cluster 'km-dev-us'" in capsys.readouterr().err
+    assert kindctl.ensure(dict(spec, workers=3)) == "recreated"  # another config
+    assert "another config" in capsys.readouterr().err
+    assert len(kind_calls(fake, "delete", "cluster")) == 2
+
+
+def test_update_loads_only_missing_images(tmp_path, monkeypatch, spec):
+    fake = FakeBin(tmp_path)
+    fake.activate(monkeypatch)
+    kindctl.ensure(dict(spec))
+    extra = host_image_specs(["docker.io/library/busybox:1.37"])
+    assert kindctl.ensure(dict(spec, images=spec["images"] + extra), updating=True) == "updated"
+    loads = kind_calls(fake, "load", "docker-image")
+    assert loads[-1]["args"][4:] == ["docker.io/library/busybox:1.37"]
+
+
+def test_delete_is_idempotent_and_never_deletes_someone_elses(tmp_path, monkeypatch, spec):
+    fake = FakeBin(tmp_path, clusters=["km-dev-us", "other"],
+                   containers={"km-dev-us-control-plane": ["kindmesh-dev"]})
+    fake.activate(monkeypatch)
+    assert kindctl.delete(dict(spec)) == "deleted"
+    assert kindctl.delete(dict(spec)) == "absent"
     assert fake.state["clusters"] == ["other"]
-    for call in fake.calls("kind"):
-        if call["args"][:2] == ["delete", "cluster"]:
-            assert call["kubeconfig"] != os.path.expanduser("~/.kube/config")
+    for call in kind_calls(fake, "delete", "cluster"):
+        assert call["kubeconfig"] != os.path.expanduser("~/.kube/config")
+
+    fake.update(clusters=["km-dev-us"], containers={"km-dev-us-control-plane": ["kind"]})
+    assert kindctl.delete(dict(spec)) == "foreign"
+    assert fake.state["clusters"] == ["km-dev-us"]
 
 
-def test_read_of_a_missing_cluster_yields_empty_id(tmp_path, monkeypatch, props):
-    FakeBin(tmp_path).activate(monkeypatch)
-    result = KindClusterProvider().read("km-dev-us", dict(props))
-    assert result.id == ""
-
-
-def test_read_of_an_existing_cluster_refreshes_outputs(tmp_path, monkeypatch, props):
-    FakeBin(tmp_path, clusters=["km-dev-us"]).activate(monkeypatch)
-    result = KindClusterProvider().read("km-dev-us", dict(props))
-    assert result.id == "km-dev-us"
-    assert "current-context: kind-km-dev-us" in result.outs["kubeconfig"]
-
-
-@pytest.mark.parametrize(
-    "key,value",
-    [("pod_subnet", "10.9.0.0/17"), ("service_subnet", "10.9.128.0/20"), ("workers", 3),
-     ("node_image", "kindest/node:v1.33.4@sha256:" + "0" * 64), ("network", "elsewhere")],
-)
-def test_diff_marks_unchangeable_inputs_as_replacements(props, key, value):
-    news = dict(props, **{key: value})
-    diff = KindClusterProvider().diff("km-dev-us", dict(props), news)
-    assert diff.changes is True
-    assert key in diff.replaces
-    assert diff.delete_before_replace is True
-
-
-def test_diff_of_config_change_replaces_and_images_update_in_place(dev_plan, props):
-    other = load_plan(dict(stack_raw("dev"), clusters=[{"name": "us", "workers": 2}, {"name": "eu"}]), stack="dev")
-    news = cluster_inputs(other, other.clusters[0])
-    diff = KindClusterProvider().diff("km-dev-us", dict(props), news)
-    assert {"config", "workers"} <= set(diff.replaces)
-
-    news = dict(props, images=props["images"] + ["docker.io/library/busybox:1.37"])
-    diff = KindClusterProvider().diff("km-dev-us", dict(props), news)
-    assert diff.changes is True and diff.replaces == []
-
-    diff = KindClusterProvider().diff("km-dev-us", dict(props), dict(props))
-    assert diff.changes is False
-
-
-def test_update_loads_only_new_images(tmp_path, monkeypatch, props):
-    fake = FakeBin(tmp_path, clusters=["km-dev-us"])
+def test_info_provider_read_notices_a_cluster_deleted_behind_pulumis_back(tmp_path, monkeypatch, spec):
+    fake = FakeBin(tmp_path)
     fake.activate(monkeypatch)
-    news = dict(props, images=props["images"] + ["docker.io/library/busybox:1.37"])
-    KindClusterProvider().update("km-dev-us", dict(props), news)
-    loads = [c for c in fake.calls("kind") if c["args"][:2] == ["load", "docker-image"]]
-    assert loads[0]["args"][4:] == ["docker.io/library/busybox:1.37"]
+    kindctl.ensure(dict(spec))
+    props = {"name": "km-dev-us", "network": "kindmesh-dev", "cluster": "{}", "command_urn": "urn:x::cmd"}
+    p = KindClusterInfoProvider()
+    created = p.create(dict(props))
+    assert created.id == "km-dev-us" and created.outs["kubeconfig"].startswith("apiVersion: v1")
+    assert p.read("km-dev-us", created.outs).id == "km-dev-us"
+
+    fake.update(clusters=[])  # `kind delete cluster` by hand
+    assert p.read("km-dev-us", created.outs).id == ""
+    with pytest.raises(ToolError, match=r"pulumi up --replace 'urn:x::cmd'"):
+        p.create(dict(props))
 
 
-def test_host_images_pull_by_digest_and_tag_for_kind_load(tmp_path, monkeypatch, dev_plan):
+def test_info_provider_diff(spec):
+    p = KindClusterInfoProvider()
+    olds = {"name": "a", "network": "n", "cluster": "x", "command_urn": "u"}
+    assert p.diff("a", olds, dict(olds)).changes is False
+    d = p.diff("a", olds, dict(olds, cluster="y"))
+    assert d.changes is True and d.replaces == []
+    assert p.diff("a", olds, dict(olds, network="m")).replaces == ["network"]
+
+
+@pytest.mark.parametrize("key,value", [
+    ("pod_subnet", "10.9.0.0/17"), ("service_subnet", "10.9.128.0/20"), ("workers", 3),
+    ("node_image", "kindest/node:v1.33.4@sha256:" + "0" * 64), ("network", "elsewhere"), ("config", "x"),
+])
+def test_immutable_inputs_change_the_replace_trigger_and_images_do_not(spec, key, value):
+    assert kindctl.spec_hash(dict(spec, **{key: value})) != kindctl.spec_hash(spec)
+    assert kindctl.spec_hash(dict(spec, images=[])) == kindctl.spec_hash(spec)
+
+
+# ------------------------------------------------------------------ pre-pull per image store
+
+
+def test_prepull_classic_store_pulls_once_by_digest_and_tags(tmp_path, monkeypatch, dev_plan):
     fake = FakeBin(tmp_path)
     fake.activate(monkeypatch)
     specs = host_image_specs(dev_plan.images)
-    HostImagesProvider().create({"images": specs})
-    pulls = [c["args"][1] for c in fake.calls("docker") if c["args"][0] == "pull"]
+    result = kindctl.prepull(specs)
+    assert result["store"] == "classic" and result["archives"] == []
+    pulls = [c["args"][1:] for c in fake.calls("docker") if c["args"][0] == "pull"]
+    assert pulls == [[s["pinned"]] for s in specs]
     tags = [c["args"][1:] for c in fake.calls("docker") if c["args"][0] == "tag"]
-    assert pulls == [s["pinned"] for s in specs]
-    agent = "quay.io/cilium/cilium:v1.19.6@sha256:0df5b2750b64c49843aba1d649e9eaf61467cb0645ad3171db6f6962c095ac92"
-    assert agent in pulls
-    assert ["quay.io/cilium/cilium@sha256:0df5b2750b64c49843aba1d649e9eaf61467cb0645ad3171db6f6962c095ac92",
-            "quay.io/cilium/cilium:v1.19.6"] in tags
+    agent = "quay.io/cilium/cilium@sha256:0df5b2750b64c49843aba1d649e9eaf61467cb0645ad3171db6f6962c095ac92"
+    assert [agent, "quay.io/cilium/cilium:v1.19.6"] in tags
 
 
-def test_host_images_failure_names_the_image(tmp_path, monkeypatch):
+def test_containerd_store_uses_single_platform_archives_once_for_n_clusters(tmp_path, monkeypatch, dev_plan):
+    fake = FakeBin(tmp_path, store="containerd", platform="linux/arm64")
+    fake.activate(monkeypatch)
+    specs = host_image_specs(dev_plan.images)
+    result = kindctl.prepull(specs)
+    assert result["store"] == "containerd" and len(result["archives"]) == len(specs)
+    for c in dev_plan.clusters:
+        kindctl.ensure(cluster_inputs(dev_plan, c))
+    docker = fake.calls("docker")
+    pulls = [c["args"] for c in docker if c["args"][0] == "pull"]
+    saves = [c["args"] for c in docker if c["args"][0] == "save"]
+    assert len(pulls) == len(specs) and all(p[1:3] == ["--platform", "linux/arm64"] for p in pulls)
+    assert len(saves) == len(specs) and all(s[1:3] == ["--platform", "linux/arm64"] for s in saves)
+    assert not kind_calls(fake, "load", "docker-image")  # the call that fails on this store
+    archives = kind_calls(fake, "load", "image-archive")
+    assert len(archives) == len(specs) * len(dev_plan.clusters)
+    assert {a["args"][-1] for a in archives} == {c.kind_name for c in dev_plan.clusters}
+
+
+def test_containerd_store_makes_a_missing_archive_again(tmp_path, monkeypatch, spec):
+    fake = FakeBin(tmp_path, store="containerd")
+    fake.activate(monkeypatch)
+    kindctl.ensure(dict(spec))  # no prepull ran (e.g. the cache was cleaned)
+    assert len(kind_calls(fake, "load", "image-archive")) == len(spec["images"])
+
+
+def test_kind_load_docker_image_fails_on_the_fake_containerd_store(tmp_path, monkeypatch):
+    fake = FakeBin(tmp_path, store="containerd", clusters=["x"])
+    fake.activate(monkeypatch)
+    with pytest.raises(ToolError, match="content digest sha256:.* not found"):
+        kindctl.run(["kind", "load", "docker-image", "--name", "x", "a:1"])
+
+
+def test_prepull_failure_names_the_image(tmp_path, monkeypatch):
     missing = "quay.io/nope/nothing:v0@sha256:" + "1" * 64
     FakeBin(tmp_path, missing_images=[missing]).activate(monkeypatch)
-    with pytest.raises(CommandFailed, match="nope/nothing"):
-        HostImagesProvider().create({"images": host_image_specs([missing])})
+    with pytest.raises(ToolError, match="nope/nothing"):
+        kindctl.prepull(host_image_specs([missing]))
 
 
-def test_providers_survive_engine_serialization_in_a_fresh_interpreter(tmp_path, props):
-    """The engine dill-pickles the provider and loads it in a separate process."""
-    from pulumi.dynamic.dynamic import serialize_provider
+def test_a_failed_create_never_deletes_a_cluster_that_appeared_on_another_network(tmp_path, monkeypatch, spec):
+    """kind failed with another error while someone else's create (another stack) took the name."""
+    fake = FakeBin(tmp_path, fail_create="ERROR: failed to create cluster: Conflict. The container is busy")
+    fake.activate(monkeypatch)
+    real_run = kindctl.run
 
-    from components.gate_provider import MetalLBWebhookGateProvider, RolloutGateProvider
+    def run(args, **kw):
+        proc = real_run(args, **kw)
+        if list(args)[1:3] == ["create", "cluster"]:
+            fake.update(containers={"km-dev-us-control-plane": ["kindmesh-other"]})
+        return proc
 
-    for provider in (KindClusterProvider(), HostImagesProvider(), MetalLBWebhookGateProvider(),
-                     RolloutGateProvider()):
-        blob = serialize_provider(provider)
-        check = textwrap.dedent(
-            """
-            import base64, json, sys, dill
-            provider = dill.loads(base64.b64decode(sys.stdin.read()))
-            olds = json.loads(sys.argv[1])
-            news = dict(olds, pod_subnet="10.99.0.0/17", workers=9, images=["x:1"], cluster="other")
-            d = provider.diff("x", olds, news)
-            print(type(provider).__name__, d.changes, sorted(d.replaces or []))
-            """
-        )
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
-        env["PYTHONPATH"] = str(ROOT)
-        out = subprocess.run(
-            [sys.executable, "-c", check, __import__("json").dumps(dict(props, cluster="us"))],
-            input=blob, capture_output=True, text=True, cwd=tmp_path, env=env, check=True,
-        ).stdout.split()
-        assert out[0] == type(provider).__name__
-        assert out[1] == "True"
-        replaced = " ".join(out[2:])
-        if isinstance(provider, KindClusterProvider):
-            assert "pod_subnet" in replaced and "workers" in replaced
-        elif isinstance(provider, HostImagesProvider):
-            assert replaced == "[]"  # new images are pulled in place
-        else:
-            assert "cluster" in replaced
+    monkeypatch.setattr(kindctl, "run", run)
+    with pytest.raises(ToolError) as err:
+        kindctl.ensure(dict(spec))
+    assert "left untouched" in str(err.value) and "container is busy" in str(err.value)
+    assert not kind_calls(fake, "delete")
+    assert fake.state["clusters"] == ["km-dev-us"]

@@ -102,3 +102,47 @@ def test_kind_version_parsing():
     assert preflight.parse_kind_version("kind v0.30.0 go1.24.6 linux/amd64") == (0, 30, 0)
     assert preflight.parse_kind_version("kind v0.31.1-alpha go1.25") == (0, 31, 1)
     assert preflight.parse_kind_version("nonsense") is None
+
+
+def test_mtu_fact_is_read_the_way_kind_reads_it(tmp_path, monkeypatch, plan, proc_ok):
+    fake = FakeBin(tmp_path, bridge_mtu=1400)
+    fake.activate(monkeypatch)
+    facts = preflight.run(plan, host(proc_ok))
+    assert facts == preflight.HostFacts(mtu=1400)
+    inspect = [c["args"] for c in fake.calls("docker") if c["args"][:3] == ["network", "inspect", "bridge"]]
+    assert inspect == [["network", "inspect", "bridge", "-f", '{{ index .Options "com.docker.network.driver.mtu" }}']]
+
+    FakeBin(tmp_path).activate(monkeypatch)  # option not set: "<no value>"
+    assert preflight.run(plan, host(proc_ok)) == preflight.HostFacts(mtu=0)
+
+
+def test_preflight_is_a_no_op_under_mocks_and_returns_no_facts(monkeypatch):
+    monkeypatch.setattr(preflight, "under_pulumi_mocks", lambda: True)
+    assert preflight.run(load_plan(stack_raw("dev"), stack="dev")) is None
+
+
+def _exe(path, content, mode=0o755):
+    path.write_bytes(content)
+    path.chmod(mode)
+    return str(path)
+
+
+def test_tools_that_cannot_run_are_clear_problems_not_tracebacks(tmp_path, monkeypatch, plan, proc_ok):
+    FakeBin(tmp_path).activate(monkeypatch)
+    docker_dir = tmp_path / "docker-is-a-dir"
+    docker_dir.mkdir()
+    kind = _exe(tmp_path / "kind-arm", b"\x7fELF\x02\x01\x01not-for-this-cpu")
+    problems = preflight.check(plan, preflight.Host(docker=str(docker_dir), kind=kind, proc_sys=proc_ok))
+    assert len(problems) == 2
+    assert "permission denied" in problems[0] and "docs.docker.com" in problems[0]
+    assert "Exec format error" in problems[1] and "uname -m" in problems[1]
+
+
+def test_invalid_utf8_and_timeouts_in_the_preflight(tmp_path, monkeypatch, plan, proc_ok):
+    FakeBin(tmp_path).activate(monkeypatch)
+    kind = _exe(tmp_path / "kind-junk", b"#!/bin/sh\nprintf 'garbage \\377\\376\\n'\n")
+    docker = _exe(tmp_path / "docker-slow", b"#!/bin/sh\nexec sleep 30\n")
+    problems = preflight.check(plan, preflight.Host(docker=docker, kind=kind, proc_sys=proc_ok, timeout=1))
+    assert len(problems) == 2
+    assert "docker" in problems[0] and "did not finish within 1s" in problems[0]
+    assert "`kind version` did not answer as expected: garbage \ufffd" in problems[1]
