@@ -52,11 +52,9 @@ class Rule:
 # First match wins. Durations are nominal single-step figures on an idle 4-core host.
 RULES: tuple[Rule, ...] = (
     Rule("docker:index/network:Network", r".*", 1, "estimate: `docker network create` is sub-second"),
-    Rule(DYNAMIC, r".*host-images$|.*images$", 90, "estimate: ~10 images, ~600 MB, pulled once"),
-    Rule(COMMAND, r".*host-images$|.*images$", 90, "estimate: ~10 images, ~600 MB, pulled once"),
-    Rule(DYNAMIC, r".*-kind$", 75, "kind docs: a cluster in ~1 min; + image load (estimate)"),
-    Rule(COMMAND, r".*-kind(-create)?$", 75, "kind docs: a cluster in ~1 min; + image load (estimate)"),
-    Rule(DYNAMIC, r".*-kind-(state|status|probe|info)$", 1, "quick `kind get` calls"),
+    Rule(COMMAND, r".*host-images(-pull)?$", 90, "estimate: ~10 images, ~600 MB, pulled (and saved) once"),
+    Rule(COMMAND, r".*-kind-cluster$", 75, "kind docs: a cluster in ~1 min; + image load (estimate)"),
+    Rule(DYNAMIC, r".*-kind$", 1, "quick `kind get kubeconfig/nodes` and `docker inspect` calls"),
     Rule("kubernetes:helm.sh/v3:Release", r".*-cilium$", 20, "estimate: chart pull + install, no --wait"),
     Rule(DYNAMIC, r".*-cilium-rollout$", 120, "estimate: Cilium agents/operator ready (tutorials sleep 240)"),
     Rule(COMMAND, r".*-cilium-rollout$", 120, "estimate: Cilium agents/operator ready (tutorials sleep 240)"),

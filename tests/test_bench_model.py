@@ -44,11 +44,11 @@ def res(urn, type_="t", deps=(), parent="", provider="", deleted_with="", custom
 
 
 def test_model_caps_the_dynamic_provider_at_four_and_leaves_commands_unbounded():
-    dyn = [res(f"k{i}", DYNAMIC, name=f"c{i}-kind") for i in range(8)]
+    dyn = [res(f"g{i}", DYNAMIC, name=f"c{i}-cilium-rollout") for i in range(8)]
     sched = simulate(steps(dyn))
-    seconds = rule_for(DYNAMIC, "c0-kind").seconds
-    assert sched.total == pytest.approx(2 * seconds)  # 8 creates, 4 at a time
-    cmd = [res(f"k{i}", "command:local:Command", name=f"c{i}-kind") for i in range(8)]
+    seconds = rule_for(DYNAMIC, "c0-cilium-rollout").seconds
+    assert sched.total == pytest.approx(2 * seconds)  # 8 waits, 4 at a time
+    cmd = [res(f"g{i}", "command:local:Command", name=f"c{i}-cilium-rollout") for i in range(8)]
     assert simulate(steps(cmd)).total == pytest.approx(seconds)
 
 
@@ -56,15 +56,15 @@ def test_model_follows_dependencies_parents_providers_and_components():
     graph = [
         res("net", "docker:index/network:Network"),
         res("comp", "kindmesh:index:KindCluster", custom=False),
-        res("kind", DYNAMIC, deps=["net"], parent="comp", name="a-kind"),
+        res("kind", "command:local:Command", deps=["net"], parent="comp", name="a-kind-cluster"),
         res("prov", "pulumi:providers:kubernetes", parent="comp"),  # waits on nothing but its parent component
         res("rel", "kubernetes:helm.sh/v3:Release", deps=["comp"], provider="prov::id", name="a-cilium"),
         res("gate", DYNAMIC, deps=["rel"], deleted_with="kind", name="a-cilium-rollout"),
     ]
     sched = simulate(steps(graph))
-    assert sched.critical == ["net", "a-kind", "a-cilium", "a-cilium-rollout"]
+    assert sched.critical == ["net", "a-kind-cluster", "a-cilium", "a-cilium-rollout"]
     expected = sum(rule_for(t, n).seconds for t, n in [
-        ("docker:index/network:Network", "net"), (DYNAMIC, "a-kind"),
+        ("docker:index/network:Network", "net"), ("command:local:Command", "a-kind-cluster"),
         ("kubernetes:helm.sh/v3:Release", "a-cilium"), (DYNAMIC, "a-cilium-rollout")])
     assert sched.total == pytest.approx(expected)
 
