@@ -125,7 +125,7 @@ def test_diff_marks_unchangeable_inputs_as_replacements(props, key, value):
 
 
 def test_diff_of_config_change_replaces_and_images_update_in_place(dev_plan, props):
-    other = load_plan(dict(stack_raw("dev"), clusters=[{"name": "us", "workers": 2}, {"name": "eu"}]), stack="dev")
+    other = load_plan(dict(stack_raw("dev"), clusters=[{"name": "us", "id": 1, "workers": 2}, {"name": "eu", "id": 2}]), stack="dev")
     news = cluster_inputs(other, other.clusters[0])
     diff = KindClusterProvider().diff("km-dev-us", dict(props), news)
     assert {"config", "workers"} <= set(diff.replaces)
