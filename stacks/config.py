@@ -10,7 +10,9 @@ Pure module: no ``pulumi`` import.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -355,6 +357,65 @@ def strip_namespace(raw: Mapping[str, Any]) -> dict[str, Any]:
         if sep and ns == NAMESPACE:
             out[rest] = value
     return out
+
+
+def json_depth(text: str) -> int:
+    """How deep ``[``/``{`` nest in JSON ``text`` (strings skipped): checked before decoding,
+    because ``json.loads`` recurses and raises RecursionError on deep input."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _bounded_int(text: str) -> int | str:
+    # int() refuses 4300+ digits; keep such a number as text, reported as far too large
+    return int(text) if len(text) <= 4000 else text
+
+
+def decode_raw(merged: Mapping[str, Any]) -> dict[str, Any]:
+    """``kindmesh:`` keys of a Pulumi config (``{'kindmesh:network': '{"subnet": …}'}``) ->
+    raw keys with JSON values decoded (what :func:`parse_config` reads).
+
+    A value that is not JSON stays a string. A value nested deeper than NESTING_MAX is a
+    ConfigError naming its key (json.loads would raise RecursionError on it)."""
+    raw: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key, value in merged.items():
+        ns, sep, rest = str(key).partition(":")
+        if not sep or ns != NAMESPACE:
+            continue
+        if isinstance(value, str):
+            depth = json_depth(value)
+            if depth > NESTING_MAX:
+                problems.append(
+                    Problem(
+                        f"{NAMESPACE}:{clip(rest)}",
+                        f"is nested {depth} levels deep; kindmesh config is at most {NESTING_MAX} "
+                        "deep: check the value with `pulumi config get` and set it again",
+                    )
+                )
+                continue
+            with contextlib.suppress(ValueError, RecursionError):  # not JSON: a plain string
+                value = json.loads(value, parse_int=_bounded_int)
+        raw[rest] = value
+    if problems:
+        raise ConfigError(problems)
+    return raw
 
 
 def validate_cluster_name(name: str) -> str | None:
