@@ -421,10 +421,10 @@ def decode_raw(merged: Mapping[str, Any]) -> dict[str, Any]:
 def validate_cluster_name(name: str) -> str | None:
     """Cilium's rules for ``cluster.name``; returns the problem or None."""
     if len(name) > CLUSTER_NAME_MAX:
-        return f"{name!r} is {len(name)} characters; Cilium allows at most {CLUSTER_NAME_MAX}"
+        return f"{quote(name)} is {len(name)} characters; Cilium allows at most {CLUSTER_NAME_MAX}"
     if not CLUSTER_NAME_RE.match(name):
         return (
-            f"{name!r} is not a DNS label: use lowercase letters, digits and '-', "
+            f"{quote(name)} is not a DNS label: use lowercase letters, digits and '-', "
             "starting and ending with a letter or digit"
         )
     if name == "default":
