@@ -218,6 +218,9 @@ SPECIAL_RANGES: tuple[tuple[str, str], ...] = (
 )
 # Networks docker creates itself, and kind's own network: never the stack's network.
 FOREIGN_NETWORKS = ("bridge", "host", "none", "kind")
+IMAGE_REF_MAX = 512
+_IMAGE_RE = re.compile(r"[a-z0-9][a-z0-9._/:-]*(:[\w][\w.-]*)?(@sha256:[0-9a-f]{64})?", re.ASCII)
+_VERSION_RE = re.compile(r"v?\d{1,9}\.\d{1,9}\.\d{1,9}([-+][0-9A-Za-z.+-]*)?", re.ASCII)
 _PATH_KEY_RE = re.compile(r"^([A-Za-z]+)(?:\[\d*\])?[.\[]")
 
 
@@ -305,6 +308,26 @@ class _Collector:
             self.add(key, f"must be a non-empty string, got {quote(value)}")
             return default
         return value.strip()
+
+    def version(self, key: str, value: Any, default: str) -> str:
+        """A chart version: semver, optionally with a leading v (``1.19.6``)."""
+        text = self.string(key, value, default) or default
+        if len(text) > 64 or not _VERSION_RE.fullmatch(text):
+            self.add(key, f"{quote(text)} is not a chart version; write it like {default}")
+            return default
+        return text
+
+    def image(self, key: str, value: Any, default: str) -> str:
+        """An image reference (``registry/name:tag@sha256:…``), bounded and without spaces."""
+        text = self.string(key, value, default) or default
+        if len(text) > IMAGE_REF_MAX or not _IMAGE_RE.fullmatch(text):
+            self.add(
+                key,
+                f"{quote(text)} is not an image reference; write it like {clip(default, 50)} "
+                f"(at most {IMAGE_REF_MAX} characters, no spaces)",
+            )
+            return default
+        return text
 
     def choice(self, key: str, value: Any, choices: Sequence[str], default: str) -> str:
         if value is None:
@@ -503,7 +526,7 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
     if hubble_ui and not hubble:
         c.add("kindmesh:cilium.hubbleUi", "needs Hubble: set cilium.hubble to true or hubbleUi to false")
     cilium = CiliumConfig(
-        version=c.string("kindmesh:cilium.version", cil_raw.get("version"), CILIUM_CHART_VERSION)
+        version=c.version("kindmesh:cilium.version", cil_raw.get("version"), CILIUM_CHART_VERSION)
         or CILIUM_CHART_VERSION,
         hubble=hubble,
         hubble_ui=hubble_ui,
@@ -515,14 +538,14 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
     mlb_raw = c.mapping("kindmesh:metallb", raw.get("metallb"))
     c.unknown_keys("kindmesh:metallb", mlb_raw, TOP_KEYS["metallb"] or ())
     metallb = MetalLBConfig(
-        version=c.string("kindmesh:metallb.version", mlb_raw.get("version"), METALLB_CHART_VERSION)
+        version=c.version("kindmesh:metallb.version", mlb_raw.get("version"), METALLB_CHART_VERSION)
         or METALLB_CHART_VERSION
     )
 
     kind_raw = c.mapping("kindmesh:kind", raw.get("kind"))
     c.unknown_keys("kindmesh:kind", kind_raw, TOP_KEYS["kind"] or ())
     node_image = (
-        c.string("kindmesh:kind.nodeImage", kind_raw.get("nodeImage"), KIND_NODE_IMAGE)
+        c.image("kindmesh:kind.nodeImage", kind_raw.get("nodeImage"), KIND_NODE_IMAGE)
         or KIND_NODE_IMAGE
     )
     if "@sha256:" not in node_image:
@@ -541,11 +564,11 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
     demo = DemoConfig(
         enabled=c.boolean("kindmesh:demo.enabled", demo_raw.get("enabled"), True),
         policy=c.boolean("kindmesh:demo.policy", demo_raw.get("policy"), False),
-        backend_image=c.string(
+        backend_image=c.image(
             "kindmesh:demo.backendImage", demo_raw.get("backendImage"), DEMO_BACKEND_IMAGE
         )
         or DEMO_BACKEND_IMAGE,
-        client_image=c.string(
+        client_image=c.image(
             "kindmesh:demo.clientImage", demo_raw.get("clientImage"), DEMO_CLIENT_IMAGE
         )
         or DEMO_CLIENT_IMAGE,

@@ -87,6 +87,9 @@ SCALARS = st.one_of(
     st.sampled_from(["true", "FALSE", "full", "hub", "none", "wireguard", "local", "kind", "host", "bridge",
                      "us", "eu", "default", "1", "255", "256", "0", "-1", "00000000000000000000000000001"]),
 )
+VERSIONS = st.one_of(SCALARS, st.sampled_from(["1.19.6", "v0.15.3", "1.20.0-rc.1", "1.2", "1.2.3.4", "latest"]))
+IMAGES = st.one_of(SCALARS, st.sampled_from(["kindest/node:v1.34.0", "kindest/node:v1.34.0@sha256:" + "a" * 64,
+                                              "a b@sha256:", "Kindest/Node", "x@sha256:" + "0" * 100_000]))
 KEYS = st.one_of(
     st.sampled_from(list(TOP_KEYS) + list(CLUSTER_KEYS) + ["subnet", "poolSize", "topology", "hub", "hubbleUi",
                                                            "nodeImage", "prePull", "affinity", "shared"]),
@@ -151,7 +154,11 @@ def configs(draw):
     for top, sub in (("network", {"subnet": st.sampled_from(EDGE_CIDRS), "name": SCALARS,
                                   "poolSize": st.one_of(st.integers(-5, 5000), SCALARS)}),
                      ("mesh", {"topology": SCALARS, "hub": SCALARS}),
-                     ("cilium", {"hubble": SCALARS, "hubbleUi": SCALARS, "encryption": SCALARS})):
+                     ("cilium", {"hubble": SCALARS, "hubbleUi": SCALARS, "encryption": SCALARS, "version": VERSIONS}),
+                     ("metallb", {"version": VERSIONS}),
+                     ("kind", {"nodeImage": IMAGES, "prePull": SCALARS}),
+                     ("demo", {"enabled": SCALARS, "policy": SCALARS, "backendImage": IMAGES, "clientImage": IMAGES}),
+                     ("verify", {"onUp": SCALARS})):
         if draw(st.booleans()):
             raw[top] = {k: draw(v) for k, v in sub.items() if draw(st.booleans())}
         elif draw(st.integers(0, 4)) == 0:
@@ -322,6 +329,15 @@ def test_pod_cidr_must_give_every_node_its_24(workers, pod, ok):
 def test_flat_key_that_looks_like_a_path_gets_the_path_hint(flat):
     msgs = problems_at({"clusters": [{"name": "us", "id": 1}], "network": NET, flat: "32"}, f"kindmesh:{flat}")
     assert msgs and f"pulumi config set --path 'kindmesh:{flat}'" in msgs[0]
+
+
+@pytest.mark.parametrize("key,value", [("cilium", {"version": "x" * 100_000}), ("metallb", {"version": "latest"}),
+                                       ("kind", {"nodeImage": "k" * 100_000 + "@sha256:" + "0" * 64}),
+                                       ("demo", {"clientImage": "curl 8@sha256:"})])
+def test_versions_and_images_are_checked_and_quoted_briefly(key, value):
+    sub = next(iter(value))
+    msgs = problems_at({"clusters": [{"name": "us", "id": 1}], "network": NET, key: value}, f"kindmesh:{key}.{sub}")
+    assert msgs and all(len(m) < 400 for m in msgs)
 
 
 def test_unknown_top_level_key_is_named_with_a_colon():

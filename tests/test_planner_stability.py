@@ -32,7 +32,7 @@ def decisions(cluster):
     return {f: getattr(cluster, f) for f in FIELDS}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(topologies(), st.data())
 def test_removing_or_reordering_a_cluster_changes_no_other_cluster(case, data):
     raw, stack = case
@@ -59,7 +59,7 @@ def test_removing_or_reordering_a_cluster_changes_no_other_cluster(case, data):
     assert after.links == tuple(link for link in before.links if removed not in (link.a, link.b))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(topologies(), st.data())
 def test_permuting_the_cluster_list_changes_nothing_at_all(case, data):
     raw, stack = case
