@@ -3,7 +3,10 @@
 The raw configuration is the mapping of keys under the ``kindmesh:`` namespace of a
 ``Pulumi.<stack>.yaml`` file (key without the namespace -> already-decoded value).
 :func:`parse_config` turns it into frozen dataclasses and collects *every* problem it
-finds into one :class:`ConfigError`, each naming the key and the fix.
+finds into one :class:`ConfigError`, each naming the key and the fix. Any input gives a
+config or a ConfigError (never another exception), and the error's size is bounded: input
+is quoted up to QUOTE_MAX characters, one mistake shared by many clusters is one problem,
+and at most PROBLEMS_SHOWN problems are listed (the rest counted).
 
 Pure module: no ``pulumi`` import.
 """

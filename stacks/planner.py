@@ -3,8 +3,15 @@
 Everything that is a *decision* lives here: kind names, Cilium names and ids, pod and
 service CIDRs, the per-stack docker network layout, MetalLB pools, the stable
 clustermesh-apiserver IP of every cluster, the Hubble UI IP, and the mesh peers.
-Deterministic (same config -> equal plan) and local (adding a cluster never changes
-an existing cluster's name, CIDRs, pool or mesh IP).
+Deterministic (same config -> equal plan) and local: every per-cluster decision derives
+from the cluster's explicit, required ``id`` and its name, never from its position, and
+every list (clusters, peers, links) is ordered by id. So adding, removing or reordering
+clusters never changes another cluster's names, CIDRs, pool or mesh IP, and its peers
+only by the cluster added or removed.
+
+Names are injective: distinct stack names get distinct docker networks and stack labels
+(:func:`stack_slug`), and distinct (stack, cluster) pairs distinct kind names
+(:func:`kind_name_for`).
 
 Network layout of the stack's docker subnet (IPv4)::
 
