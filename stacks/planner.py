@@ -179,7 +179,7 @@ def stack_slug(stack: str, limit: int = STACK_SLUG_MAX) -> str:
     """
     if is_clean(stack) and len(stack) <= limit:
         return stack
-    head = slug(stack)[: limit - HASH_LEN - 2].strip("-") or "s"
+    head = slug(stack)[: max(limit - HASH_LEN - 2, 1)].strip("-") or "s"
     return f"{head}--{_digest(stack)}"
 
 
