@@ -12,7 +12,6 @@ longest chain of slow steps is the same for 2 clusters or 64.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shlex
 import sys
@@ -33,7 +32,7 @@ from components.mesh_ca import MeshCA
 from components.mesh_connection import MeshConnection
 from components.mesh_demo import MeshDemo
 from components.metallb_pool import MetalLBPool
-from stacks.config import ConfigError
+from stacks.config import ConfigError, decode_raw
 from stacks.demo import verification_spec
 from stacks.planner import StackPlan, load_plan
 from stacks.render import STACK_LABEL, cluster_table, mermaid
@@ -68,16 +67,7 @@ def read_raw_config() -> dict[str, Any]:
 
     merged: dict[str, Any] = dict(rconfig.get_config_env())
     merged.update(rconfig.CONFIG.get())
-    raw: dict[str, Any] = {}
-    for key, value in merged.items():
-        ns, _, rest = key.partition(":")
-        if ns != "kindmesh":
-            continue
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                value = json.loads(value)
-        raw[rest] = value
-    return raw
+    return decode_raw(merged)  # bounded: deep nesting is a ConfigError, never RecursionError
 
 
 def plan_from_pulumi(raw: Mapping[str, Any] | None = None) -> StackPlan:

@@ -3,14 +3,19 @@
 The raw configuration is the mapping of keys under the ``kindmesh:`` namespace of a
 ``Pulumi.<stack>.yaml`` file (key without the namespace -> already-decoded value).
 :func:`parse_config` turns it into frozen dataclasses and collects *every* problem it
-finds into one :class:`ConfigError`, each naming the key and the fix.
+finds into one :class:`ConfigError`, each naming the key and the fix. Any input gives a
+config or a ConfigError (never another exception), and the error's size is bounded: input
+is quoted up to QUOTE_MAX characters, one mistake shared by many clusters is one problem,
+and at most PROBLEMS_SHOWN problems are listed (the rest counted).
 
 Pure module: no ``pulumi`` import.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,15 +66,58 @@ class Problem:
         return f"{self.key}: {self.message}"
 
 
+# Bounds on what an error message may echo, so any input gives a readable message.
+QUOTE_MAX = 60  # characters of user input quoted in a message
+LINE_MAX = 480  # characters of one reported problem
+PROBLEMS_SHOWN = 15  # problems listed in one error; the rest are counted
+INDICES_SHOWN = 4  # clusters listed when one mistake is shared by many
+INT_DIGITS_MAX = 18  # integers beyond this are out of every range kindmesh has
+NESTING_MAX = 32  # deepest JSON nesting accepted from `pulumi config`
+
+
+def clip(text: str, limit: int = QUOTE_MAX) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def quote(value: Any) -> str:
+    """A short, always-bounded description of a user-supplied value for a message."""
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int):
+        bits = abs(value).bit_length()
+        if bits > 60:  # repr() of a 4300+ digit int raises; never needed in a message
+            return f"an integer of about {int(bits * 0.30103) + 1} digits"
+        return repr(value)
+    if isinstance(value, float):
+        return clip(repr(value))
+    if isinstance(value, str):
+        return repr(clip(value))
+    if isinstance(value, Mapping):
+        return f"a mapping of {len(value)} key(s)"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)} item(s)"
+    return f"a {type(value).__name__}"
+
+
+def indices(positions: Sequence[int]) -> str:
+    """``clusters[0], clusters[3] and 998 more`` (bounded)."""
+    shown = ", ".join(f"clusters[{i}]" for i in positions[:INDICES_SHOWN])
+    more = len(positions) - INDICES_SHOWN
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
 class ConfigError(ValueError):
-    """Raised with every configuration problem at once."""
+    """Raised with every configuration problem at once (the message is bounded in size)."""
 
     def __init__(self, problems: Sequence[Problem]):
         self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(
-            f"kindmesh configuration has {len(self.problems)} problem(s):\n{lines}"
-        )
+        shown = [clip(f"  - {p}", LINE_MAX) for p in self.problems[:PROBLEMS_SHOWN]]
+        omitted = len(self.problems) - len(shown)
+        if omitted > 0:
+            shown.append(f"  … and {omitted} more problem(s) not shown; fix these and run again")
+        lines = "\n".join(shown)
+        super().__init__(f"kindmesh configuration has {len(self.problems)} problem(s):\n{lines}")
 
 
 @dataclass(frozen=True)
@@ -87,6 +135,8 @@ class ClusterConfig:
     service_subnet: str | None = None
     source: str = "kind"
     demo: DemoClusterConfig = field(default_factory=DemoClusterConfig)
+    # position in kindmesh:clusters, for messages only: never part of any decision
+    index: int = field(default=0, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -161,6 +211,30 @@ CLUSTER_KEYS = ("name", "id", "workers", "podSubnet", "serviceSubnet", "source",
 CLUSTER_DEMO_KEYS = ("affinity", "shared")
 
 
+# Ranges no pod, service or docker network may use (the fix: a private range).
+SPECIAL_RANGES: tuple[tuple[str, str], ...] = (
+    ("0.0.0.0/8", "'this network' (unspecified)"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved (and broadcast)"),
+)
+# Networks docker creates itself, and kind's own network: never the stack's network.
+FOREIGN_NETWORKS = ("bridge", "host", "none", "kind")
+IMAGE_REF_MAX = 512
+_IMAGE_RE = re.compile(r"[a-z0-9][a-z0-9._/:-]*(:[\w][\w.-]*)?(@sha256:[0-9a-f]{64})?", re.ASCII)
+_VERSION_RE = re.compile(r"v?\d{1,9}\.\d{1,9}\.\d{1,9}([-+][0-9A-Za-z.+-]*)?", re.ASCII)
+_PATH_KEY_RE = re.compile(r"^([A-Za-z]+)(?:\[\d*\])?[.\[]")
+
+
+def special_range(net: ipaddress.IPv4Network) -> str | None:
+    """Why ``net`` is no place for pods, services or nodes (None when it is fine)."""
+    for cidr, what in SPECIAL_RANGES:
+        if net.overlaps(ipaddress.IPv4Network(cidr)):
+            return f"overlaps the {what} range {cidr}"
+    return None
+
+
 class _Collector:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
@@ -168,21 +242,40 @@ class _Collector:
     def add(self, key: str, message: str) -> None:
         self.problems.append(Problem(key, message))
 
-    def unknown_keys(self, key: str, value: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    def unknown_keys(self, key: str, value: Mapping[Any, Any], allowed: Sequence[str]) -> None:
         for k in value:
-            if k not in allowed:
-                hint = _closest(str(k), allowed)
-                fix = f"did you mean '{hint}'?" if hint else "remove it"
-                self.add(
-                    f"{key}.{k}",
-                    f"unknown key ({fix}); allowed keys: {', '.join(allowed)}",
-                )
+            if k in allowed:
+                continue
+            name = str(k)
+            hint = _closest(name, allowed) if len(name) <= QUOTE_MAX else None
+            fix = f"did you mean '{hint}'?" if hint else "remove it"
+            sep = ":" if key == NAMESPACE else "."
+            self.add(
+                f"{key}{sep}{clip(name)}",
+                f"unknown key ({fix}); allowed keys: {', '.join(allowed)}",
+            )
 
-    def mapping(self, key: str, value: Any) -> Mapping[str, Any]:
+    def top_level_keys(self, raw: Mapping[Any, Any]) -> None:
+        unknown = {k: v for k, v in raw.items() if k not in TOP_KEYS}
+        for k in list(unknown):
+            match = _PATH_KEY_RE.match(str(k))
+            if match and match.group(1) in TOP_KEYS:
+                name = clip(str(k))
+                self.add(
+                    f"{NAMESPACE}:{name}",
+                    "is a flat key that looks like a path: `pulumi config set` without --path "
+                    "stores the dots literally. Remove it with "
+                    f"`pulumi config rm '{NAMESPACE}:{name}'` and set it with "
+                    f"`pulumi config set --path '{NAMESPACE}:{name}' <value>`",
+                )
+                del unknown[k]
+        self.unknown_keys(NAMESPACE, unknown, list(TOP_KEYS))
+
+    def mapping(self, key: str, value: Any) -> Mapping[Any, Any]:
         if value is None:
             return {}
         if not isinstance(value, Mapping):
-            self.add(key, f"must be a mapping, got {type(value).__name__}")
+            self.add(key, f"must be a mapping of keys to values, got {quote(value)}")
             return {}
         return value
 
@@ -191,49 +284,83 @@ class _Collector:
             return default
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        self.add(key, f"must be true or false, got {value!r}")
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        self.add(key, f"must be true or false, got {quote(value)}")
         return default
 
     def integer(self, key: str, value: Any) -> int | None:
-        if isinstance(value, bool):
-            self.add(key, f"must be an integer, got {value!r}")
-            return None
-        if isinstance(value, int):
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+            digits = value.strip().lstrip("+-").lstrip("0")
+            if len(digits) > INT_DIGITS_MAX:  # never int() a 4300-digit string
+                self.add(key, f"{quote(value)} is far too large; write a small whole number")
+                return None
+            return -int(digits or "0") if value.strip().startswith("-") else int(digits or "0")
+        if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value).bit_length() > 60:
+                self.add(key, f"{quote(value)} is far too large; write a small whole number")
+                return None
             return value
-        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-            return int(value)
-        self.add(key, f"must be an integer, got {value!r}")
+        self.add(key, f"must be a whole number (an integer), got {quote(value)}")
         return None
 
     def string(self, key: str, value: Any, default: str | None = None) -> str | None:
         if value is None:
             return default
         if not isinstance(value, str) or not value.strip():
-            self.add(key, f"must be a non-empty string, got {value!r}")
+            self.add(key, f"must be a non-empty string, got {quote(value)}")
             return default
         return value.strip()
+
+    def version(self, key: str, value: Any, default: str) -> str:
+        """A chart version: semver, optionally with a leading v (``1.19.6``)."""
+        text = self.string(key, value, default) or default
+        if len(text) > 64 or not _VERSION_RE.fullmatch(text):
+            self.add(key, f"{quote(text)} is not a chart version; write it like {default}")
+            return default
+        return text
+
+    def image(self, key: str, value: Any, default: str) -> str:
+        """An image reference (``registry/name:tag@sha256:…``), bounded and without spaces."""
+        text = self.string(key, value, default) or default
+        if len(text) > IMAGE_REF_MAX or not _IMAGE_RE.fullmatch(text):
+            self.add(
+                key,
+                f"{quote(text)} is not an image reference; write it like {clip(default, 50)} "
+                f"(at most {IMAGE_REF_MAX} characters, no spaces)",
+            )
+            return default
+        return text
 
     def choice(self, key: str, value: Any, choices: Sequence[str], default: str) -> str:
         if value is None:
             return default
-        if value not in choices:
-            self.add(key, f"must be one of {', '.join(choices)}; got {value!r}")
+        if not isinstance(value, str) or value not in choices:
+            self.add(key, f"must be one of {', '.join(choices)}; got {quote(value)}")
             return default
-        return str(value)
+        return value
 
     def cidr(self, key: str, value: Any) -> str | None:
         text = self.string(key, value)
         if text is None:
             return None
+        example = "write it like 10.1.0.0/16"
+        if len(text) > 64:  # no IPv4 or IPv6 CIDR is this long
+            self.add(key, f"{quote(text)} is not a valid IPv4 CIDR; {example}")
+            return None
         try:
             net = ipaddress.ip_network(text, strict=True)
         except ValueError as exc:
-            self.add(key, f"{text!r} is not a valid IPv4 CIDR ({exc}); write it like 10.1.0.0/16")
+            why = clip(str(exc), 120)
+            self.add(key, f"{quote(text)} is not a valid IPv4 CIDR ({why}); {example}")
             return None
         if net.version != 4:
-            self.add(key, f"{text!r} is IPv6; kindmesh plans IPv4 CIDRs only")
+            self.add(key, f"{quote(text)} is IPv6; kindmesh plans IPv4 CIDRs only; {example}")
+            return None
+        assert isinstance(net, ipaddress.IPv4Network)
+        why_not = special_range(net)
+        if why_not:
+            self.add(key, f"{net} {why_not}; use a private range such as 10.0.0.0/8 or 172.16.0.0/12")
             return None
         return str(net)
 
@@ -258,13 +385,72 @@ def strip_namespace(raw: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def json_depth(text: str) -> int:
+    """How deep ``[``/``{`` nest in JSON ``text`` (strings skipped): checked before decoding,
+    because ``json.loads`` recurses and raises RecursionError on deep input."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _bounded_int(text: str) -> int | str:
+    # int() refuses 4300+ digits; keep such a number as text, reported as far too large
+    return int(text) if len(text) <= 4000 else text
+
+
+def decode_raw(merged: Mapping[str, Any]) -> dict[str, Any]:
+    """``kindmesh:`` keys of a Pulumi config (``{'kindmesh:network': '{"subnet": …}'}``) ->
+    raw keys with JSON values decoded (what :func:`parse_config` reads).
+
+    A value that is not JSON stays a string. A value nested deeper than NESTING_MAX is a
+    ConfigError naming its key (json.loads would raise RecursionError on it)."""
+    raw: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key, value in merged.items():
+        ns, sep, rest = str(key).partition(":")
+        if not sep or ns != NAMESPACE:
+            continue
+        if isinstance(value, str):
+            depth = json_depth(value)
+            if depth > NESTING_MAX:
+                problems.append(
+                    Problem(
+                        f"{NAMESPACE}:{clip(rest)}",
+                        f"is nested {depth} levels deep; kindmesh config is at most {NESTING_MAX} "
+                        "deep: check the value with `pulumi config get` and set it again",
+                    )
+                )
+                continue
+            with contextlib.suppress(ValueError, RecursionError):  # not JSON: a plain string
+                value = json.loads(value, parse_int=_bounded_int)
+        raw[rest] = value
+    if problems:
+        raise ConfigError(problems)
+    return raw
+
+
 def validate_cluster_name(name: str) -> str | None:
     """Cilium's rules for ``cluster.name``; returns the problem or None."""
     if len(name) > CLUSTER_NAME_MAX:
-        return f"{name!r} is {len(name)} characters; Cilium allows at most {CLUSTER_NAME_MAX}"
+        return f"{quote(name)} is {len(name)} characters; Cilium allows at most {CLUSTER_NAME_MAX}"
     if not CLUSTER_NAME_RE.match(name):
         return (
-            f"{name!r} is not a DNS label: use lowercase letters, digits and '-', "
+            f"{quote(name)} is not a DNS label: use lowercase letters, digits and '-', "
             "starting and ending with a letter or digit"
         )
     if name == "default":
@@ -280,15 +466,16 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
     otherwise a :class:`ConfigError` is raised if anything is wrong.
     """
     c = _Collector()
-    c.unknown_keys("kindmesh", raw, list(TOP_KEYS))
+    if not isinstance(raw, Mapping):
+        raise ConfigError([Problem(f"{NAMESPACE}:", f"the configuration must be a mapping, got {quote(raw)}")])
+    c.top_level_keys(raw)
 
-    clusters = _parse_clusters(c, raw.get("clusters"))
+    clusters, names = _parse_clusters(c, raw.get("clusters"))
 
     mesh_raw = c.mapping("kindmesh:mesh", raw.get("mesh"))
     c.unknown_keys("kindmesh:mesh", mesh_raw, TOP_KEYS["mesh"] or ())
     topology = c.choice("kindmesh:mesh.topology", mesh_raw.get("topology"), TOPOLOGIES, "full")
     hub = c.string("kindmesh:mesh.hub", mesh_raw.get("hub"))
-    names = [cl.name for cl in clusters]
     if topology == "hub":
         if hub is None:
             c.add(
@@ -296,9 +483,10 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
                 "required when topology is hub: set it to the name of the shared-services cluster",
             )
         elif hub not in names:
+            shown = ", ".join(names[:8]) + (", …" if len(names) > 8 else "")
             c.add(
                 "kindmesh:mesh.hub",
-                f"{hub!r} is not one of the clusters ({', '.join(names) or 'none'}); "
+                f"{quote(hub)} is not one of the clusters ({shown or 'none'}); "
                 "name an existing cluster",
             )
     elif hub is not None and topology != "hub":
@@ -308,8 +496,20 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
     c.unknown_keys("kindmesh:network", net_raw, TOP_KEYS["network"] or ())
     subnet = c.cidr("kindmesh:network.subnet", net_raw.get("subnet"))
     net_name = c.string("kindmesh:network.name", net_raw.get("name"))
-    if net_name is not None and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", net_name):
-        c.add("kindmesh:network.name", f"{net_name!r} is not a valid docker network name")
+    if net_name is not None and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}", net_name):
+        c.add(
+            "kindmesh:network.name",
+            f"{quote(net_name)} is not a valid docker network name: use up to 128 letters, digits, "
+            "'_', '.' or '-', starting with a letter or digit (or remove it for kindmesh-<stack>)",
+        )
+        net_name = None
+    elif net_name in FOREIGN_NETWORKS:
+        c.add(
+            "kindmesh:network.name",
+            f"{quote(net_name)} is a network docker or kind creates for itself; kindmesh needs its "
+            "own: pick another name or remove the key (default kindmesh-<stack>)",
+        )
+        net_name = None
     pool_size = DEFAULT_POOL_SIZE
     if net_raw.get("poolSize") is not None:
         ps = c.integer("kindmesh:network.poolSize", net_raw.get("poolSize"))
@@ -329,7 +529,7 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
     if hubble_ui and not hubble:
         c.add("kindmesh:cilium.hubbleUi", "needs Hubble: set cilium.hubble to true or hubbleUi to false")
     cilium = CiliumConfig(
-        version=c.string("kindmesh:cilium.version", cil_raw.get("version"), CILIUM_CHART_VERSION)
+        version=c.version("kindmesh:cilium.version", cil_raw.get("version"), CILIUM_CHART_VERSION)
         or CILIUM_CHART_VERSION,
         hubble=hubble,
         hubble_ui=hubble_ui,
@@ -341,20 +541,20 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
     mlb_raw = c.mapping("kindmesh:metallb", raw.get("metallb"))
     c.unknown_keys("kindmesh:metallb", mlb_raw, TOP_KEYS["metallb"] or ())
     metallb = MetalLBConfig(
-        version=c.string("kindmesh:metallb.version", mlb_raw.get("version"), METALLB_CHART_VERSION)
+        version=c.version("kindmesh:metallb.version", mlb_raw.get("version"), METALLB_CHART_VERSION)
         or METALLB_CHART_VERSION
     )
 
     kind_raw = c.mapping("kindmesh:kind", raw.get("kind"))
     c.unknown_keys("kindmesh:kind", kind_raw, TOP_KEYS["kind"] or ())
     node_image = (
-        c.string("kindmesh:kind.nodeImage", kind_raw.get("nodeImage"), KIND_NODE_IMAGE)
+        c.image("kindmesh:kind.nodeImage", kind_raw.get("nodeImage"), KIND_NODE_IMAGE)
         or KIND_NODE_IMAGE
     )
     if "@sha256:" not in node_image:
         c.add(
             "kindmesh:kind.nodeImage",
-            f"{node_image!r} is not pinned by digest; use kindest/node:<tag>@sha256:<digest> "
+            f"{quote(node_image)} is not pinned by digest; use kindest/node:<tag>@sha256:<digest> "
             "from the kind release notes",
         )
     kind = KindConfig(
@@ -367,11 +567,11 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
     demo = DemoConfig(
         enabled=c.boolean("kindmesh:demo.enabled", demo_raw.get("enabled"), True),
         policy=c.boolean("kindmesh:demo.policy", demo_raw.get("policy"), False),
-        backend_image=c.string(
+        backend_image=c.image(
             "kindmesh:demo.backendImage", demo_raw.get("backendImage"), DEMO_BACKEND_IMAGE
         )
         or DEMO_BACKEND_IMAGE,
-        client_image=c.string(
+        client_image=c.image(
             "kindmesh:demo.clientImage", demo_raw.get("clientImage"), DEMO_CLIENT_IMAGE
         )
         or DEMO_CLIENT_IMAGE,
@@ -400,57 +600,76 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
     return config
 
 
-def _parse_clusters(c: _Collector, value: Any) -> list[ClusterConfig]:
+def free_ids(used: set[int], count: int) -> list[int]:
+    """The ``count`` lowest cluster ids not in ``used``."""
+    out: list[int] = []
+    for cid in range(CLUSTER_ID_MIN, CLUSTER_ID_MAX + 1):
+        if len(out) == count:
+            break
+        if cid not in used:
+            out.append(cid)
+    return out
+
+
+def _free_text(free: list[int]) -> str:
+    if not free:
+        return "no id is free: at most 255 clusters"
+    return "free ids: " + ", ".join(map(str, free[:3])) + ("…" if len(free) > 3 else "")
+
+
+def _parse_clusters(c: _Collector, value: Any) -> tuple[list[ClusterConfig], list[str]]:
+    """(usable clusters, every name given); clusters with an unusable name or id are
+    reported and left out, so the planner never plans them."""
     key = "kindmesh:clusters"
+    example = "e.g. [{name: us, id: 1}, {name: eu, id: 2}]"
     if value is None:
-        c.add(key, "required: list at least one cluster, e.g. [{name: us}, {name: eu}]")
-        return []
+        c.add(key, f"required: list at least one cluster, {example}")
+        return [], []
     if not isinstance(value, list) or not value:
-        c.add(key, "must be a non-empty list of clusters, e.g. [{name: us}, {name: eu}]")
-        return []
-    out: list[ClusterConfig] = []
-    seen_names: dict[str, int] = {}
-    seen_ids: dict[int, int] = {}
+        c.add(key, f"must be a non-empty list of clusters, {example}; got {quote(value)}")
+        return [], []
+    if len(value) > CLUSTER_ID_MAX:
+        c.add(
+            key,
+            f"lists {len(value)} clusters; a mesh has at most {CLUSTER_ID_MAX} "
+            f"(Cilium cluster ids are {CLUSTER_ID_MIN}..{CLUSTER_ID_MAX}): remove some",
+        )
+    entries: list[tuple[int, ClusterConfig, bool, bool]] = []  # (index, config, name ok, id ok)
+    by_name: dict[str, list[int]] = {}
+    by_id: dict[int, list[int]] = {}
+    missing_ids: list[int] = []
     for index, entry in enumerate(value):
         ekey = f"{key}[{index}]"
         if not isinstance(entry, Mapping):
-            c.add(ekey, f"must be a mapping with at least a name, got {entry!r}")
+            c.add(ekey, f"must be a mapping with at least a name and an id, got {quote(entry)}")
             continue
         c.unknown_keys(ekey, entry, CLUSTER_KEYS)
+        name_ok = True
         name = c.string(f"{ekey}.name", entry.get("name"))
         if name is None:
             if entry.get("name") is None:
                 c.add(f"{ekey}.name", "required: give the cluster a name such as 'us'")
-            name = f"cluster{index + 1}"
+            name, name_ok = f"cluster{index + 1}", False
         else:
             why = validate_cluster_name(name)
             if why:
                 c.add(f"{ekey}.name", why)
-            if name in seen_names:
-                c.add(
-                    f"{ekey}.name",
-                    f"duplicate cluster name {name!r} (also clusters[{seen_names[name]}]); names must be unique",
-                )
+                name_ok = False
             else:
-                seen_names[name] = index
-        cid: int | None = index + 1
-        if entry.get("id") is not None:
-            cid = c.integer(f"{ekey}.id", entry.get("id"))
-            if cid is not None and not CLUSTER_ID_MIN <= cid <= CLUSTER_ID_MAX:
+                by_name.setdefault(name, []).append(index)
+        cid = 0
+        if entry.get("id") is None:
+            missing_ids.append(index)
+        else:
+            parsed = c.integer(f"{ekey}.id", entry.get("id"))
+            if parsed is not None and not CLUSTER_ID_MIN <= parsed <= CLUSTER_ID_MAX:
                 c.add(
                     f"{ekey}.id",
-                    f"{cid} is out of range; Cilium cluster ids are {CLUSTER_ID_MIN}..{CLUSTER_ID_MAX}",
+                    f"{parsed} is out of range; Cilium cluster ids are {CLUSTER_ID_MIN}..{CLUSTER_ID_MAX}",
                 )
-                cid = None
-        if cid is not None:
-            if cid in seen_ids:
-                c.add(
-                    f"{ekey}.id",
-                    f"duplicate cluster id {cid} (also clusters[{seen_ids[cid]}]); "
-                    "ids must be unique (the default id is position + 1)",
-                )
-            else:
-                seen_ids[cid] = index
+            elif parsed is not None:
+                cid = parsed
+                by_id.setdefault(cid, []).append(index)
         workers = 1
         if entry.get("workers") is not None:
             w = c.integer(f"{ekey}.workers", entry.get("workers"))
@@ -468,15 +687,56 @@ def _parse_clusters(c: _Collector, value: Any) -> list[ClusterConfig]:
         if demo_raw.get("affinity") is not None:
             affinity = c.choice(f"{ekey}.demo.affinity", demo_raw.get("affinity"), AFFINITIES, "none")
         shared = c.boolean(f"{ekey}.demo.shared", demo_raw.get("shared"), True)
-        out.append(
-            ClusterConfig(
-                name=name,
-                id=cid if cid is not None else 0,
-                workers=workers,
-                pod_subnet=c.cidr(f"{ekey}.podSubnet", entry.get("podSubnet")),
-                service_subnet=c.cidr(f"{ekey}.serviceSubnet", entry.get("serviceSubnet")),
-                source=source,
-                demo=DemoClusterConfig(affinity=affinity, shared=shared),
-            )
+        config = ClusterConfig(
+            name=name,
+            id=cid,
+            workers=workers,
+            pod_subnet=c.cidr(f"{ekey}.podSubnet", entry.get("podSubnet")),
+            service_subnet=c.cidr(f"{ekey}.serviceSubnet", entry.get("serviceSubnet")),
+            source=source,
+            demo=DemoClusterConfig(affinity=affinity, shared=shared),
+            index=index,
         )
-    return out
+        entries.append((index, config, name_ok, cid != 0))
+
+    for name, where in by_name.items():
+        if len(where) > 1:  # one problem per shared name, however many clusters share it
+            c.add(
+                f"{key}[{where[1]}].name",
+                f"duplicate cluster name {quote(name)}: {indices(where)} all use it; names must be unique",
+            )
+    duplicates = {cid: where for cid, where in by_id.items() if len(where) > 1}
+    # suggest distinct free ids, lowest first: one per cluster that needs a new id
+    needed = len(missing_ids) + sum(len(w) - 1 for w in duplicates.values())
+    suggestions = iter(free_ids(set(by_id), min(needed, CLUSTER_ID_MAX)) + [0] * needed)
+    stable = (
+        "ids are stable: they fix the cluster's pod and service CIDRs, pool and mesh IP, "
+        "so never renumber a cluster"
+    )
+    for shown, index in enumerate(missing_ids):
+        if shown >= PROBLEMS_SHOWN:  # the rest would only repeat the same advice
+            c.add(
+                f"{key}[{index}].id",
+                f"required here and in {len(missing_ids) - shown - 1} more clusters: give each an unused "
+                f"id {CLUSTER_ID_MIN}..{CLUSTER_ID_MAX}",
+            )
+            break
+        nxt = next(suggestions)
+        free = _free_text(free_ids(set(by_id), 4 + shown)[shown:])
+        fix = f"add `id: {nxt}` ({free})" if nxt else "remove clusters: every id 1..255 is taken"
+        c.add(f"{key}[{index}].id", f"required: {fix}; {stable}")
+    for cid, where in duplicates.items():
+        nxt = next(suggestions)
+        fix = f"give {indices(where[1:])} another id, e.g. `id: {nxt}`" if nxt else "remove clusters"
+        c.add(
+            f"{key}[{where[1]}].id",
+            f"duplicate cluster id {cid}: {indices(where)} all use it; ids must be unique: {fix}",
+        )
+    bad_ids = {i for where in duplicates.values() for i in where[1:]}
+    dup_names = {i for where in by_name.values() for i in where[1:]}
+    usable = [
+        config
+        for index, config, name_ok, id_ok in entries
+        if name_ok and id_ok and index not in bad_ids and index not in dup_names
+    ]
+    return usable, [config.name for _, config, name_ok, _ in entries if name_ok]

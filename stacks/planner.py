@@ -3,8 +3,15 @@
 Everything that is a *decision* lives here: kind names, Cilium names and ids, pod and
 service CIDRs, the per-stack docker network layout, MetalLB pools, the stable
 clustermesh-apiserver IP of every cluster, the Hubble UI IP, and the mesh peers.
-Deterministic (same config -> equal plan) and local (adding a cluster never changes
-an existing cluster's name, CIDRs, pool or mesh IP).
+Deterministic (same config -> equal plan) and local: every per-cluster decision derives
+from the cluster's explicit, required ``id`` and its name, never from its position, and
+every list (clusters, peers, links) is ordered by id. So adding, removing or reordering
+clusters never changes another cluster's names, CIDRs, pool or mesh IP, and its peers
+only by the cluster added or removed.
+
+Names are injective: distinct stack names get distinct docker networks and stack labels
+(:func:`stack_slug`), and distinct (stack, cluster) pairs distinct kind names
+(:func:`kind_name_for`).
 
 Network layout of the stack's docker subnet (IPv4)::
 
@@ -43,7 +50,12 @@ MESH_PORT = 2379
 # Default docker subnets are picked among these /16s by a hash of the stack name
 # (docker0 is usually 172.17/16 and kind's own network 172.18/16: avoided).
 DEFAULT_SUBNETS = tuple(f"172.{n}.0.0/16" for n in range(24, 32))
+NODE_POD_PREFIX = 24  # kube-controller-manager's default IPv4 node CIDR mask (kind keeps it)
 KIND_NAME_MAX = 48  # keeps "<name>-control-plane" within a 63-character hostname
+STACK_SLUG_MAX = 40  # keeps "kindmesh-<slug>" and "<project>.<slug>" short
+LABEL_MAX = 63  # Kubernetes label values and docker label values we set
+HASH_LEN = 8
+_CLEAN_RE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")  # a DNS label with no '--'
 
 
 @dataclass(frozen=True)
@@ -132,7 +144,7 @@ class StackPlan:
     @property
     def stack_label(self) -> str:
         """Label value naming this stack on docker networks, kind nodes and objects."""
-        return f"{slug(self.project)}.{slug(self.stack)}"[:63].strip(".-")
+        return stack_label(self.project, self.stack)
 
     @property
     def images(self) -> tuple[str, ...]:
@@ -141,21 +153,68 @@ class StackPlan:
 
 
 def slug(text: str) -> str:
-    """Lowercase DNS-label-ish slug of a free-form name (stack names may hold '_', '.')."""
-    s = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-    return re.sub(r"-{2,}", "-", s) or "stack"
+    """Lowercase DNS-label-ish slug of a free-form name (lossy: ``team_a`` = ``team-a``).
+
+    Never contains ``--`` and never starts or ends with ``-``; may be empty."""
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower())
+    return s.strip("-")
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:HASH_LEN]
+
+
+def is_clean(name: str) -> bool:
+    """A lowercase DNS label without ``--``: used as-is in names."""
+    return _CLEAN_RE.fullmatch(name) is not None
+
+
+def stack_slug(stack: str, limit: int = STACK_SLUG_MAX) -> str:
+    """Injective, DNS-label-safe form of a Pulumi stack (or project) name.
+
+    A clean name (``dev``, ``team-a``) is kept as is. Any other name (``Dev``, ``team_a``,
+    ``Team.A``, or a clean name longer than ``limit``) becomes its slug, ``--`` and a hash
+    of the exact name: ``team-a--1b2c3d4e``. Clean names never contain ``--``, so the two
+    forms never meet, and the hash tells apart names with the same slug.
+    """
+    if is_clean(stack) and len(stack) <= limit:
+        return stack
+    head = slug(stack)[: max(limit - HASH_LEN - 2, 1)].strip("-") or "s"
+    return f"{head}--{_digest(stack)}"
+
+
+def stack_label(project: str, stack: str) -> str:
+    """``<project>.<stack>`` as a label value (<= 63 characters; injective in the stack)."""
+    tail = stack_slug(stack)
+    head = stack_slug(project, LABEL_MAX - len(tail) - 1)
+    if len(head) + len(tail) + 1 > LABEL_MAX:
+        head = head[: LABEL_MAX - len(tail) - 1].strip("-") or "p"
+    return f"{head}.{tail}"
+
+
+def network_name_for(stack: str) -> str:
+    return f"kindmesh-{stack_slug(stack)}"
 
 
 def kind_name_for(stack: str, cluster: str) -> str:
-    """Deterministic kind cluster name; two stacks never collide on one host."""
-    name = f"km-{slug(stack)}-{cluster}"
-    if len(name) <= KIND_NAME_MAX:
-        return name
-    digest = hashlib.sha256(f"{stack}/{cluster}".encode()).hexdigest()[:6]
-    keep = KIND_NAME_MAX - len(cluster) - len(digest) - 5
-    head = slug(stack)[: max(keep, 1)].strip("-") or "s"
-    name = f"km-{head}-{digest}-{cluster}"
-    return name[:KIND_NAME_MAX].strip("-")
+    """Deterministic kind cluster name; distinct (stack, cluster) pairs never share one.
+
+    ``km-<stack>-<cluster>`` when the stack name is lowercase letters and digits only
+    (``dev`` -> ``km-dev-us``): such a stack has no '-', so the name splits back into
+    (stack, cluster) one way only. Every other pair gets ``km--<slug>-<cluster>-<hash>``,
+    the hash over the exact (stack, cluster): the ``km--`` prefix never starts a name of
+    the first form. At most 48 characters, so ``<name>-control-plane`` is a valid
+    hostname (kind itself allows ``[a-z0-9.-]+``).
+    """
+    if re.fullmatch(r"[a-z0-9]+", stack):
+        name = f"km-{stack}-{cluster}"
+        if len(name) <= KIND_NAME_MAX:
+            return name
+    digest = _digest(stack, cluster)
+    tail = f"{cluster[: KIND_NAME_MAX - 4 - HASH_LEN - 1]}-{digest}".strip("-")
+    room = KIND_NAME_MAX - len("km--") - len(tail) - 1
+    head = slug(stack)[: max(room, 0)].strip("-")
+    return f"km--{head}-{tail}" if head else f"km--{tail}"
 
 
 def default_subnet(stack: str) -> str:
@@ -199,6 +258,7 @@ def pool_for(subnet: str, pool_size: int, cluster_id: int) -> tuple[IPv4Addr, IP
 
 
 def _links(topology: str, hub: str | None, names: list[str]) -> list[MeshLink]:
+    """Mesh links over ``names`` (ordered by cluster id, so the config order never matters)."""
     if topology == "none" or len(names) < 2:
         return []
     if topology == "hub":
@@ -261,24 +321,28 @@ def _plan(config: StackConfig, *, stack: str, project: str, problems: list[Probl
                 "use a larger subnet, a smaller network.poolSize, or smaller ids",
             )
 
-    names = [c.name for c in config.clusters]
+    # Every list below is ordered by cluster id, never by position in the config: moving
+    # a cluster in kindmesh:clusters changes nothing.
+    ordered = sorted(config.clusters, key=lambda c: (c.id, c.name))
+    names = [c.name for c in ordered]
     links = _links(config.mesh.topology, config.mesh.hub, names)
     peers: dict[str, list[str]] = {n: [] for n in names}
     for link in links:
         peers[link.a].append(link.b)
         peers[link.b].append(link.a)
+    rank = {n: i for i, n in enumerate(names)}
 
     clusters: list[ClusterPlan] = []
     kind_names: dict[str, str] = {}
-    for index, c in enumerate(config.clusters):
+    for c in ordered:
         kname = kind_name_for(stack, c.name)
         if kname in kind_names:
             add(
-                f"kindmesh:clusters[{index}].name",
+                f"kindmesh:clusters[{c.index}].name",
                 f"kind name {kname!r} collides with cluster {kind_names[kname]!r}; rename one",
             )
         kind_names[kname] = c.name
-        cid = c.id if c.id >= 1 else index + 1
+        cid = c.id
         first, last = pool_for(subnet, pool_size, cid)
         ui_ip = str(first + 1) if config.cilium.hubble_ui else None
         clusters.append(
@@ -297,7 +361,7 @@ def _plan(config: StackConfig, *, stack: str, project: str, problems: list[Probl
                 pool_last=str(last),
                 mesh_ip=str(first),
                 hubble_ui_ip=ui_ip,
-                peers=tuple(peers[c.name]),
+                peers=tuple(sorted(peers[c.name], key=rank.__getitem__)),
                 demo=DemoPlan(
                     enabled=config.demo.enabled,
                     policy=config.demo.policy,
@@ -307,10 +371,10 @@ def _plan(config: StackConfig, *, stack: str, project: str, problems: list[Probl
             )
         )
 
-    _check_cidrs(config.clusters, clusters, subnet, subnet_key, add)
+    _check_cidrs(ordered, clusters, subnet, subnet_key, add)
 
     network = NetworkPlan(
-        name=config.network.name or f"kindmesh-{slug(stack)}",
+        name=config.network.name or network_name_for(stack),
         subnet=str(net),
         gateway=str(net.network_address + 1),
         node_range=str(lower),
@@ -336,34 +400,60 @@ def _node_names(kind_name: str, workers: int) -> tuple[str, ...]:
     return tuple(names)
 
 
+def pod_prefix_needed(nodes: int) -> int:
+    """Longest pod CIDR prefix that still gives each of ``nodes`` nodes its own /24."""
+    return NODE_POD_PREFIX - max(nodes - 1, 0).bit_length()
+
+
 def _check_cidrs(
-    configs: tuple[ClusterConfig, ...],
+    configs: list[ClusterConfig],
     clusters: list[ClusterPlan],
     subnet: str,
     subnet_key: str,
     add: Any,
 ) -> None:
+    """CIDR sizes and overlaps; each overlapping range is reported once (with the first
+    range it meets), so one wrong range never turns into a problem per pair."""
     docker = ipaddress.IPv4Network(subnet)
     ranges: list[tuple[str, str, IPv4Net]] = []
-    for index, (_cfg, plan_) in enumerate(zip(configs, clusters, strict=True)):
+    in_docker: list[str] = []
+    for cfg, plan_ in zip(configs, clusters, strict=True):
         for field_, kind_, value in (
             ("podSubnet", "pod", plan_.pod_subnet),
             ("serviceSubnet", "service", plan_.service_subnet),
         ):
-            key = f"kindmesh:clusters[{index}].{field_}"
-            ranges.append((key, f"{plan_.name} {kind_}", ipaddress.IPv4Network(value)))
+            key = f"kindmesh:clusters[{cfg.index}].{field_}"
             net = ipaddress.IPv4Network(value)
-            if kind_ == "pod" and net.prefixlen > 24:
-                add(key, f"{value} is smaller than one node's /24; use a /24 or larger (a /16 is typical)")
+            ranges.append((key, f"{plan_.name} {kind_}", net))
+            nodes = 1 + plan_.workers
+            if kind_ == "pod" and net.prefixlen > pod_prefix_needed(nodes):
+                add(
+                    key,
+                    f"{value} cannot give each of the cluster's {nodes} node(s) its own "
+                    f"/{NODE_POD_PREFIX}; use a /{pod_prefix_needed(nodes)} or larger (a /16 is typical)",
+                )
             if kind_ == "service" and (net.prefixlen > 28 or net.prefixlen < 12):
                 add(key, f"{value}: Kubernetes service CIDRs must be between /12 and /28")
-    for i, (key_a, what_a, a) in enumerate(ranges):
-        if a.overlaps(docker):
-            add(
-                key_a,
-                f"{a} ({what_a} CIDR) overlaps the docker subnet {docker}; "
-                f"pick a range outside it or change {subnet_key}",
-            )
-        for key_b, what_b, b in ranges[i + 1 :]:
-            if a.overlaps(b):
-                add(key_b, f"{b} ({what_b} CIDR) overlaps {a} ({what_a} CIDR at {key_a}); pick a disjoint range")
+            if net.overlaps(docker):
+                in_docker.append(key)
+    if len(in_docker) > 2:  # one root cause: the docker subnet
+        add(
+            subnet_key,
+            f"{docker} overlaps the pod or service CIDRs at {', '.join(in_docker[:3])}"
+            f"{f' and {len(in_docker) - 3} more' if len(in_docker) > 3 else ''}; "
+            "pick a docker subnet outside 10.0.0.0/8 (e.g. 172.30.0.0/16) or change those CIDRs",
+        )
+    else:
+        for key in in_docker:
+            add(key, f"overlaps the docker subnet {docker}; pick a range outside it or change {subnet_key}")
+    # sweep in address order (larger first on a tie): each range is compared with the
+    # one reaching furthest so far, O(n log n) even for 255 clusters
+    order = sorted(range(len(ranges)), key=lambda i: (int(ranges[i][2].network_address), -ranges[i][2].num_addresses, i))
+    reach: tuple[str, str, IPv4Net] | None = None
+    for i in order:
+        key_b, what_b, b = ranges[i]
+        if reach is not None and int(b.network_address) <= int(reach[2].broadcast_address):
+            key_a, what_a, a = reach
+            add(key_b, f"{b} ({what_b} CIDR) overlaps {a} ({what_a} CIDR at {key_a}); pick a disjoint range")
+        if reach is None or int(b.broadcast_address) > int(reach[2].broadcast_address):
+            reach = ranges[i]

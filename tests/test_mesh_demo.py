@@ -84,8 +84,8 @@ def test_no_policy_objects_when_policy_is_off():
 
 def test_expected_backends_follow_topology_affinity_and_sharing():
     raw = {
-        "clusters": [{"name": "hq", "demo": {"affinity": "remote"}}, {"name": "a", "demo": {"affinity": "local"}},
-                     {"name": "b", "demo": {"shared": False}}, {"name": "c"}],
+        "clusters": [{"name": "hq", "id": 1, "demo": {"affinity": "remote"}}, {"name": "a", "id": 2, "demo": {"affinity": "local"}},
+                     {"name": "b", "id": 3, "demo": {"shared": False}}, {"name": "c", "id": 4}],
         "mesh": {"topology": "hub", "hub": "hq"},
         "network": {"subnet": "172.30.0.0/16"},
     }

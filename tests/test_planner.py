@@ -12,7 +12,7 @@ from tests.helpers import STACKS, stack_raw
 
 
 def two(**over):
-    raw = {"clusters": [{"name": "us"}, {"name": "eu"}], "network": {"subnet": "172.30.0.0/16"}}
+    raw = {"clusters": [{"name": "us", "id": 1}, {"name": "eu", "id": 2}], "network": {"subnet": "172.30.0.0/16"}}
     raw.update(over)
     return raw
 
@@ -66,7 +66,7 @@ def test_hubble_ui_off_means_no_ui_ip():
 
 def test_hub_topology_spokes_do_not_peer():
     raw = two(mesh={"topology": "hub", "hub": "hq"})
-    raw["clusters"] = [{"name": "hq"}, {"name": "a"}, {"name": "b"}]
+    raw["clusters"] = [{"name": "hq", "id": 1}, {"name": "a", "id": 2}, {"name": "b", "id": 3}]
     p = load_plan(raw, stack="x")
     assert p.cluster("hq").peers == ("a", "b")
     assert p.cluster("a").peers == ("hq",)
@@ -88,7 +88,7 @@ def test_peer_entries_are_cilium_clustermesh_config():
 def test_adding_a_cluster_keeps_existing_decisions():
     before = load_plan(two(), stack="dev")
     raw = two()
-    raw["clusters"] = raw["clusters"] + [{"name": "ap"}]
+    raw["clusters"] = raw["clusters"] + [{"name": "ap", "id": 3}]
     after = load_plan(raw, stack="dev")
     assert after.network == before.network
     for old in before.clusters:
@@ -108,7 +108,7 @@ def test_kind_names_differ_between_stacks_and_fit_hostnames():
 def test_plan_function_rejects_problems_found_only_when_planning():
     from stacks.config import parse_config
 
-    cfg = parse_config({"clusters": [{"name": "us", "podSubnet": "172.30.0.0/16"}],
+    cfg = parse_config({"clusters": [{"name": "us", "id": 1, "podSubnet": "172.30.0.0/16"}],
                         "network": {"subnet": "172.30.0.0/16"}})
     with pytest.raises(ConfigError) as err:
         plan(cfg, stack="dev")

@@ -94,7 +94,7 @@ def test_existing_kind_cluster_owned_or_not(tmp_path, monkeypatch, plan, proc_ok
 def test_single_cluster_skips_inotify(tmp_path, monkeypatch, proc_ok):
     (proc_ok / "max_user_watches").write_text("8192\n")
     FakeBin(tmp_path).activate(monkeypatch)
-    one = load_plan({"clusters": [{"name": "solo"}], "network": {"subnet": "172.30.0.0/16"}}, stack="dev")
+    one = load_plan({"clusters": [{"name": "solo", "id": 1}], "network": {"subnet": "172.30.0.0/16"}}, stack="dev")
     assert preflight.check(one, host(proc_ok)) == []
 
 

@@ -133,7 +133,7 @@ def test_adding_a_cluster_touches_only_peers_cilium_values():
 
 def test_resource_count_is_linear_in_clusters():
     def count(n):
-        raw = {"clusters": [{"name": f"c{i}", "workers": 0} for i in range(n)],
+        raw = {"clusters": [{"name": f"c{i}", "id": i + 1, "workers": 0} for i in range(n)],
                "network": {"subnet": "172.30.0.0/16"}}
         return len(evaluate(raw, "bench").resources)
 

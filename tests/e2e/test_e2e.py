@@ -115,7 +115,7 @@ def test_ci_stack_lifecycle(tmp_path: Path) -> None:
         again = phase("noop_up", lambda: stack.up(on_output=print))
         assert _only_same(again.summary.resource_changes or {}), again.summary.resource_changes
 
-        grown = clusters + [{"name": "gamma", "workers": 0}]
+        grown = clusters + [{"name": "gamma", "id": 3, "workers": 0}]
         stack.set_config("kindmesh:clusters", auto.ConfigValue(json.dumps(grown)))
         added = phase("add_cluster_up", lambda: stack.up(on_output=print))
         changes = added.summary.resource_changes or {}
