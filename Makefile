@@ -23,7 +23,7 @@ export PULUMI_SKIP_UPDATE_CHECK := true
 KUBECONFIG_FILE := $(CURDIR)/.kindmesh/$(STACK)/kubeconfig
 
 .PHONY: venv dev-venv test lint typecheck check doctor up preview refresh destroy outputs verify \
-        env new-stack bench e2e clean python-check stack-exists stack-create
+        env kubeconfig new-stack bench e2e clean python-check stack-exists stack-create
 
 # ------------------------------------------------------------------------ virtualenv
 python-check:
@@ -110,6 +110,11 @@ env:
 	@printf 'export PULUMI_SKIP_UPDATE_CHECK=true\n'
 	@printf 'export KUBECONFIG=%q\n' "$(KUBECONFIG_FILE)"
 	@[ -f "$(KUBECONFIG_FILE)" ] || echo "kindmesh: $(KUBECONFIG_FILE) does not exist yet (run 'make up STACK=$(STACK)')" >&2
+
+# Rewrite .kindmesh/$(STACK)/kubeconfig from the stack's outputs (if you deleted it).
+kubeconfig: $(RUNTIME) stack-exists
+	@set -o pipefail; $(PULUMI) stack output kubeconfigs --show-secrets --json --stack $(STACK) \
+	  | $(PY) -m stacks.kubeconfig write --stack $(STACK) --stdin
 
 new-stack: $(RUNTIME)
 	@$(PY) -m stacks.doctor --new-stack "$(NAME)"
