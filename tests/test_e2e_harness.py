@@ -1,4 +1,4 @@
-"""The e2e frame without Docker: failing destroy, results file, first failure reported."""
+"""The e2e frame without Docker (runs in `make test`): failing destroy, results file, first failure reported."""
 
 from __future__ import annotations
 
