@@ -85,6 +85,7 @@ def test_make_up_runs_the_doctor_then_creates_the_dev_stack_in_a_local_backend(t
     res = p.make("up")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "0 problem(s)" in res.stdout
+    assert 'eval "$(make -s env STACK=dev)"' in res.stdout  # the one step to kubectl
     args = [c["args"] for c in p.calls()]
     assert args == [["stack", "select", "--create", "--secrets-provider", "passphrase", "dev"],
                     ["up", "--yes", "--stack", "dev"]]
@@ -160,3 +161,20 @@ def test_venv_stamps_never_touch_the_interpreter():
     text = (ROOT / "Makefile").read_text()
     assert "touch $(PY)" not in text and "touch .venv/bin" not in text
     assert "PY_MIN := 3.11" in text
+
+
+def test_an_old_python_is_refused_up_front_with_the_floor_named(tmp_path):
+    p = Project(tmp_path)
+    (p.dir / ".venv").unlink()
+    old = tmp_path / "python3.10"
+    old.write_text("#!/bin/sh\ncase \"$*\" in *print*) echo 3.10 ;; *) exit 1 ;; esac\n")
+    old.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
+    res = subprocess.run(["make", "-s", f"PYTHON={old}", "test"], cwd=p.dir, env=env, capture_output=True,
+                         text=True, check=False, timeout=60)
+    assert res.returncode != 0
+    assert "Python 3.10 found" in res.stderr and "needs Python >= 3.11" in res.stderr
+    assert not (p.dir / ".venv").exists()
+    res = subprocess.run(["make", "-s", "PYTHON=no-such-python3", "venv"], cwd=p.dir, env=env, capture_output=True,
+                         text=True, check=False, timeout=60)
+    assert res.returncode != 0 and "python3-venv" in res.stderr and not (p.dir / ".venv").exists()
