@@ -80,9 +80,11 @@ stack-create: doctor .pulumi-state
 # Every other target acts on an existing stack only: a typo never creates one.
 stack-exists: .pulumi-state
 	@command -v $(PULUMI) >/dev/null || { echo "kindmesh: pulumi CLI not found: run 'make doctor' (install: https://www.pulumi.com/docs/iac/download-install/)" >&2; exit 1; }
-	@$(PULUMI) stack select $(STACK) >/dev/null 2>&1 || { \
-	  echo "kindmesh: stack '$(STACK)' does not exist in $(PULUMI_BACKEND_URL); nothing was done." >&2; \
-	  echo "  create it with 'make up STACK=$(STACK)' (needs Pulumi.$(STACK).yaml; 'make new-stack NAME=$(STACK)' writes one)" >&2; exit 1; }
+	@err=$$($(PULUMI) stack select $(STACK) 2>&1 >/dev/null) || { \
+	  if grep -qi "no stack named" <<<"$$err"; then \
+	    echo "kindmesh: stack '$(STACK)' does not exist in $(PULUMI_BACKEND_URL); nothing was done." >&2; \
+	    echo "  create it with 'make up STACK=$(STACK)' (needs Pulumi.$(STACK).yaml; 'make new-stack NAME=$(STACK)' writes one)" >&2; \
+	  else echo "kindmesh: 'pulumi stack select $(STACK)' failed: $$err" >&2; fi; exit 1; }
 
 up: stack-create
 	$(PULUMI) up --yes --stack $(STACK)
