@@ -77,7 +77,7 @@ def test_add_again_replaces_drop_removes_one_cluster_and_the_last_drop_cleans_up
 def test_concurrent_adds_and_drops_lose_nothing(tmp_path):
     """The engine runs the per-cluster commands in parallel processes."""
     project = _project(tmp_path)
-    names = [f"c{i}" for i in range(8)]
+    names = [f"c{i}" for i in range(5)]
     procs = [subprocess.Popen([sys.executable, "-m", "stacks.kubeconfig", "add", "--stack", "dev", "--cluster", n],
                               cwd=project, env=dict(os.environ, **{kc.ENV: kind_kubeconfig(f"km-dev-{n}", 1)}))
              for n in names]
