@@ -1,65 +1,131 @@
 # kindmesh: the two commands are `make up` (bring up the dev stack) and `make test`.
+# Works as a non-root user with the distro Python: nothing here writes outside the project.
 SHELL := /bin/bash
 STACK ?= dev
 PYTHON ?= python3
+# The one Python floor (pyproject.toml `requires-python`, README): the dev pins need it
+# (hypothesis 6.170 requires Python >= 3.11).
+PY_MIN := 3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PULUMI ?= pulumi
+# Stamps live inside the venv (never touch the interpreter: it is a symlink to a root-owned
+# file). Their names carry the requirements' contents, so a changed pin reinstalls.
+REQ_HASH := $(shell cat requirements.txt 2>/dev/null | cksum | cut -d' ' -f1)
+DEV_HASH := $(shell cat requirements.txt requirements-dev.txt 2>/dev/null | cksum | cut -d' ' -f1)
+RUNTIME := $(VENV)/.installed-runtime-$(REQ_HASH)
+DEV := $(VENV)/.installed-dev-$(DEV_HASH)
 # Local file backend inside the project (git-ignored): no Pulumi Cloud login.
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 # Passphrase secrets provider; this default is for local labs only. Set your own for anything shared.
 export PULUMI_CONFIG_PASSPHRASE ?= kindmesh-local-lab
 export PULUMI_SKIP_UPDATE_CHECK := true
+KUBECONFIG_FILE := $(CURDIR)/.kindmesh/$(STACK)/kubeconfig
 
-.PHONY: venv test lint typecheck check up preview refresh destroy outputs verify bench e2e clean
+.PHONY: venv dev-venv test lint typecheck check doctor up preview refresh destroy outputs verify \
+        env kubeconfig new-stack bench e2e clean python-check stack-exists stack-create
 
-$(PY): requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+# ------------------------------------------------------------------------ virtualenv
+python-check:
+	@v=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || { \
+	  echo "kindmesh: '$(PYTHON)' not found: install Python >= $(PY_MIN) with venv (Debian/Ubuntu: sudo apt install python3 python3-venv)" >&2; exit 1; }; \
+	if ! $(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= tuple(map(int, "$(PY_MIN)".split("."))) else 1)'; then \
+	  echo "kindmesh: Python $$v found ('$(PYTHON)'), but kindmesh needs Python >= $(PY_MIN); install a newer one and run e.g. 'make PYTHON=python3.12 ...' (then 'make clean')" >&2; exit 1; fi
+
+$(RUNTIME): requirements.txt
+	@$(MAKE) -s python-check
+	@if [ ! -x $(PY) ]; then \
+	  $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	    echo "kindmesh: creating $(VENV) failed; on Debian/Ubuntu: sudo apt install python3-venv" >&2; exit 1; }; fi
+	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= tuple(map(int, "$(PY_MIN)".split("."))) else 1)' || { \
+	  echo "kindmesh: $(VENV) was made with Python < $(PY_MIN); run 'make clean' and retry" >&2; exit 1; }
+	$(PY) -m pip install --quiet -r requirements.txt
+	@rm -f $(VENV)/.installed-runtime-*
+	@touch $@
+
+$(DEV): $(RUNTIME) requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
-	touch $(PY)
+	@rm -f $(VENV)/.installed-dev-*
+	@touch $@
 
-venv: $(PY)
+venv: $(RUNTIME)
+dev-venv: $(DEV)
 
-test: $(PY)
+test: $(DEV)
 	$(PY) -m pytest -q
 
-lint: $(PY)
+lint: $(DEV)
 	$(PY) -m ruff check .
 
-typecheck: $(PY)
+typecheck: $(DEV)
 	$(PY) -m mypy stacks components
 
 check: lint typecheck test
 
+# ------------------------------------------------------------------------ host check
+doctor: $(RUNTIME)
+	@$(PY) -m stacks.doctor --stack $(STACK)
+
+# ------------------------------------------------------------------------ stacks
 .pulumi-state:
-	mkdir -p .pulumi-state
+	@mkdir -p .pulumi-state
 
-stack: $(PY) .pulumi-state
-	$(PULUMI) stack select --create --secrets-provider passphrase $(STACK)
+# The one way a stack is created: `make up` with an existing Pulumi.<STACK>.yaml (or
+# `make new-stack NAME=...`, which writes that file first).
+stack-create: doctor .pulumi-state
+	@if [ ! -f "Pulumi.$(STACK).yaml" ]; then \
+	  echo "kindmesh: no Pulumi.$(STACK).yaml: create the stack with 'make new-stack NAME=$(STACK)' (or pick one of: $$(ls Pulumi.*.yaml | sed -e 's/^Pulumi\.//' -e 's/\.yaml$$//' | grep -v '^yaml$$' | tr '\n' ' '))" >&2; exit 1; fi
+	@$(PULUMI) stack select --create --secrets-provider passphrase $(STACK) >/dev/null
 
-up: stack
+# Every other target acts on an existing stack only: a typo never creates one.
+stack-exists: .pulumi-state
+	@command -v $(PULUMI) >/dev/null || { echo "kindmesh: pulumi CLI not found: run 'make doctor' (install: https://www.pulumi.com/docs/iac/download-install/)" >&2; exit 1; }
+	@err=$$($(PULUMI) stack select $(STACK) 2>&1 >/dev/null) || { \
+	  if grep -qi "no stack named" <<<"$$err"; then \
+	    echo "kindmesh: stack '$(STACK)' does not exist in $(PULUMI_BACKEND_URL); nothing was done." >&2; \
+	    echo "  create it with 'make up STACK=$(STACK)' (needs Pulumi.$(STACK).yaml; 'make new-stack NAME=$(STACK)' writes one)" >&2; \
+	  else echo "kindmesh: 'pulumi stack select $(STACK)' failed: $$err" >&2; fi; exit 1; }
+
+up: stack-create
 	$(PULUMI) up --yes --stack $(STACK)
+	@echo "kubectl: eval \"\$$(make -s env STACK=$(STACK))\" then kubectl --context <cluster name> ..."
 
-preview: stack
+preview: $(RUNTIME) stack-exists
 	$(PULUMI) preview --diff --stack $(STACK)
 
-refresh: stack
+refresh: $(RUNTIME) stack-exists
 	$(PULUMI) refresh --yes --stack $(STACK)
 
-destroy: stack
+destroy: $(RUNTIME) stack-exists
 	$(PULUMI) destroy --yes --stack $(STACK)
 
-outputs: stack
+outputs: stack-exists
 	$(PULUMI) stack output --stack $(STACK)
 
-verify: stack
-	$(PY) -m stacks.verify --stack $(STACK)
+verify: $(RUNTIME) stack-exists
+	@$(PY) -m stacks.verify --stack $(STACK)
 
-bench: $(PY)
+# Exports for plain `pulumi`/`kubectl`/`cilium` in this directory: eval "$(make -s env)"
+env:
+	@printf 'export PULUMI_BACKEND_URL=%q\n' "$(PULUMI_BACKEND_URL)"
+	@printf 'export PULUMI_CONFIG_PASSPHRASE=%q\n' "$(PULUMI_CONFIG_PASSPHRASE)"
+	@printf 'export PULUMI_SKIP_UPDATE_CHECK=true\n'
+	@printf 'export KUBECONFIG=%q\n' "$(KUBECONFIG_FILE)"
+	@[ -f "$(KUBECONFIG_FILE)" ] || echo "kindmesh: $(KUBECONFIG_FILE) does not exist yet (run 'make up STACK=$(STACK)')" >&2
+
+# Rewrite .kindmesh/$(STACK)/kubeconfig from the stack's outputs (if you deleted it).
+kubeconfig: $(RUNTIME) stack-exists
+	@set -o pipefail; $(PULUMI) stack output kubeconfigs --show-secrets --json --stack $(STACK) \
+	  | $(PY) -m stacks.kubeconfig write --stack $(STACK) --stdin
+
+new-stack: $(RUNTIME)
+	@$(PY) -m stacks.doctor --new-stack "$(NAME)"
+
+# ------------------------------------------------------------------------ other
+bench: $(DEV)
 	$(PY) bench/bench.py
 
-e2e: $(PY) .pulumi-state
+e2e: $(DEV) .pulumi-state
 	KINDMESH_E2E=1 $(PY) -m pytest -q tests/e2e -rs
 
 clean:

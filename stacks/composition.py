@@ -172,8 +172,36 @@ def verify_on_up(stack: Stack) -> command.local.Command:
     )
 
 
+KUBECONFIG_ENV = "KINDMESH_KUBECONFIG"
+
+
+def kubeconfig_files(stack: Stack) -> list[command.local.Command]:
+    """`.kindmesh/<stack>/kubeconfig` (0600): each cluster added by `pulumi up`, dropped by destroy.
+
+    One command per cluster (so adding/removing a cluster touches no other cluster's
+    resource); its context is the cluster's name, plus kind's own context name (see
+    stacks/kubeconfig.py). Only the environment (the cluster's kubeconfig) is secret.
+    """
+    base = f"{shlex.quote(sys.executable)} -m stacks.kubeconfig"
+    commands = []
+    for name, parts in stack.clusters.items():
+        args = f"--stack {shlex.quote(stack.plan.stack)} --cluster {shlex.quote(name)}"
+        commands.append(command.local.Command(
+            f"{name}-kubeconfig",
+            create=f"{base} add {args}",
+            update=f"{base} add {args}",
+            delete=f"{base} drop {args}",
+            dir=str(PROJECT_ROOT),
+            environment={KUBECONFIG_ENV: parts.kind.kubeconfig},
+            opts=pulumi.ResourceOptions(parent=parts.kind),
+        ))
+    pulumi.export("kubeconfigFile", str(PROJECT_ROOT / ".kindmesh" / stack.plan.stack / "kubeconfig"))
+    return commands
+
+
 def export(stack: Stack) -> None:
     plan = stack.plan
+    kubeconfig_files(stack)
     pulumi.export("network", {"name": plan.network.name, "subnet": plan.network.subnet,
                               "nodeRange": plan.network.node_range, "poolRegion": plan.network.pool_region})
     pulumi.export("clusters", cluster_table(plan))

@@ -16,7 +16,10 @@ Reads the stack's outputs (``verification`` spec and the secret ``kubeconfigs``)
    across clusters (check 2 under the policies).
 
 Waits are bounded and condition-based (``kubectl wait``/``rollout status``, or the
-probe itself repeated until its deadline); nothing sleeps a fixed time.
+probe itself repeated under one deadline with bounded exponential backoff and jitter
+between probes); nothing sleeps a fixed time and nothing spins. kubectl's own error is
+shown in the failure detail. A missing kubectl or pulumi, a missing stack or a stack
+without outputs is one clear line, never a traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,7 +67,20 @@ class Options:
     mesh_timeout: float = 300.0
     converge_rounds: int = 10
     clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    rand: Callable[[], float] = random.random
+    backoff_initial: float = 1.0
+    backoff_max: float = 20.0
     log: Callable[[str], None] = field(default=lambda _msg: None)
+
+    def pause(self, attempt: int, deadline: float | None = None) -> None:
+        """Backoff before retry ``attempt`` (0-based): doubling up to a cap, jittered, within the deadline."""
+        delay = min(self.backoff_max, self.backoff_initial * 2 ** min(attempt, 30))
+        delay *= 0.5 + 0.5 * self.rand()
+        if deadline is not None:
+            delay = min(delay, max(0.0, deadline - self.clock()))
+        if delay > 0:
+            self.sleep(delay)
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -167,7 +185,7 @@ def _batch(run: Runner, cluster: str, ns: str, source: str, service: str, n: int
     url = f"http://{service}.{ns}.svc.cluster.local/"
     res = run(cluster, ["-n", ns, "exec", f"deploy/{source}", "--", "sh", "-c", batch_script(url, n)], 60 + 4 * n)
     if res.rc != 0 and not res.out:
-        return Counter(), n, res.err.strip()
+        return Counter(), n, f"kubectl exec deploy/{source}: {_said(res)}"
     counts, failed = parse_replies(res.out)
     return counts, failed, ""
 
@@ -175,21 +193,37 @@ def _batch(run: Runner, cluster: str, ns: str, source: str, service: str, n: int
 def check_mesh(run: Runner, c: dict[str, Any], opts: Options) -> Check:
     deadline = opts.clock() + opts.mesh_timeout
     detail = ""
+    attempt = 0
     while True:
+        errors: list[str] = []
         pods = run(c["name"], ["-n", "kube-system", "get", "pods", "-l", "k8s-app=cilium",
                                "-o", "jsonpath={.items[*].metadata.name}"], 60)
+        if pods.rc != 0:
+            errors.append(f"kubectl get pods: {_said(pods)}")
         agents: dict[str, dict[str, bool]] = {}
         for pod in pods.out.split() if pods.rc == 0 else []:
             res = run(c["name"], ["-n", "kube-system", "exec", pod, "-c", "cilium-agent", "--",
                                   "cilium-dbg", "status", "-o", "json"], 60)
+            if res.rc != 0:
+                errors.append(f"kubectl exec {pod}: {_said(res)}")
             try:
                 agents[pod] = parse_mesh_status(res.out) if res.rc == 0 else {}
             except ValueError:
                 agents[pod] = {}
         ok, detail = judge_mesh(c["peers"], agents)
+        if errors and not ok:
+            detail = f"{detail} | {errors[-1]}"
         if ok or opts.clock() >= deadline:
             return Check(c["name"], "mesh: remote clusters", ok, detail)
         opts.log(f"{c['name']}: waiting for clustermesh ({detail})")
+        opts.pause(attempt, deadline)
+        attempt += 1
+
+
+def _said(res: Result) -> str:
+    """kubectl's own words (last line of stderr, else stdout), bounded."""
+    lines = [ln for ln in (res.err or res.out or "").strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else f"exit {res.rc}, no output")[:500]
 
 
 def check_global(run: Runner, c: dict[str, Any], ns: str, opts: Options) -> Check:
@@ -203,7 +237,9 @@ def check_global(run: Runner, c: dict[str, Any], ns: str, opts: Options) -> Chec
 def _converge(run: Runner, c: dict[str, Any], ns: str, expected: list[str], opts: Options,
               all_required: bool) -> tuple[bool, str]:
     detail = ""
-    for _ in range(opts.converge_rounds):
+    for attempt in range(opts.converge_rounds):
+        if attempt:
+            opts.pause(attempt - 1)
         counts, failed, err = _batch(run, c["name"], ns, "client", "echo", opts.requests)
         ok, detail = judge_spread(counts, failed, expected, all_required=all_required)
         detail = err or detail
@@ -279,14 +315,49 @@ def render(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
+class VerifyError(SystemExit):
+    """A one-line reason to stop (printed by the interpreter on stderr, exit 1, no traceback)."""
+
+    def __init__(self, message: str):
+        super().__init__(f"kindmesh verify: {message}")
+
+
 def stack_outputs(stack: str) -> dict[str, Any]:
-    proc = subprocess.run(
-        ["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", stack],
-        capture_output=True, text=True, check=False,
-    )
+    try:
+        proc = subprocess.run(
+            ["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", stack],
+            capture_output=True, text=True, check=False, timeout=120,
+        )
+    except FileNotFoundError:
+        raise VerifyError("the pulumi CLI is not on PATH: run `make doctor` "
+                          "(install: https://www.pulumi.com/docs/iac/download-install/)") from None
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise VerifyError(f"cannot run pulumi: {err}") from None
     if proc.returncode != 0:
-        raise SystemExit(f"cannot read outputs of stack {stack!r}: {proc.stderr.strip()}")
-    return json.loads(proc.stdout)
+        said = _said(Result(proc.returncode, proc.stdout, proc.stderr))
+        if "no stack named" in said.lower() or "not found" in said.lower():
+            raise VerifyError(f"stack {stack!r} does not exist ({said}): run `make up STACK={stack}` first")
+        raise VerifyError(f"cannot read outputs of stack {stack!r}: {said}")
+    return _json(proc.stdout, f"`pulumi stack output` of {stack!r}")
+
+
+def _json(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        raise VerifyError(f"{source} is not JSON") from None
+    if not isinstance(data, dict):
+        raise VerifyError(f"{source} is not a JSON object")
+    return data
+
+
+def _spec_and_kubeconfigs(outputs: dict[str, Any], stack: str) -> tuple[dict[str, Any], dict[str, str]]:
+    spec, kubeconfigs = outputs.get("verification"), outputs.get("kubeconfigs")
+    if not isinstance(spec, dict) or not isinstance(kubeconfigs, dict) or not kubeconfigs:
+        missing = [k for k, v in (("verification", spec), ("kubeconfigs", kubeconfigs)) if not v]
+        raise VerifyError(f"stack {stack!r} has no {' or '.join(missing) or 'usable'} output: "
+                          f"run `make up STACK={stack}` first")
+    return spec, kubeconfigs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,12 +368,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outputs-env", help="read stack outputs (JSON) from this environment variable")
     args = parser.parse_args(argv)
     if args.outputs_env:
-        outputs = json.loads(os.environ[args.outputs_env])
+        outputs = _json(os.environ.get(args.outputs_env, ""), f"${args.outputs_env}")
     elif args.outputs:
-        outputs = json.loads(Path(args.outputs).read_text())
+        try:
+            outputs = _json(Path(args.outputs).read_text(), args.outputs)
+        except OSError as err:
+            raise VerifyError(f"cannot read {args.outputs}: {err.strerror}") from None
     else:
         outputs = stack_outputs(args.stack)
-    spec, kubeconfigs = outputs["verification"], outputs["kubeconfigs"]
+    spec, kubeconfigs = _spec_and_kubeconfigs(outputs, args.stack)
+    binary = os.environ.get("KINDMESH_KUBECTL", "kubectl")
+    if shutil.which(binary) is None:
+        raise VerifyError(f"{binary} not found: install kubectl (https://kubernetes.io/docs/tasks/tools/#kubectl)")
     kubectl = Kubectl(kubeconfigs)
     try:
         checks = run_checks(spec, kubectl, Options(requests=args.requests,

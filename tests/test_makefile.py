@@ -1,4 +1,6 @@
-"""The README's bring-up command, to the process boundary: `make up` with a fake pulumi."""
+"""The README's commands at the process boundary: make targets against a fake pulumi that
+records its calls and keeps a list of stacks, on a copy of the project (never this checkout's
+state), with fake docker/kind/kubectl and /proc for the doctor that `make up` runs first."""
 
 from __future__ import annotations
 
@@ -7,41 +9,172 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.helpers import ROOT
+from tests.test_doctor import make_host
 
 FAKE_PULUMI = """#!{python}
 import json, os, sys
+state = {state!r}
+stacks = json.load(open(state)) if os.path.exists(state) else []
+args = sys.argv[1:]
 with open({log!r}, "a") as fh:
-    fh.write(json.dumps({{"args": sys.argv[1:], "backend": os.environ.get("PULUMI_BACKEND_URL"),
+    fh.write(json.dumps({{"args": args, "backend": os.environ.get("PULUMI_BACKEND_URL"),
                          "passphrase": bool(os.environ.get("PULUMI_CONFIG_PASSPHRASE"))}}) + "\\n")
+if args[:2] == ["stack", "select"]:
+    name = args[-1]
+    if name not in stacks:
+        if "--create" not in args:
+            sys.exit(f"error: no stack named '{{name}}' found")
+        stacks.append(name)
+        json.dump(stacks, open(state, "w"))
+elif "--stack" in args and args[args.index("--stack") + 1] not in stacks:
+    sys.exit("error: no stack named " + args[args.index("--stack") + 1])
 """
 
+pytestmark = [
+    pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed"),
+    pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "python").exists(),
+                       reason="needs the project's .venv (created by `make test`/`make venv`)"),
+]
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-@pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "python").exists(),
-                    reason="needs the project's .venv (created by `make test`/`make venv`)")
+
+class Project:
+    def __init__(self, tmp: Path, *, stacks: list[str] | None = None, **host):
+        self.dir = tmp / "project"
+        self.dir.mkdir()
+        for name in ["Makefile", "requirements.txt", "requirements-dev.txt", "Pulumi.yaml",
+                     *[p.name for p in ROOT.glob("Pulumi.*.yaml")]]:
+            shutil.copy(ROOT / name, self.dir / name)
+        shutil.copytree(ROOT / "stacks", self.dir / "stacks", ignore=shutil.ignore_patterns("__pycache__"))
+        (self.dir / ".venv").symlink_to(ROOT / ".venv")
+        (tmp / "host").mkdir()
+        self.bin, self.proc = make_host(tmp / "host", pulumi=False, **host)
+        self.log = tmp / "calls.jsonl"
+        self.state = tmp / "stacks.json"
+        self.state.write_text(json.dumps(stacks or []))
+        fake = self.bin / "pulumi"
+        fake.write_text(FAKE_PULUMI.format(python=sys.executable, log=str(self.log), state=str(self.state)))
+        fake.chmod(0o755)
+
+    def make(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "KUBECONFIG"))}
+        env["PATH"] = f"{self.bin}{os.pathsep}/usr/bin{os.pathsep}/bin"
+        env["KINDMESH_PROC_ROOT"] = str(self.proc)
+        # The venv is the shared one: pretend it is installed (never rebuild it from a test).
+        venv = [".venv/bin/python"] * 2
+        return subprocess.run(["make", "-s", "-o", venv[0], f"RUNTIME={venv[0]}", f"DEV={venv[1]}", *args],
+                              cwd=self.dir, env=env, capture_output=True, text=True, check=False, timeout=120)
+
+    def calls(self) -> list[dict]:
+        if not self.log.exists():
+            return []
+        calls = [json.loads(line) for line in self.log.read_text().splitlines()]
+        return [c for c in calls if c["args"] != ["version"]]  # the doctor's probe
+
+    def stacks(self) -> list[str]:
+        return json.loads(self.state.read_text())
+
+
+def test_make_up_runs_the_doctor_then_creates_the_dev_stack_in_a_local_backend(tmp_path):
+    p = Project(tmp_path)
+    res = p.make("up")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "0 problem(s)" in res.stdout
+    assert 'eval "$(make -s env STACK=dev)"' in res.stdout  # the one step to kubectl
+    args = [c["args"] for c in p.calls()]
+    assert args == [["stack", "select", "--create", "--secrets-provider", "passphrase", "dev"],
+                    ["up", "--yes", "--stack", "dev"]]
+    for call in p.calls():
+        assert call["backend"] == f"file://{p.dir}/.pulumi-state" and call["passphrase"] is True
+
+
+def test_make_up_stops_before_pulumi_when_the_doctor_fails(tmp_path):
+    p = Project(tmp_path, docker=None, kind=None)
+    res = p.make("up")
+    assert res.returncode != 0
+    assert "docker CLI not found" in res.stdout and "kind not found" in res.stdout
+    assert p.calls() == [] and p.stacks() == []
+
+
+@pytest.mark.parametrize("target", ["destroy", "preview", "refresh", "outputs", "verify"])
+def test_targets_refuse_a_stack_that_does_not_exist_and_create_nothing(tmp_path, target):
+    p = Project(tmp_path, stacks=["dev"])
+    res = p.make(target, "STACK=typo")
+    assert res.returncode != 0
+    assert "stack 'typo' does not exist" in res.stderr and "nothing was done" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert p.stacks() == ["dev"]
+    assert not any("--create" in c["args"] for c in p.calls())
+    assert not any(c["args"][0] in ("destroy", "preview", "refresh") for c in p.calls())
+
+
 @pytest.mark.parametrize("target,expected", [
-    ("up", ["up", "--yes", "--stack", "dev"]),
     ("preview", ["preview", "--diff", "--stack", "dev"]),
     ("destroy", ["destroy", "--yes", "--stack", "dev"]),
+    ("refresh", ["refresh", "--yes", "--stack", "dev"]),
 ])
-def test_make_targets_use_a_local_backend_and_the_dev_stack(tmp_path, target, expected):
-    log = tmp_path / "calls.jsonl"
-    fake = tmp_path / "pulumi"
-    fake.write_text(FAKE_PULUMI.format(python=sys.executable, log=str(log)))
-    fake.chmod(0o755)
+def test_targets_act_on_an_existing_stack(tmp_path, target, expected):
+    p = Project(tmp_path, stacks=["dev"])
+    res = p.make(target)
+    assert res.returncode == 0, res.stderr
+    assert [c["args"] for c in p.calls()] == [["stack", "select", "dev"], expected]
+
+
+def test_make_up_refuses_a_stack_without_a_stack_file(tmp_path):
+    p = Project(tmp_path)
+    res = p.make("up", "STACK=typo")
+    assert res.returncode != 0
+    assert "no Pulumi.typo.yaml" in res.stdout + res.stderr and "make new-stack NAME=typo" in res.stdout + res.stderr
+    assert p.stacks() == [] and not any(c["args"][0] == "up" for c in p.calls())
+
+
+def test_new_stack_then_up(tmp_path):
+    p = Project(tmp_path)
+    res = p.make("new-stack", "NAME=lab")
+    assert res.returncode == 0, res.stderr
+    config = yaml.safe_load((p.dir / "Pulumi.lab.yaml").read_text())["config"]
+    assert config["pulumi:disable-default-providers"] == ["kubernetes", "docker"]
+    again = p.make("new-stack", "NAME=lab")
+    assert again.returncode != 0 and "not overwriting" in again.stderr
+    assert p.make("new-stack").returncode != 0
+    res = p.make("up", "STACK=lab")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert p.calls()[-1]["args"] == ["up", "--yes", "--stack", "lab"]
+
+
+def test_make_env_gives_plain_pulumi_and_kubectl_their_settings(tmp_path):
+    p = Project(tmp_path)
+    res = p.make("env", "STACK=trio")
+    assert res.returncode == 0
+    script = res.stdout + 'echo "$PULUMI_BACKEND_URL|$PULUMI_CONFIG_PASSPHRASE|$KUBECONFIG"\n'
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == f"file://{p.dir}/.pulumi-state|kindmesh-local-lab|{p.dir}/.kindmesh/trio/kubeconfig"
+    assert "does not exist yet" in res.stderr
+
+
+def test_venv_stamps_never_touch_the_interpreter():
+    text = (ROOT / "Makefile").read_text()
+    assert "touch $(PY)" not in text and "touch .venv/bin" not in text
+    assert "PY_MIN := 3.11" in text
+
+
+def test_an_old_python_is_refused_up_front_with_the_floor_named(tmp_path):
+    p = Project(tmp_path)
+    (p.dir / ".venv").unlink()
+    old = tmp_path / "python3.10"
+    old.write_text("#!/bin/sh\ncase \"$*\" in *print*) echo 3.10 ;; *) exit 1 ;; esac\n")
+    old.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
-    env["PATH"] = f"{tmp_path}{os.pathsep}{env['PATH']}"
-    # -o: never rebuild the venv from inside the test run
-    proc = subprocess.run(["make", "-s", "-o", ".venv/bin/python", target], cwd=ROOT, env=env,
-                          capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
-    assert calls[0]["args"] == ["stack", "select", "--create", "--secrets-provider", "passphrase", "dev"]
-    assert calls[-1]["args"] == expected
-    for call in calls:
-        assert call["backend"] == f"file://{ROOT}/.pulumi-state"
-        assert call["passphrase"] is True
+    res = subprocess.run(["make", "-s", f"PYTHON={old}", "test"], cwd=p.dir, env=env, capture_output=True,
+                         text=True, check=False, timeout=60)
+    assert res.returncode != 0
+    assert "Python 3.10 found" in res.stderr and "needs Python >= 3.11" in res.stderr
+    assert not (p.dir / ".venv").exists()
+    res = subprocess.run(["make", "-s", "PYTHON=no-such-python3", "venv"], cwd=p.dir, env=env, capture_output=True,
+                         text=True, check=False, timeout=60)
+    assert res.returncode != 0 and "python3-venv" in res.stderr and not (p.dir / ".venv").exists()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import stat
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -129,18 +131,32 @@ def spec_for(stack, **demo):
 
 
 class Clock:
-    def __init__(self):
+    """Fake time: every reading advances a little (a kubectl call), sleep() advances by its delay."""
+
+    def __init__(self, tick: float = 1.0):
         self.now = 0.0
+        self.tick = tick
+        self.sleeps: list[float] = []
 
     def __call__(self):
-        self.now += 1.0
+        self.now += self.tick
         return self.now
+
+    def sleep(self, seconds):
+        assert seconds > 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def opts(clock=None, **kw):
+    clock = clock or Clock()
+    return verify.Options(clock=clock, sleep=clock.sleep, **kw)
 
 
 def test_healthy_dev_mesh_passes_every_check_and_is_left_as_found():
     spec = spec_for("dev")
     mesh = FakeMesh(spec)
-    checks = verify.run_checks(spec, mesh, verify.Options(clock=Clock()))
+    checks = verify.run_checks(spec, mesh, opts())
     table = verify.render(checks)
     assert all(c.ok for c in checks), table
     names = {(c.cluster, c.name) for c in checks}
@@ -156,7 +172,7 @@ def test_healthy_dev_mesh_passes_every_check_and_is_left_as_found():
 def test_mesh_not_ready_fails_after_the_bound_with_detail():
     spec = spec_for("dev")
     mesh = FakeMesh(spec, not_ready={("us", "eu")})
-    checks = verify.run_checks(spec, mesh, verify.Options(clock=Clock(), mesh_timeout=5))
+    checks = verify.run_checks(spec, mesh, opts(mesh_timeout=5))
     bad = [c for c in checks if not c.ok]
     assert [(c.cluster, c.name) for c in bad] == [("us", "mesh: remote clusters")]
     assert "not ready eu" in bad[0].detail
@@ -167,7 +183,7 @@ def test_mesh_not_ready_fails_after_the_bound_with_detail():
 def test_broken_failover_and_leaky_policy_are_reported():
     spec = spec_for("dev")
     mesh = FakeMesh(spec, leaky_policy=True, sticky_remote=True)
-    checks = verify.run_checks(spec, mesh, verify.Options(clock=Clock(), converge_rounds=2))
+    checks = verify.run_checks(spec, mesh, opts(converge_rounds=2))
     failed = {(c.cluster, c.name) for c in checks if not c.ok}
     assert ("us", "affinity local: stays local") in failed
     assert ("us", "policy: intruder dropped") in failed
@@ -177,7 +193,7 @@ def test_broken_failover_and_leaky_policy_are_reported():
 
 def test_hub_tenants_expect_only_the_hub():
     spec = spec_for("hub")
-    checks = verify.run_checks(spec, FakeMesh(spec), verify.Options(clock=Clock()))
+    checks = verify.run_checks(spec, FakeMesh(spec), opts())
     assert all(c.ok for c in checks), verify.render(checks)
     tenant = next(c for c in checks if c.cluster == "tenant-a" and c.name.startswith("global"))
     assert "tenant-b" not in tenant.detail and "shared=" in tenant.detail
@@ -205,6 +221,10 @@ def test_main_reads_outputs_and_exits_nonzero_on_failure(tmp_path, monkeypatch, 
     spec = spec_for("ci")
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"verification": spec, "kubeconfigs": {"alpha": "x", "beta": "y"}}))
+    fake_kubectl = tmp_path / "kubectl"
+    fake_kubectl.write_text("#!/bin/sh\nexit 0\n")
+    fake_kubectl.chmod(0o755)
+    monkeypatch.setenv("KINDMESH_KUBECTL", str(fake_kubectl))
     monkeypatch.setattr(verify, "Kubectl", lambda kubeconfigs: _Closing(FakeMesh(spec, leaky_policy=True)))
     assert verify.main(["--outputs", str(outputs), "--requests", "10"]) == 1
     assert "FAIL" in capsys.readouterr().out
@@ -221,3 +241,79 @@ class _Closing:
 
     def close(self):
         pass
+
+
+REFUSED = "The connection to the server 127.0.0.1:40001 was refused - did you specify the right host or port?"
+
+
+def test_an_unreachable_cluster_is_probed_with_backoff_not_in_a_tight_loop():
+    """Against an always-failing kubectl the mesh probe backs off under its one deadline."""
+    spec = spec_for("dev")
+    calls = []
+
+    def failing(cluster, args, timeout):
+        calls.append(args)
+        return verify.Result(1, "", f"E1122 memcache.go:265] couldn't get current server API group list\n{REFUSED}\n")
+
+    clock = Clock(tick=0.05)  # kubectl fails fast
+    check = verify.check_mesh(failing, spec["clusters"][0], opts(clock, mesh_timeout=300))
+    assert not check.ok
+    assert REFUSED in check.detail  # kubectl's own words
+    assert 295 <= clock.now <= 310  # the deadline bounds the whole wait
+    assert len(calls) <= 30  # was ~one call per 50 ms: thousands over 300 s
+    growing = clock.sleeps[:5]
+    assert all(b > a for a, b in zip(growing, growing[1:], strict=False))  # exponential at first
+    assert max(clock.sleeps) <= 20.0  # bounded interval
+    assert len(set(clock.sleeps)) == len(clock.sleeps)  # jittered
+
+
+def test_converge_backs_off_between_rounds_and_shows_kubectl_error():
+    spec = spec_for("dev")
+    clock = Clock(tick=0.01)
+
+    def failing(cluster, args, timeout):
+        return verify.Result(1, "", f"error: {REFUSED}")
+
+    ok, detail = verify._converge(failing, spec["clusters"][0], "kindmesh-demo", ["us"],
+                                  opts(clock, converge_rounds=4), all_required=True)
+    assert not ok and REFUSED in detail and "kubectl exec deploy/client" in detail
+    assert len(clock.sleeps) == 3
+
+
+def _run_verify(tmp_path, *args, pulumi_body=None, kubectl=True, extra_env=None):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    if pulumi_body is not None:
+        (bin_dir / "pulumi").write_text("#!/bin/sh\n" + pulumi_body)
+        (bin_dir / "pulumi").chmod(0o755)
+    if kubectl:
+        (bin_dir / "kubectl").write_text("#!/bin/sh\necho \"$@\" >&2; exit 1\n")
+        (bin_dir / "kubectl").chmod(0o755)
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), **(extra_env or {})}
+    return subprocess.run([sys.executable, "-m", "stacks.verify", *args],
+                          cwd=Path(verify.__file__).resolve().parents[1], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("case,pulumi_body,expected", [
+    ("no pulumi", None, "pulumi CLI is not on PATH"),
+    ("no stack", "echo \"error: no stack named 'typo' found\" >&2; exit 255\n",
+     "stack 'typo' does not exist"),
+    ("no outputs", "echo '{}'\n", "has no verification or kubeconfigs output: run `make up STACK=typo` first"),
+    ("outputs without verification", "echo '{\"kubeconfigs\": {\"us\": \"x\"}}'\n",
+     "has no verification output: run `make up STACK=typo` first"),
+    ("junk", "echo 'not json'\n", "is not JSON"),
+])
+def test_verify_fails_in_one_line_without_a_traceback(tmp_path, case, pulumi_body, expected):
+    res = _run_verify(tmp_path, "--stack", "typo", pulumi_body=pulumi_body)
+    assert res.returncode == 1, case
+    assert "Traceback" not in res.stderr, res.stderr
+    assert expected in res.stderr, (case, res.stderr)
+
+
+def test_verify_without_kubectl_says_what_to_install(tmp_path):
+    outputs = {"verification": spec_for("ci"), "kubeconfigs": {"alpha": "x", "beta": "y"}}
+    res = _run_verify(tmp_path, "--stack", "ci", "--outputs-env", "OUTS", pulumi_body=None, kubectl=False,
+                      extra_env={"OUTS": json.dumps(outputs)})
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "kubectl not found: install kubectl" in res.stderr

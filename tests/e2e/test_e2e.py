@@ -1,7 +1,8 @@
 """End-to-end acceptance on a Docker host (Automation API), on the `ci` stack config.
 
 up -> verify -> no-op up (zero changes) -> add a cluster -> verify -> destroy -> nothing
-of the stack left (kind clusters, containers, docker network). Per-phase wall times go to
+of the stack left (kind clusters, containers, docker network, kubeconfig file). Cleanup
+always runs, the results file is always written, the first failure is the one reported. Per-phase wall times go to
 ``$KINDMESH_E2E_RESULTS`` (default ``tests/e2e/results/e2e-ci.json``).
 
 Runs against a copy of the project in a temp dir with its own file backend, so it never
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.e2e.harness import run_then_clean_up
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "ci"
@@ -106,10 +109,14 @@ def test_ci_stack_lifecycle(tmp_path: Path) -> None:
     clusters = config["kindmesh:clusters"]
     network = f"kindmesh-{STACK}"
     kind_names: list[str] = []
-    try:
+    left: list[str] = []
+
+    def lifecycle() -> None:
         up = phase("up", lambda: stack.up(on_output=print))
         assert up.summary.result == "succeeded"
-        kind_names = [row["kindName"] for row in stack.outputs()["clusters"].value]
+        kind_names[:] = [row["kindName"] for row in stack.outputs()["clusters"].value]
+        kubeconfig = project / ".kindmesh" / STACK / "kubeconfig"
+        assert kubeconfig.exists() and (kubeconfig.stat().st_mode & 0o777) == 0o600
         phase("verify", verify)
 
         again = phase("noop_up", lambda: stack.up(on_output=print))
@@ -120,13 +127,25 @@ def test_ci_stack_lifecycle(tmp_path: Path) -> None:
         added = phase("add_cluster_up", lambda: stack.up(on_output=print))
         changes = added.summary.resource_changes or {}
         assert changes.get("create", 0) > 0 and not changes.get("replace") and not changes.get("delete")
-        kind_names = [row["kindName"] for row in stack.outputs()["clusters"].value]
+        kind_names[:] = [row["kindName"] for row in stack.outputs()["clusters"].value]
         assert len(kind_names) == len(clusters) + 1
         phase("verify_after_add", verify)
-    finally:
-        phase("destroy", lambda: stack.destroy(on_output=print))
-        left = _stack_leftovers(kind_names or [f"km-{STACK}-{c['name']}" for c in clusters], network)
-        stack.workspace.remove_stack(STACK)
+
+    def leftovers() -> None:
+        left[:] = _stack_leftovers(kind_names or [f"km-{STACK}-{c['name']}" for c in clusters], network)
+        if (project / ".kindmesh" / STACK / "kubeconfig").exists():
+            left.append("kubeconfig file")
+
+    def record(failures: list[str]) -> None:
         results.parent.mkdir(parents=True, exist_ok=True)
-        results.write_text(json.dumps({"stack": STACK, "seconds": times, "leftovers": left}, indent=2))
+        results.write_text(json.dumps({"stack": STACK, "seconds": times, "leftovers": left,
+                                       "failures": failures}, indent=2))
+
+    run_then_clean_up(
+        lifecycle,
+        [("destroy", lambda: phase("destroy", lambda: stack.destroy(on_output=print))),
+         ("leftovers", leftovers),
+         ("remove_stack", lambda: stack.workspace.remove_stack(STACK))],
+        record,
+    )
     assert left == [], left

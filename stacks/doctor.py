@@ -1,0 +1,346 @@
+"""`make doctor`: every host prerequisite checked at once, before Pulumi runs.
+
+    python -m stacks.doctor --stack dev          (what `make doctor` and `make up` run)
+    python -m stacks.doctor --new-stack NAME     (what `make new-stack NAME=...` runs)
+
+Lists every missing or misconfigured prerequisite in one table, each with the command or
+link that fixes it: Python, the docker CLI and a daemon this user may reach, Docker's image
+store (classic or containerd; both are supported), kind >= v0.30.0, the pulumi CLI,
+kubectl, the inotify limits, and free memory/disk for the planned node count of the stack.
+Exit code 0 when nothing blocks `make up`, 1 otherwise; never a traceback for a missing
+or broken tool.
+
+No ``pulumi`` import. Tests point it at fake executables on PATH and a fake /proc
+(``KINDMESH_PROC_ROOT``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stacks.config import ConfigError, strip_namespace
+from stacks.planner import StackPlan, load_plan
+from stacks.preflight import INOTIFY, MIN_KIND, parse_kind_version
+
+ROOT = Path(__file__).resolve().parent.parent
+PY_MIN = (3, 11)  # the one floor: pyproject `requires-python`, README, Makefile PY_MIN
+
+# Estimates (not measurements) for a kind node running kindmesh's stack: kubelet,
+# containerd, Cilium agent, and on control planes the API server, etcd, the Cilium
+# operator, clustermesh-apiserver, Hubble Relay/UI and MetalLB. The e2e replaces them
+# with measured figures once it has run on a Docker host.
+MEM_CONTROL_PLANE_MIB = 1536
+MEM_WORKER_MIB = 768
+DISK_BASE_GIB = 4.0  # node image (~1 GiB unpacked) + host-pulled images, once per host
+DISK_PER_NODE_GIB = 2.0  # node container layer, images loaded into the node, logs, etcd
+MIN_CORES = 2
+
+INSTALL = {
+    "docker": "install Docker Engine: https://docs.docker.com/engine/install/",
+    "kind": "install kind v{kind}+: https://kind.sigs.k8s.io/docs/user/quick-start/#installation",
+    "pulumi": "install the Pulumi CLI: https://www.pulumi.com/docs/iac/download-install/ "
+              "(curl -fsSL https://get.pulumi.com | sh)",
+    "kubectl": "install kubectl: https://kubernetes.io/docs/tasks/tools/#kubectl",
+}
+DOCKER_GROUP_FIX = (
+    "sudo usermod -aG docker $USER, then log out and back in (or run `newgrp docker`); "
+    "or use rootless Docker: https://docs.docker.com/engine/security/rootless/"
+)
+STACK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass
+class Finding:
+    name: str
+    status: str  # "ok", "warn" (does not block), "FAIL"
+    detail: str
+    fix: str = ""
+
+
+@dataclass
+class Ran:
+    rc: int
+    out: str
+    err: str
+
+
+def run(*args: str, timeout: float = 30) -> Ran | str:
+    """Run a tool; a string says why it could not run at all (never raises)."""
+    try:
+        proc = subprocess.run(list(args), capture_output=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        return "not found on PATH"
+    except PermissionError:
+        return "found but not executable (permission denied)"
+    except OSError as err:
+        return f"cannot be run: {err.strerror or err}"
+    except subprocess.TimeoutExpired:
+        return f"did not answer within {timeout:.0f}s"
+    return Ran(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+
+
+def _last_line(text: str, limit: int = 300) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else "no output")[:limit]
+
+
+# ----------------------------------------------------------------------------- checks
+def check_python(version: tuple[int, ...] | None = None) -> Finding:
+    v = tuple(version or sys.version_info[:3])
+    shown = ".".join(map(str, v))
+    want = ".".join(map(str, PY_MIN))
+    if v[:2] < PY_MIN:
+        return Finding("python", "FAIL", f"{shown} ({sys.executable}); kindmesh needs >= {want}",
+                       f"install Python >= {want}, then `make clean` and `make PYTHON=python3.X ...`")
+    return Finding("python", "ok", f"{shown} (needs >= {want})")
+
+
+def check_docker(docker: str = "docker") -> tuple[list[Finding], dict[str, Any] | None]:
+    res = run(docker, "info", "--format", "{{json .}}")
+    if isinstance(res, str):
+        return [Finding("docker", "FAIL", f"docker CLI {res}", INSTALL["docker"])], None
+    info: dict[str, Any] | None = None
+    try:
+        parsed = json.loads(res.out) if res.out.strip() else None
+        info = parsed if isinstance(parsed, dict) else None
+    except json.JSONDecodeError:
+        info = None
+    said = f"{res.err}\n{res.out}"
+    if res.rc != 0 or info is None or not info.get("ServerVersion"):
+        if "permission denied" in said.lower():
+            return [Finding("docker", "FAIL",
+                            f"this user may not use the Docker daemon: {_last_line(res.err or res.out)}",
+                            DOCKER_GROUP_FIX)], None
+        return [Finding("docker", "FAIL", f"Docker daemon not reachable: {_last_line(res.err or res.out)}",
+                        "start it (sudo systemctl start docker) and check `docker info`")], None
+    findings = [Finding("docker", "ok", f"Engine {info.get('ServerVersion')}, reachable by this user")]
+    findings.append(Finding("image store", "ok", describe_image_store(info)))
+    return findings, info
+
+
+def describe_image_store(info: dict[str, Any]) -> str:
+    """Classic graph driver or containerd image store (the default on new Docker 29 installs)."""
+    status = info.get("DriverStatus") or []
+    pairs = {str(p[0]): str(p[1]) for p in status if isinstance(p, list | tuple) and len(p) == 2}
+    driver = str(info.get("Driver") or "?")
+    if "containerd.snapshotter" in pairs.get("driver-type", ""):
+        return f"containerd image store (snapshotter {driver}); supported"
+    return f"classic image store (storage driver {driver}); supported"
+
+
+def check_kind(kind: str = "kind") -> Finding:
+    want = ".".join(map(str, MIN_KIND))
+    res = run(kind, "version")
+    if isinstance(res, str):
+        return Finding("kind", "FAIL", f"kind {res}", INSTALL["kind"].format(kind=want))
+    version = parse_kind_version(res.out)
+    if res.rc != 0 or version is None:
+        return Finding("kind", "FAIL", f"`kind version` did not answer as expected: {_last_line(res.err or res.out)}",
+                       INSTALL["kind"].format(kind=want))
+    shown = ".".join(map(str, version))
+    if version < MIN_KIND:
+        return Finding("kind", "FAIL", f"v{shown} is too old; kindmesh needs v{want} or newer (the pinned node image)",
+                       INSTALL["kind"].format(kind=want))
+    return Finding("kind", "ok", f"v{shown} (needs >= v{want})")
+
+
+def check_tool(name: str, *args: str) -> Finding:
+    res = run(name, *args)
+    if isinstance(res, str):
+        return Finding(name, "FAIL", f"{name} {res}", INSTALL[name])
+    if res.rc != 0:
+        return Finding(name, "FAIL", f"`{name} {' '.join(args)}` failed: {_last_line(res.err or res.out)}",
+                       INSTALL[name])
+    return Finding(name, "ok", (res.out.strip().splitlines() or ["ok"])[0][:120])
+
+
+def check_inotify(proc_root: Path, clusters: int) -> Finding:
+    low, have_all = [], []
+    for key, want in INOTIFY.items():
+        try:
+            have = int((proc_root / "sys/fs/inotify" / key).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        have_all.append(f"{key}={have}")
+        if have < want:
+            low.append((key, have, want))
+    if not low:
+        return Finding("inotify", "ok", ", ".join(have_all) or "not readable here (skipped)")
+    settings = " ".join(f"fs.inotify.{k}={w}" for k, _, w in low)
+    found = ", ".join(f"fs.inotify.{k} is {h} (< {w})" for k, h, w in low)
+    fix = (f"sudo sysctl -w {settings}; to persist: printf '%s\\n' "
+           + " ".join(f"fs.inotify.{k}={w}" for k, _, w in low)
+           + " | sudo tee /etc/sysctl.d/99-kindmesh.conf")
+    # One cluster runs on the defaults; several kind clusters exhaust them.
+    return Finding("inotify", "FAIL" if clusters >= 2 else "warn", found, fix)
+
+
+def meminfo_available_mib(proc_root: Path) -> int | None:
+    try:
+        for line in (proc_root / "meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def need_for(plan: StackPlan) -> tuple[int, int, float]:
+    """(nodes, MiB, GiB) estimated for a plan."""
+    nodes = sum(1 + c.workers for c in plan.clusters)
+    mib = sum(MEM_CONTROL_PLANE_MIB + c.workers * MEM_WORKER_MIB for c in plan.clusters)
+    return nodes, mib, DISK_BASE_GIB + nodes * DISK_PER_NODE_GIB
+
+
+def check_memory(proc_root: Path, plan: StackPlan) -> Finding:
+    nodes, need, _ = need_for(plan)
+    have = meminfo_available_mib(proc_root)
+    basis = (f"estimate {MEM_CONTROL_PLANE_MIB} MiB per control plane + {MEM_WORKER_MIB} MiB per worker "
+             f"= {need} MiB for {nodes} nodes")
+    if have is None:
+        return Finding("memory", "warn", f"MemAvailable not readable; {basis}")
+    if have < need:
+        return Finding("memory", "FAIL", f"{have} MiB available; {basis}",
+                       "free memory, or plan fewer clusters/workers (kindmesh:clusters[].workers: 0)")
+    return Finding("memory", "ok", f"{have} MiB available; {basis}")
+
+
+def check_disk(path: str, plan: StackPlan) -> Finding:
+    nodes, _, need = need_for(plan)
+    basis = (f"estimate {DISK_BASE_GIB:g} GiB + {DISK_PER_NODE_GIB:g} GiB per node = {need:g} GiB "
+             f"for {nodes} nodes")
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free / 2**30
+    except OSError:
+        return Finding("disk", "warn", f"cannot read free space of {path}; {basis}")
+    if free < need:
+        return Finding("disk", "FAIL", f"{free:.1f} GiB free on {path}; {basis}",
+                       "free disk space (e.g. `docker system prune`) or plan fewer nodes")
+    return Finding("disk", "ok", f"{free:.1f} GiB free on {path}; {basis}")
+
+
+def load_stack_plan(stack: str, root: Path = ROOT) -> tuple[StackPlan | None, Finding]:
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        return None, Finding("stack", "FAIL", f"no {path.name} for stack {stack!r}",
+                             f"make new-stack NAME={stack} (or pick an existing Pulumi.<stack>.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+        config = data.get("config") or {} if isinstance(data, dict) else {}
+        plan = load_plan(strip_namespace(config), stack=stack)
+    except ConfigError as err:
+        text = str(err)
+        return None, Finding("stack", "FAIL", f"{path.name} is invalid:\n{text[:4000]}", "fix the keys named above")
+    except (yaml.YAMLError, OSError, AttributeError, TypeError) as err:
+        return None, Finding("stack", "FAIL", f"{path.name} cannot be read: {str(err)[:300]}",
+                             "fix the YAML (compare with Pulumi.dev.yaml)")
+    nodes = sum(1 + c.workers for c in plan.clusters)
+    return plan, Finding("stack", "ok", f"{stack}: {len(plan.clusters)} clusters, {nodes} nodes")
+
+
+def diagnose(stack: str, *, root: Path = ROOT, proc_root: Path | None = None) -> list[Finding]:
+    proc_root = proc_root or Path(os.environ.get("KINDMESH_PROC_ROOT", "/proc"))
+    findings = [check_python()]
+    docker_findings, info = check_docker(os.environ.get("KINDMESH_DOCKER", "docker"))
+    findings += docker_findings
+    findings.append(check_kind(os.environ.get("KINDMESH_KIND", "kind")))
+    findings.append(check_tool("pulumi", "version"))
+    findings.append(check_tool("kubectl", "version", "--client"))
+    plan, stack_finding = load_stack_plan(stack, root)
+    findings.append(stack_finding)
+    findings.append(check_inotify(proc_root, len(plan.clusters) if plan else 2))
+    cores = os.cpu_count() or 1
+    findings.append(Finding("cpu", "ok" if cores >= MIN_CORES else "warn",
+                            f"{cores} cores (estimate: 2 or more for a 2-cluster mesh)"))
+    if plan is not None:
+        findings.append(check_memory(proc_root, plan))
+        docker_root = str((info or {}).get("DockerRootDir") or "/var/lib/docker")
+        findings.append(check_disk(docker_root, plan))
+    return findings
+
+
+def render(findings: list[Finding]) -> str:
+    width = max(len(f.name) for f in findings)
+    lines = []
+    for f in findings:
+        detail = f.detail.replace("\n", "\n" + " " * (width + 9))
+        lines.append(f"  {f.status:<4}  {f.name:<{width}}  {detail}")
+        if f.fix and f.status != "ok":
+            lines.append(f"  {'':<4}  {'':<{width}}  fix: {f.fix}")
+    failed = sum(f.status == "FAIL" for f in findings)
+    lines.append(f"{failed} problem(s) found" + (": fix them, then run `make up` again" if failed else "; ready"))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- new stack
+NEW_STACK_TEMPLATE = """\
+# {name}: two clusters, full mesh (written by `make new-stack NAME={name}`; edit freely).
+config:
+  # Nothing may fall back to the ambient KUBECONFIG or DOCKER_HOST: every Kubernetes and
+  # Docker resource names its provider explicitly. Keep this lock.
+  pulumi:disable-default-providers:
+    - kubernetes
+    - docker
+  kindmesh:clusters:
+    - name: one
+      id: 1
+      workers: 0
+    - name: two
+      id: 2
+      workers: 0
+  kindmesh:mesh:
+    topology: full
+"""
+
+
+def new_stack(name: str, root: Path = ROOT) -> tuple[int, str]:
+    if not name:
+        return 2, "usage: make new-stack NAME=<stack name>"
+    if not STACK_NAME_RE.match(name):
+        return 2, (f"invalid stack name {name[:100]!r}: use letters, digits, '-', '_' or '.', "
+                   "starting with a letter or digit (at most 100 characters)")
+    path = root / f"Pulumi.{name}.yaml"
+    if path.exists():
+        return 1, f"{path.name} already exists; not overwriting it (edit it, or pick another NAME)"
+    text = NEW_STACK_TEMPLATE.format(name=name)
+    try:
+        load_plan(strip_namespace(yaml.safe_load(text)["config"]), stack=name)
+    except ConfigError as err:  # the template must plan for every valid name
+        return 1, f"the new stack's config would not be valid for {name!r}:\n{err}"
+    with open(path, "x", encoding="utf-8") as fh:
+        fh.write(text)
+    return 0, (f"wrote {path.name} (clusters one, two); edit it, then `make up STACK={name}`. "
+               f"Config the Pulumi way: pulumi config set --stack {name} --path 'kindmesh:network.poolSize' 32")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Check this host for everything kindmesh needs")
+    parser.add_argument("--stack", default=os.environ.get("STACK", "dev"))
+    parser.add_argument("--new-stack", metavar="NAME", help="write Pulumi.NAME.yaml (refuses to overwrite)")
+    args = parser.parse_args(argv)
+    if args.new_stack is not None:
+        rc, message = new_stack(args.new_stack)
+        print(message, file=sys.stderr if rc else sys.stdout)
+        return rc
+    findings = diagnose(args.stack)
+    print(f"kindmesh doctor (stack {args.stack})")
+    print(render(findings))
+    return 1 if any(f.status == "FAIL" for f in findings) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
