@@ -39,6 +39,7 @@ class Registered:
     dependencies: list[str]
     deleted_with: str
     secret_inputs: set[str]
+    secret_paths: set[str]  # dotted paths of the secret values inside the inputs, e.g. "environment.X"
     additional_secret_outputs: list[str]
     delete_before_replace: bool
     inputs: dict[str, Any]
@@ -55,6 +56,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def _secret_paths(value: Any, prefix: str = "") -> set[str]:
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            return {prefix}
+        return set().union(*(_secret_paths(v, f"{prefix}.{k}" if prefix else k) for k, v in value.items()))
+    if isinstance(value, list):
+        return set().union(*(_secret_paths(v, f"{prefix}[{i}]") for i, v in enumerate(value)))
+    return set()
 
 
 def _has_secret(value: Any) -> bool:
@@ -115,6 +126,7 @@ class Recorder(pmocks.MockMonitor):
                     dependencies=list(request.dependencies),
                     deleted_with=request.deletedWith,
                     secret_inputs={k for k, v in raw.items() if _has_secret(v)},
+                    secret_paths=_secret_paths(raw),
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     delete_before_replace=bool(request.deleteBeforeReplace),
                     inputs=_plain(inputs),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
 from stacks.planner import load_plan
 from stacks.render import cilium_values, cilium_workloads
 from tests.helpers import STACKS, stack_raw
-from tests.mocks import DYNAMIC, evaluate
+from tests.mocks import evaluate
 from tests.upstream import schema_errors, unknown_key_paths
 
 CHART = "cilium-1.19.6"
@@ -115,10 +116,12 @@ def test_release_wiring(dev):
         assert r.deleted_with == kind.urn
         assert kind.urn in r.dependencies
         gate = dev.named(f"{c.name}-cilium-rollout")
-        assert gate.type == DYNAMIC and r.urn in gate.dependencies and gate.deleted_with == kind.urn
+        assert gate.type == "command:local:Command" and r.urn in gate.dependencies and gate.deleted_with == kind.urn
+        assert gate.inputs["create"].endswith("-m stacks.gate_cmd rollout")
+        spec = json.loads(gate.inputs["environment"]["KINDMESH_GATE_SPEC"])
         assert {"kind": "DaemonSet", "namespace": "kube-system", "name": "cilium", "optional": False} in \
-            gate.inputs["workloads"]
-        assert "kubeconfig" in gate.secret_inputs
+            spec["workloads"]
+        assert gate.secret_paths == {"environment.KINDMESH_GATE_KUBECONFIG"}
 
 
 def test_release_does_not_use_helm_wait_because_lb_ips_come_later(dev):
