@@ -248,7 +248,10 @@ class KubeClient:
         conf = kclient.Configuration()
         capture = _Capture()
         root = logging.getLogger()
-        root.addHandler(capture)  # the library logs (not raises) exec-plugin failures
+        # The library logs (not raises) exec-plugin failures, on the root logger: collect them
+        # for the one error message instead of printing them a second time.
+        saved = root.handlers[:]
+        root.handlers = [capture]
         try:
             kconfig.load_kube_config_from_dict(
                 cfg, context=ctx_name, client_configuration=conf, persist_config=False
@@ -256,7 +259,7 @@ class KubeClient:
         except Exception as exc:  # the library raises several kinds; none may escape raw
             raise KubeconfigError(f"cannot be loaded: {type(exc).__name__}: {snippet(exc)}") from None
         finally:
-            root.removeHandler(capture)
+            root.handlers = saved
         ctx = _named(cfg, "contexts", ctx_name, "context") or {}
         user = _named(cfg, "users", ctx.get("user"), "user") or {}
         cluster = _named(cfg, "clusters", ctx.get("cluster"), "cluster") or {}

@@ -102,3 +102,20 @@ def test_slow_server_process_ends_near_its_deadline():
         proc = run("rollout", api.kubeconfig(), {"cluster": "us", "workloads": CILIUM, "timeout": 0.6})
         took = time.monotonic() - start
     assert proc.returncode == 1 and "limit 1s" in proc.stderr and took < 0.6 + 3
+
+
+def test_a_failing_exec_plugin_is_one_line_naming_the_cluster(tmp_path):
+    import stat
+
+    from tests.fake_apiserver import kubeconfig
+
+    plugin = tmp_path / "kube-login"
+    plugin.write_text("#!/bin/sh\necho 'token expired: run kube-login' >&2\nexit 3\n")
+    plugin.chmod(plugin.stat().st_mode | stat.S_IXUSR)
+    kc = kubeconfig({"server": f"https://127.0.0.1:{closed_port()}"},
+                    {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin)}})
+    proc = run("rollout", kc, {"cluster": "us", "workloads": CILIUM, "timeout": 5})
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "kubeconfig of cluster 'us'" in lines[0]
+    assert "exec plugin" in lines[0] and "token expired: run kube-login" in lines[0]
