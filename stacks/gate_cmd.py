@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stacks.gates import GateError, GateResult, wait_for_metallb_webhook, wait_for_rollouts
-from stacks.kubeapi import KubeClient, KubeconfigError, snippet
+from stacks.kubeapi import ClientSetupError, KubeClient, KubeconfigError, snippet
 
 KUBECONFIG_ENV = "KINDMESH_GATE_KUBECONFIG"
 SPEC_ENV = "KINDMESH_GATE_SPEC"
@@ -83,6 +83,8 @@ def run_gate(gate: str, kubeconfig: str, spec: dict[str, Any]) -> GateResult:
         client = KubeClient(kubeconfig)
     except KubeconfigError as err:
         raise GateError(f"the kubeconfig of cluster {cluster!r} cannot be used: it {err}") from None
+    except ClientSetupError as err:
+        raise GateError(f"cluster {cluster!r}: {err}. Check HTTPS_PROXY/NO_PROXY or the kubeconfig's proxy-url") from None
     try:
         if gate == "rollout":
             return wait_for_rollouts(client, cluster, spec["workloads"], timeout=float(spec["timeout"]))

@@ -54,6 +54,10 @@ class KubeconfigError(ValueError):
     """The kubeconfig cannot be used; the message names the fault (never a secret)."""
 
 
+class ClientSetupError(ValueError):
+    """The connection cannot be set up (e.g. an unusable proxy setting); names the fault."""
+
+
 class KubeError(Exception):
     """An API call failed. ``status`` is the HTTP code, or 0 when no complete reply came."""
 
@@ -274,8 +278,11 @@ class KubeClient:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         try:
             self.api = kclient.ApiClient(conf)
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            raise KubeconfigError(f"TLS settings cannot be used: {snippet(exc)}") from None
+        except Exception as exc:  # a bad proxy URL, a SOCKS proxy without PySocks, unusable TLS files …
+            via = f" through proxy {snippet(conf.proxy, 120)!r}" if conf.proxy else ""
+            raise ClientSetupError(
+                f"cannot set up a connection to {self.server}{via}: {type(exc).__name__}: {snippet(exc)}"
+            ) from None
         self.proxy = conf.proxy
 
     def close(self) -> None:

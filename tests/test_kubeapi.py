@@ -12,7 +12,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
-from stacks.kubeapi import KubeClient, KubeconfigError, KubeError, check_kubeconfig, is_loopback, proxy_for
+from stacks.kubeapi import (
+    ClientSetupError,
+    KubeClient,
+    KubeconfigError,
+    KubeError,
+    check_kubeconfig,
+    is_loopback,
+    proxy_for,
+)
 from tests.fake_apiserver import FakeApiServer, Reply, closed_port, kubeconfig
 
 B64_JUNK = "not*base64!"
@@ -239,3 +247,15 @@ def test_unreachable_server_is_a_transport_error():
         client.get("/version", timeout=2)
     client.close()
     assert err.value.status == 0 and "cannot reach" in err.value.message and "ConnectionRefused" in err.value.message
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.DependencyWarning")
+@pytest.mark.parametrize("proxy,fault", [("junk", "no scheme"), ("socks5://127.0.0.1:1", "socks"),
+                                         ("http://[bad", "Failed to parse")])
+def test_an_unusable_proxy_setting_is_a_clear_error(monkeypatch, proxy, fault):
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(ClientSetupError) as err:
+        KubeClient(kubeconfig({"server": "https://kube.example.invalid:6443"}, {"token": "t"}))
+    assert f"through proxy {proxy!r}" in str(err.value) and fault in str(err.value)
