@@ -259,3 +259,43 @@ def test_an_unusable_proxy_setting_is_a_clear_error(monkeypatch, proxy, fault):
     with pytest.raises(ClientSetupError) as err:
         KubeClient(kubeconfig({"server": "https://kube.example.invalid:6443"}, {"token": "t"}))
     assert f"through proxy {proxy!r}" in str(err.value) and fault in str(err.value)
+
+
+def _fuzz_kubeconfigs():
+    from hypothesis import strategies as st
+
+    junk = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8),
+                     st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+    b64 = st.one_of(junk, st.just("eA=="), st.just(B64_JUNK), st.binary(max_size=40).map(
+        lambda b: base64.b64encode(b).decode()))
+    cluster = st.fixed_dictionaries({}, optional={
+        "server": st.one_of(junk, st.sampled_from(["https://127.0.0.1:6443", "ftp://x", "https://", "http://[::1]:1"])),
+        "certificate-authority-data": b64, "certificate-authority": junk,
+        "insecure-skip-tls-verify": junk, "proxy-url": junk, "tls-server-name": junk})
+    user = st.fixed_dictionaries({}, optional={
+        "token": junk, "client-certificate-data": b64, "client-key-data": b64,
+        "client-certificate": junk, "client-key": junk, "username": junk, "password": junk})
+    name = st.sampled_from(["a", "b"])
+    entry = lambda key, body: st.one_of(junk, st.fixed_dictionaries({"name": name}, optional={key: body}))  # noqa: E731
+    context = st.fixed_dictionaries({}, optional={"cluster": st.one_of(name, junk), "user": st.one_of(name, junk)})
+    return st.one_of(junk, st.fixed_dictionaries({}, optional={
+        "current-context": st.one_of(name, junk),
+        "contexts": st.one_of(junk, st.lists(entry("context", st.one_of(context, junk)), max_size=3)),
+        "clusters": st.one_of(junk, st.lists(entry("cluster", st.one_of(cluster, junk)), max_size=3)),
+        "users": st.one_of(junk, st.lists(entry("user", st.one_of(user, junk)), max_size=3)),
+    }))
+
+
+def test_any_kubeconfig_shape_gives_a_client_or_one_clear_error():
+    """Generated kubeconfigs (wrong types, missing parts, bad data): never another exception."""
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_fuzz_kubeconfigs())
+    def check(cfg):
+        try:
+            KubeClient(yaml.safe_dump(cfg), environ={}).close()
+        except (KubeconfigError, ClientSetupError) as err:
+            assert str(err) and len(str(err)) < 2000
+
+    check()
