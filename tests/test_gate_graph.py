@@ -78,3 +78,29 @@ def test_gate_specs_are_plain_and_stable():
         env_a, env_b = a.named(name).inputs["environment"], b.named(name).inputs["environment"]
         assert env_a == env_b
         assert json.loads(env_a[SPEC_ENV])["timeout"] in (300, 900)
+
+
+def test_old_dynamic_gates_in_a_state_can_still_be_deleted(tmp_path):
+    """The engine loads a provider by module path to delete a resource the program dropped."""
+    import os
+    import subprocess
+    import textwrap
+
+    from pulumi.dynamic.dynamic import serialize_provider
+
+    from components.gate_provider import MetalLBWebhookGateProvider, RolloutGateProvider
+    from tests.helpers import ROOT
+
+    for provider in (RolloutGateProvider(), MetalLBWebhookGateProvider()):
+        check = textwrap.dedent(
+            """
+            import base64, sys, dill
+            provider = dill.loads(base64.b64decode(sys.stdin.read()))
+            print(type(provider).__name__, provider.delete("us-rollout", {"kubeconfig": "k"}),
+                  provider.diff("x", {"a": 1}, {"a": 2}).changes)
+            """
+        )
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        out = subprocess.run([sys.executable, "-c", check], input=serialize_provider(provider), cwd=ROOT,
+                             env=env, capture_output=True, text=True, check=True).stdout.split()
+        assert out == [type(provider).__name__, "None", "False"]
