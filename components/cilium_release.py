@@ -12,11 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
+import pulumi_command as command
 import pulumi_kubernetes as k8s
-from pulumi.dynamic import Resource
 
 from components.cluster_target import ClusterTarget, release_revision
-from components.gate_provider import RolloutGateProvider
 from stacks.config import CILIUM_CHART_REPO
 from stacks.planner import ClusterPlan, StackPlan
 from stacks.render import CILIUM_NAMESPACE, cilium_values, cilium_workloads, hubble_ui_url
@@ -25,18 +24,11 @@ RELEASE_TIMEOUT = 900
 ROLLOUT_TIMEOUT = 900
 
 
-class RolloutGate(Resource):
-    attempts: pulumi.Output[int]
-
-    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
-        super().__init__(RolloutGateProvider(), name, {**props, "attempts": None}, opts)
-
-
 class CiliumRelease(pulumi.ComponentResource):
     """The Cilium Helm release of one cluster plus its rollout gate."""
 
     release: k8s.helm.v3.Release
-    ready: RolloutGate
+    ready: command.local.Command  # the rollout gate (python -m stacks.gate_cmd rollout)
     status: pulumi.Output[Any]
     revision: pulumi.Output[Any]
     hubble_ui_url: pulumi.Output[str | None]
@@ -71,17 +63,13 @@ class CiliumRelease(pulumi.ComponentResource):
             after=target.kind_cluster,
         )
         self.revision = self.release.status.apply(release_revision)
-        self.ready = RolloutGate(
+        self.ready = target.gate(
             f"{name}-cilium-rollout",
-            {
-                "name": "cilium",
-                "kubeconfig": target.kubeconfig,
-                "cluster": cluster.name,
-                "workloads": cilium_workloads(plan),
-                "revision": self.revision,
-                "timeout": ROLLOUT_TIMEOUT,
-            },
-            target.gate_opts(self, self.release),
+            self,
+            gate="rollout",
+            spec={"cluster": cluster.name, "workloads": cilium_workloads(plan), "timeout": ROLLOUT_TIMEOUT},
+            triggers=[self.revision],  # a new Helm revision: wait for the rollout again
+            after=self.release,
         )
         self.status = self.release.status
         self.hubble_ui_url = pulumi.Output.from_input(hubble_ui_url(cluster))

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import shlex
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi_command as command
 import pulumi_kubernetes as k8s
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # holds stacks/, so `-m stacks.gate_cmd` resolves
+GATE_KUBECONFIG_ENV = "KINDMESH_GATE_KUBECONFIG"  # = stacks.gate_cmd.KUBECONFIG_ENV
+GATE_SPEC_ENV = "KINDMESH_GATE_SPEC"  # = stacks.gate_cmd.SPEC_ENV
 
 
 @dataclass(frozen=True)
@@ -56,13 +65,36 @@ class ClusterTarget:
             self.opts(parent, after),
         )
 
-    def gate_opts(self, parent: pulumi.Resource, *depends: pulumi.Resource) -> pulumi.ResourceOptions:
-        """Options of a readiness gate (a dynamic resource that reads the kubeconfig)."""
-        return pulumi.ResourceOptions(
-            parent=parent,
-            depends_on=list(depends),
-            deleted_with=self.kind_cluster,
-            additional_secret_outputs=["kubeconfig"],
+    def gate(
+        self,
+        name: str,
+        parent: pulumi.Resource,
+        *,
+        gate: str,
+        spec: dict[str, Any],
+        triggers: list[pulumi.Input[Any]],
+        after: pulumi.Resource,
+    ) -> command.local.Command:
+        """A readiness gate in its own process: ``python -m stacks.gate_cmd <gate>``.
+
+        The kubeconfig goes in a secret environment variable, the plain ``spec`` (cluster,
+        what to wait for, timeout) as JSON in another. pulumi-command runs ``update`` when
+        an input or a ``triggers`` value changes (a new Helm revision, another chart
+        version), so the gate waits again; nothing changed, no diff. No delete command: a
+        gate leaves nothing behind.
+        """
+        run = f"{shlex.quote(sys.executable)} -m stacks.gate_cmd {gate}"
+        return command.local.Command(
+            name,
+            create=run,
+            update=run,
+            dir=str(PROJECT_ROOT),
+            environment={
+                GATE_KUBECONFIG_ENV: pulumi.Output.secret(self.kubeconfig),
+                GATE_SPEC_ENV: json.dumps(spec, sort_keys=True, separators=(",", ":")),
+            },
+            triggers=triggers,
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[after], deleted_with=self.kind_cluster),
         )
 
 

@@ -7,10 +7,8 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi.dynamic import Resource
 
 from components.cluster_target import ClusterTarget
-from components.gate_provider import MetalLBWebhookGateProvider
 from stacks.config import METALLB_CHART_REPO
 from stacks.planner import ClusterPlan, StackPlan
 from stacks.render import METALLB_NAMESPACE, ip_address_pool, l2_advertisement, metallb_values
@@ -50,13 +48,6 @@ def check_pool_is_own(plan: StackPlan, cluster: ClusterPlan) -> None:
             )
 
 
-class MetalLBWebhookGate(Resource):
-    attempts: pulumi.Output[int]
-
-    def __init__(self, name: str, props: dict[str, object], opts: pulumi.ResourceOptions | None = None):
-        super().__init__(MetalLBWebhookGateProvider(), name, {**props, "attempts": None}, opts)
-
-
 class MetalLBPool(pulumi.ComponentResource):
     """MetalLB release -> webhook gate -> IPAddressPool -> L2Advertisement."""
 
@@ -88,16 +79,13 @@ class MetalLBPool(pulumi.ComponentResource):
         )
         pool = ip_address_pool(plan, cluster)
         adv = l2_advertisement(plan, cluster)
-        self.gate = MetalLBWebhookGate(
+        self.gate = target.gate(
             f"{name}-metallb-webhook",
-            {
-                "kubeconfig": target.kubeconfig,
-                "cluster": cluster.name,
-                "pool": pool,
-                "chart_version": plan.config.metallb.version,
-                "timeout": GATE_TIMEOUT,
-            },
-            target.gate_opts(self, self.release),
+            self,
+            gate="metallb-webhook",
+            spec={"cluster": cluster.name, "pool": pool, "timeout": GATE_TIMEOUT},
+            triggers=[plan.config.metallb.version],  # another chart version: probe the webhook again
+            after=self.release,
         )
         self.pool = custom_resource(f"{name}-pool", pool, target.opts(self, self.gate))
         self.advertisement = custom_resource(f"{name}-l2", adv, target.opts(self, self.pool))

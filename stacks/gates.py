@@ -4,22 +4,27 @@ The MetalLB gate replaces the tutorials' fixed four-minute sleep: MetalLB's vali
 rejects IPAddressPools ("failed calling webhook … connection refused") until the
 controller serves it. The gate asks the API server for a *server-side dry-run* create of
 the very pool we are about to apply; that request goes through the webhook, so its
-success is the readiness we need. Between attempts it does not sleep: it watches the
-webhook service's EndpointSlices and retries when they change (or when the backoff
-bound passes). A rejection that is not about reachability (the webhook *denied* the
-pool) fails at once with the webhook's own message.
+success is the readiness we need. A rejection that is not about reachability (the webhook
+*denied* the pool) fails at once with the webhook's own message; an authentication or
+permission failure fails at once as what it is, never as a MetalLB rejection.
 
-Pure logic with an injectable API and clock; no ``pulumi`` import.
+Between attempts a gate waits on a watch (the webhook's EndpointSlices, the workload),
+which returns on the next change, bounded by an exponential backoff with jitter; when the
+watch itself fails fast (503, refused) the rest of the bound is slept, so a failing API
+is never hammered. One deadline bounds the whole wait, every request included.
+
+Pure logic with an injectable API, clock, sleep and randomness; no ``pulumi`` import.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from stacks.kubeapi import KubeError
+from stacks.kubeapi import REQUEST_CAP, KubeError, Response, snippet
 
 WEBHOOK_SERVICE = "metallb-webhook-service"
 RETRYABLE_FRAGMENTS = (
@@ -30,19 +35,31 @@ RETRYABLE_FRAGMENTS = (
     "i/o timeout",
     "x509",  # the controller has not injected its serving certificate yet
     "could not find the requested resource",  # CRD not established yet
+    "etcdserver: leader changed",
     "service unavailable",
-    "eof",
 )
+MIN_PAUSE = 0.5  # even when a watch reports a change at once, retries are this far apart
 
 
 class Api(Protocol):
-    def dry_run_create(self, path: str, obj: dict[str, Any]) -> Any: ...
+    def dry_run_create(self, path: str, obj: dict[str, Any], *, timeout: float) -> Response: ...
 
-    def wait_for_change(self, path: str, timeout_seconds: int) -> bool: ...
+    def get(self, path: str, *, timeout: float) -> Response: ...
+
+    def wait_for_change(self, path: str, timeout: float) -> bool: ...
 
 
 class GateError(RuntimeError):
     pass
+
+
+@dataclass
+class Clock:
+    """Time for the gates; tests inject fakes."""
+
+    now: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    random: Callable[[], float] = random.random
 
 
 @dataclass
@@ -53,10 +70,64 @@ class GateResult:
 
 
 def is_retryable(err: KubeError) -> bool:
-    if err.status in (0, 404, 429, 500, 502, 503, 504):
-        text = err.message.lower()
-        return err.status in (0, 429, 502, 503, 504) or any(f in text for f in RETRYABLE_FRAGMENTS)
-    return False
+    """Transient: no reply, throttled, server-side/gateway errors, webhook not reachable yet."""
+    if err.status in (0, 408, 429) or err.status >= 500:
+        return True
+    text = err.message.lower()
+    return any(f in text for f in RETRYABLE_FRAGMENTS)
+
+
+def is_auth_failure(err: KubeError) -> bool:
+    """401, or a 403 from authorization (RBAC) rather than from an admission webhook."""
+    if err.status == 401:
+        return True
+    return err.status == 403 and "admission webhook" not in err.message.lower() and "denied" not in err.message.lower()
+
+
+def auth_error(cluster: str, err: KubeError, doing: str) -> GateError:
+    what = "authenticate to" if err.status == 401 else "get permission from"
+    return GateError(
+        f"cannot {what} the API server of cluster {cluster!r} while {doing}: {err}. "
+        "Check the kubeconfig's user (token, client certificate or exec plugin) and its RBAC permissions"
+    )
+
+
+class Backoff:
+    """Exponential bounds with equal jitter: each delay lies in [d/2, d], d doubling to ``cap``."""
+
+    def __init__(self, first: float, cap: float, rand: Callable[[], float]):
+        self.next_bound, self.cap, self.rand = first, cap, rand
+
+    def delay(self) -> float:
+        bound = self.next_bound
+        self.next_bound = min(self.cap, bound * 2)
+        return bound / 2 + self.rand() * bound / 2
+
+
+def _pause(api: Api, watch: str, bound: float, clock: Clock) -> str | None:
+    """Wait up to ``bound`` seconds, returning early when the watch sees a change.
+
+    Returns the watch's error, if any. A watch that fails or returns at once does not
+    shorten the pause below MIN_PAUSE (or the rest of the bound when it failed).
+    """
+    if bound <= 0:
+        return None
+    start = clock.now()
+    error = None
+    changed = False
+    try:
+        changed = api.wait_for_change(watch, bound)
+    except KubeError as err:
+        error = str(err)
+    spent = clock.now() - start
+    rest = (min(bound, MIN_PAUSE) if changed else bound) - spent
+    if rest > 0:
+        clock.sleep(rest)
+    return error
+
+
+def _watch_note(error: str) -> str:
+    return f" (waiting on a watch: {error})" if error else ""
 
 
 def collection_path(obj: dict[str, Any]) -> str:
@@ -72,13 +143,14 @@ def wait_for_metallb_webhook(
     pool: dict[str, Any],
     *,
     timeout: float = 300.0,
-    max_attempts: int = 60,
-    first_backoff: int = 2,
-    max_backoff: int = 20,
-    clock: Callable[[], float] = time.monotonic,
+    first_backoff: float = 1.0,
+    max_backoff: float = 20.0,
+    clock: Clock | None = None,
 ) -> GateResult:
     """Return once the webhook accepts ``pool`` (dry run); raise GateError naming the cluster."""
-    start = clock()
+    clock = clock or Clock()
+    start = clock.now()
+    deadline = start + timeout
     namespace = pool["metadata"]["namespace"]
     slices = (
         f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
@@ -86,35 +158,41 @@ def wait_for_metallb_webhook(
     )
     path = collection_path(pool)
     errors: list[str] = []
-    backoff = first_backoff
+    backoff = Backoff(first_backoff, max_backoff, clock.random)
     attempt = 0
+    last = "no attempt finished"
+    last_watch = ""
     while True:
+        left = deadline - clock.now()
+        if left <= 0:
+            break
         attempt += 1
         try:
-            api.dry_run_create(path, pool)
-            return GateResult(attempts=attempt, waited=clock() - start, errors=errors)
+            api.dry_run_create(path, pool, timeout=min(left, REQUEST_CAP))
+            return GateResult(attempts=attempt, waited=clock.now() - start, errors=errors)
         except KubeError as err:
             if err.status == 409:  # already exists: the webhook admitted it before
-                return GateResult(attempts=attempt, waited=clock() - start, errors=errors)
-            errors.append(str(err))
+                return GateResult(attempts=attempt, waited=clock.now() - start, errors=errors)
+            if is_auth_failure(err):
+                raise auth_error(cluster, err, "asking MetalLB's webhook to admit the address pool") from None
             if not is_retryable(err):
                 raise GateError(
                     f"MetalLB in cluster {cluster!r} rejected the address pool {pool['spec']['addresses']}: "
                     f"{err.message}"
-                ) from err
-        elapsed = clock() - start
-        if attempt >= max_attempts or elapsed >= timeout:
-            raise GateError(
-                f"MetalLB's webhook in cluster {cluster!r} did not accept the address pool after "
-                f"{attempt} attempts in {elapsed:.0f}s (limit {timeout:.0f}s); last error: {errors[-1]}. "
-                f"Check the controller: kubectl -n {namespace} get pods,endpointslices"
-            )
-        bound = int(max(1, min(backoff, timeout - elapsed)))
-        try:
-            api.wait_for_change(slices, bound)
-        except KubeError as err:
-            errors.append(str(err))
-        backoff = min(backoff * 2, max_backoff)
+                ) from None
+            last = str(err)
+            errors.append(last)
+        watch_error = _pause(api, slices, min(backoff.delay(), deadline - clock.now()), clock)
+        if watch_error:
+            errors.append(watch_error)
+            last_watch = watch_error
+    elapsed = clock.now() - start
+    raise GateError(
+        f"MetalLB's webhook in cluster {cluster!r} did not accept the address pool after "
+        f"{attempt} attempts in {elapsed:.0f}s (limit {timeout:.0f}s); last seen: {last}"
+        f"{_watch_note(last_watch)}. "
+        f"Check the controller: kubectl -n {namespace} get pods,endpointslices"
+    )
 
 
 # --------------------------------------------------------------------------- rollouts
@@ -124,84 +202,95 @@ WORKLOAD_PATHS = {
 }
 
 
-class ReadApi(Api, Protocol):
-    def get(self, path: str) -> Any: ...
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def workload_ready(obj: dict[str, Any]) -> tuple[bool, str]:
     """Rollout readiness of a DaemonSet or Deployment, with a reason when not ready."""
     kind = obj.get("kind", "")
-    meta = obj.get("metadata") or {}
-    status = obj.get("status") or {}
-    if status.get("observedGeneration", 0) < meta.get("generation", 0):
+    meta = _mapping(obj.get("metadata"))
+    status = _mapping(obj.get("status"))
+    if _int(status.get("observedGeneration")) < _int(meta.get("generation")):
         return False, "controller has not observed the latest spec yet"
     if kind == "DaemonSet":
-        desired = status.get("desiredNumberScheduled", 0)
-        ready = status.get("numberReady", 0)
-        updated = status.get("updatedNumberScheduled", 0)
+        desired = _int(status.get("desiredNumberScheduled"))
+        ready = _int(status.get("numberReady"))
+        updated = _int(status.get("updatedNumberScheduled"))
         if desired == 0:
             return False, "no pods scheduled yet"
         if updated < desired or ready < desired:
             return False, f"{ready}/{desired} pods ready, {updated}/{desired} updated"
         return True, f"{ready}/{desired} pods ready"
     if kind == "Deployment":
-        want = (obj.get("spec") or {}).get("replicas", 1)
-        updated = status.get("updatedReplicas", 0)
-        available = status.get("availableReplicas", 0)
+        spec = _mapping(obj.get("spec"))
+        want = spec.get("replicas", 1)
+        want = want if isinstance(want, int) else 1
+        updated = _int(status.get("updatedReplicas"))
+        available = _int(status.get("availableReplicas"))
         if updated < want or available < want:
             return False, f"{available}/{want} replicas available, {updated}/{want} updated"
         return True, f"{available}/{want} replicas available"
-    return False, f"unsupported kind {kind!r}"
+    return False, f"unexpected object kind {snippet(kind, 60)!r}"
 
 
 def wait_for_rollouts(
-    api: ReadApi,
+    api: Api,
     cluster: str,
     workloads: list[dict[str, Any]],
     *,
     timeout: float = 900.0,
-    first_backoff: int = 5,
-    max_backoff: int = 30,
-    clock: Callable[[], float] = time.monotonic,
+    first_backoff: float = 2.0,
+    max_backoff: float = 30.0,
+    clock: Clock | None = None,
 ) -> GateResult:
     """Wait until every workload ``{kind, namespace, name, optional}`` is rolled out.
 
-    Between checks it watches the workload's collection (returns on the next change or
-    at the backoff bound). An ``optional`` workload that does not exist is skipped.
+    Between checks it watches the workload (returns on its next change or at the backoff
+    bound). An ``optional`` workload that does not exist is skipped. One deadline for all.
     """
-    start = clock()
+    clock = clock or Clock()
+    start = clock.now()
+    deadline = start + timeout
     attempts = 0
     errors: list[str] = []
     for w in workloads:
         base = WORKLOAD_PATHS[w["kind"]].format(ns=w["namespace"])
         path = f"{base}/{w['name']}"
         watch = f"{base}?fieldSelector=metadata.name%3D{w['name']}"
-        backoff = first_backoff
+        label = f"{w['kind']} {w['namespace']}/{w['name']}"
+        backoff = Backoff(first_backoff, max_backoff, clock.random)
+        reason = "not read yet"
+        last_watch = ""
         while True:
+            left = deadline - clock.now()
+            if left <= 0:
+                elapsed = clock.now() - start
+                raise GateError(
+                    f"{label} in cluster {cluster!r} was not ready after {attempts} checks in {elapsed:.0f}s "
+                    f"(limit {timeout:.0f}s); last seen: {reason}{_watch_note(last_watch)}. "
+                    f"Look at: kubectl -n {w['namespace']} describe {w['kind'].lower()} {w['name']}"
+                )
             attempts += 1
-            reason = ""
             try:
-                obj = api.get(path).body
-                ok, reason = workload_ready(obj)
+                ok, reason = workload_ready(api.get(path, timeout=min(left, REQUEST_CAP)).body)
                 if ok:
                     break
             except KubeError as err:
                 if err.status == 404 and w.get("optional"):
                     break
-                reason = str(err)
+                if is_auth_failure(err):
+                    raise auth_error(cluster, err, f"reading {label}") from None
                 if not (err.status == 404 or is_retryable(err)):
-                    raise GateError(f"cannot read {w['kind']} {w['namespace']}/{w['name']} in cluster {cluster!r}: {err}") from err
+                    raise GateError(f"cannot read {label} in cluster {cluster!r}: {err}") from None
+                reason = "not created yet" if err.status == 404 else str(err)
             errors.append(reason)
-            elapsed = clock() - start
-            if elapsed >= timeout:
-                raise GateError(
-                    f"{w['kind']} {w['namespace']}/{w['name']} in cluster {cluster!r} was not ready after "
-                    f"{elapsed:.0f}s (limit {timeout:.0f}s): {reason}. "
-                    f"Look at: kubectl -n {w['namespace']} describe {w['kind'].lower()} {w['name']}"
-                )
-            try:
-                api.wait_for_change(watch, int(max(1, min(backoff, timeout - elapsed))))
-            except KubeError as err:
-                errors.append(str(err))
-            backoff = min(backoff * 2, max_backoff)
-    return GateResult(attempts=attempts, waited=clock() - start, errors=errors)
+            watch_error = _pause(api, watch, min(backoff.delay(), deadline - clock.now()), clock)
+            if watch_error:
+                errors.append(watch_error)
+                last_watch = watch_error
+    return GateResult(attempts=attempts, waited=clock.now() - start, errors=errors)

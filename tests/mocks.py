@@ -39,7 +39,7 @@ class Registered:
     dependencies: list[str]
     deleted_with: str
     secret_inputs: set[str]
-    secret_paths: list[str]
+    secret_paths: set[str]  # dotted paths of the secret values inside the inputs, e.g. "environment.X"
     additional_secret_outputs: list[str]
     delete_before_replace: bool
     inputs: dict[str, Any]
@@ -58,15 +58,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def secret_paths(value: Any, path: str = "") -> list[str]:
+def secret_paths(value: Any, path: str = "") -> set[str]:
     """Dotted paths of every secret envelope in a serialized (``MessageToDict``) value."""
     if isinstance(value, dict):
         if value.get(SIG_KEY) == SECRET_SIG:
-            return [path]
-        return [p for k, v in value.items() for p in secret_paths(v, f"{path}.{k}" if path else str(k))]
+            return {path}
+        return {p for k, v in value.items() for p in secret_paths(v, f"{path}.{k}" if path else str(k))}
     if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in secret_paths(v, f"{path}[{i}]")]
-    return []
+        return {p for i, v in enumerate(value) for p in secret_paths(v, f"{path}[{i}]")}
+    return set()
+
+
+_secret_paths = secret_paths
 
 
 def _has_secret(value: Any) -> bool:

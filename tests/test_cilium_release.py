@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
 from stacks.planner import load_plan
 from stacks.render import cilium_values, cilium_workloads
 from tests.helpers import STACKS, stack_raw
-from tests.mocks import DYNAMIC, evaluate
+from tests.mocks import evaluate
 from tests.upstream import schema_errors, unknown_key_paths
 
 CHART = "cilium-1.19.6"
@@ -86,7 +87,7 @@ def test_one_shared_ca_reaches_every_release_only_as_secret(dev):
     for c in dev.plan.clusters:
         r = dev.named(f"{c.name}-cilium")
         # only the CA private key is secret: the rest of the values shows in `preview --diff`
-        assert r.secret_paths == ["values.tls.ca.key"], r.secret_paths
+        assert r.secret_paths == {"values.tls.ca.key"}, r.secret_paths
         ca = r.inputs["values"]["tls"]["ca"]
         assert base64.b64decode(ca["cert"]).decode().startswith("-----BEGIN CERTIFICATE-----")
         assert base64.b64decode(ca["key"]).decode().startswith("-----BEGIN RSA PRIVATE KEY-----")
@@ -116,10 +117,12 @@ def test_release_wiring(dev):
         assert r.deleted_with == kind.urn
         assert kind.urn in r.dependencies
         gate = dev.named(f"{c.name}-cilium-rollout")
-        assert gate.type == DYNAMIC and r.urn in gate.dependencies and gate.deleted_with == kind.urn
+        assert gate.type == "command:local:Command" and r.urn in gate.dependencies and gate.deleted_with == kind.urn
+        assert gate.inputs["create"].endswith("-m stacks.gate_cmd rollout")
+        spec = json.loads(gate.inputs["environment"]["KINDMESH_GATE_SPEC"])
         assert {"kind": "DaemonSet", "namespace": "kube-system", "name": "cilium", "optional": False} in \
-            gate.inputs["workloads"]
-        assert "kubeconfig" in gate.secret_inputs
+            spec["workloads"]
+        assert gate.secret_paths == {"environment.KINDMESH_GATE_KUBECONFIG"}
 
 
 def test_release_does_not_use_helm_wait_because_lb_ips_come_later(dev):
@@ -150,7 +153,7 @@ def test_a_new_peer_shows_in_clear_in_the_existing_releases():
         assert {"name": "ap", "port": 2379, "ips": [ap_ip]} in peers
         assert peers != old.inputs["values"]["clustermesh"]["config"]["clusters"]
         # the changed path is plain, so the diff shows it; the CA key stays the only secret
-        assert new.secret_paths == ["values.tls.ca.key"]
+        assert new.secret_paths == {"values.tls.ca.key"}
 
 
 def test_ca_certificate_is_public_and_key_is_secret(dev):

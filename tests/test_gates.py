@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from stacks.gates import GateError, is_retryable, wait_for_metallb_webhook, wait_for_rollouts, workload_ready
+from stacks.gates import (
+    Backoff,
+    Clock,
+    GateError,
+    is_auth_failure,
+    is_retryable,
+    wait_for_metallb_webhook,
+    wait_for_rollouts,
+    workload_ready,
+)
 from stacks.kubeapi import KubeError, Response
 from stacks.planner import load_plan
 from stacks.render import ip_address_pool
@@ -16,39 +25,63 @@ REFUSED = ('Internal error occurred: failed calling webhook "ipaddresspoolvalida
            "connect: connection refused")
 
 
-class Clock:
-    def __init__(self):
-        self.now = 0.0
+class FakeTime:
+    """A fake clock: ``sleep`` advances it; ``random`` is fixed (mid-jitter) unless given."""
 
-    def __call__(self):
-        return self.now
+    def __init__(self, rand=0.5, request_cost=0.0):
+        self.now = 0.0
+        self.slept = []
+        self.rand = rand
+        self.request_cost = request_cost
+
+    def sleep(self, seconds):
+        assert seconds >= 0
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def clock(self):
+        return Clock(now=lambda: self.now, sleep=self.sleep, random=lambda: self.rand)
 
 
 class FakeApi:
-    def __init__(self, clock, answers, objects=None):
-        self.clock = clock
+    """Answers in order; the watch either runs to its bound, fails at once, or sees a change."""
+
+    def __init__(self, time_, answers, objects=None, watch="bound"):
+        self.time = time_
         self.answers = list(answers)
         self.objects = objects or {}
         self.posts = []
         self.watches = []
+        self.calls = []  # (time, what)
+        self.watch = watch
 
-    def dry_run_create(self, path, obj):
+    def dry_run_create(self, path, obj, *, timeout):
+        self.calls.append((self.time.now, "POST"))
+        assert 0 < timeout <= 30
         self.posts.append((path, obj))
-        answer = self.answers.pop(0)
+        self.time.now += self.time.request_cost
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(answer, KubeError):
             raise answer
         return Response(201, obj)
 
-    def get(self, path):
+    def get(self, path, *, timeout):
+        self.calls.append((self.time.now, "GET"))
+        assert 0 < timeout <= 30
         seq = self.objects[path]
         obj = seq.pop(0) if len(seq) > 1 else seq[0]
         if isinstance(obj, KubeError):
             raise obj
         return Response(200, obj)
 
-    def wait_for_change(self, path, timeout_seconds):
-        self.watches.append((path, timeout_seconds))
-        self.clock.now += timeout_seconds  # nothing changed: the watch ran to its bound
+    def wait_for_change(self, path, timeout):
+        self.calls.append((self.time.now, "WATCH"))
+        self.watches.append((path, timeout))
+        if self.watch == "fail":
+            raise KubeError(503, "the server is currently unable to handle the request")
+        if self.watch == "change":
+            return True
+        self.time.now += timeout  # nothing changed: the watch ran to its bound
         return False
 
 
@@ -59,56 +92,98 @@ def pool():
 
 
 def test_webhook_gate_retries_until_the_webhook_answers(pool):
-    clock = Clock()
-    api = FakeApi(clock, [KubeError(500, REFUSED), KubeError(500, REFUSED), "ok"])
-    result = wait_for_metallb_webhook(api, "us", pool, clock=clock)
+    t = FakeTime()
+    api = FakeApi(t, [KubeError(500, REFUSED), KubeError(500, REFUSED), "ok"])
+    result = wait_for_metallb_webhook(api, "us", pool, first_backoff=2, clock=t.clock())
     assert result.attempts == 3
     assert api.posts[0][0] == "/apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools"
     assert api.posts[0][1] == pool
-    # it waited on the webhook's endpoints, with growing bounds
+    # it waited on the webhook's endpoints, with growing, jittered bounds (rand=0.5: 3/4 of each bound)
     assert all("kubernetes.io%2Fservice-name%3Dmetallb-webhook-service" in w[0] for w in api.watches)
-    assert [w[1] for w in api.watches] == [2, 4]
+    assert [w[1] for w in api.watches] == [1.5, 3.0]
 
 
-def test_webhook_gate_gives_up_with_a_message_naming_the_cluster(pool):
-    clock = Clock()
-    api = FakeApi(clock, [KubeError(500, REFUSED)] * 100)
+@pytest.mark.parametrize("rand", [0.0, 0.5, 0.999])
+def test_webhook_gate_gives_up_at_its_deadline_with_the_last_state(pool, rand):
+    t = FakeTime(rand=rand)
+    api = FakeApi(t, [KubeError(500, REFUSED)])
     with pytest.raises(GateError) as err:
-        wait_for_metallb_webhook(api, "eu", pool, timeout=60, clock=clock)
+        wait_for_metallb_webhook(api, "eu", pool, timeout=60, clock=t.clock())
     text = str(err.value)
     assert "cluster 'eu'" in text and "connection refused" in text and "limit 60s" in text
-    assert clock.now <= 60 + 20
+    assert t.now == pytest.approx(60)  # the deadline bounds the whole wait, the last pause included
+    # 1, 2, 4, 8, 16, 20, 20 … (each in [d/2, d]): a dozen probes or fewer, never hundreds
+    assert 4 <= len(api.posts) <= 13
 
 
-def test_webhook_gate_respects_the_attempt_bound(pool):
-    clock = Clock()
-    api = FakeApi(clock, [KubeError(500, REFUSED)] * 100)
-    with pytest.raises(GateError, match="after 5 attempts"):
-        wait_for_metallb_webhook(api, "us", pool, max_attempts=5, timeout=10_000, clock=clock)
-    assert len(api.posts) == 5
+def test_a_fast_failing_api_is_not_hammered(pool):
+    """503 at once on every probe and every watch: the rest of each backoff bound is slept."""
+    t = FakeTime(rand=0.0)  # the shortest jitter: the worst case for request rate
+    api = FakeApi(t, [KubeError(503, "the server is currently unable to handle the request")], watch="fail")
+    with pytest.raises(GateError) as err:
+        wait_for_metallb_webhook(api, "us", pool, timeout=300, first_backoff=1, max_backoff=20, clock=t.clock())
+    assert t.now == pytest.approx(300)
+    assert "HTTP 503" in str(err.value) and "waiting on a watch: HTTP 503" in str(err.value)
+    posts = [at for at, what in api.calls if what == "POST"]
+    assert len(posts) <= 35  # 300 s at >= 10 s apart once backed off, plus the ramp
+    assert all(b - a >= 0.5 for a, b in zip(posts, posts[1:], strict=False))
+    late = [at for at in posts if at >= 60]
+    assert len(late) <= (300 - 60) / 10 + 1  # after the ramp: at least cap/2 between probes
+
+
+def test_a_watch_that_fires_at_once_still_leaves_a_minimum_pause(pool):
+    t = FakeTime()
+    api = FakeApi(t, [KubeError(500, REFUSED)], watch="change")
+    with pytest.raises(GateError):
+        wait_for_metallb_webhook(api, "us", pool, timeout=10, clock=t.clock())
+    assert len(api.posts) <= 21  # 10 s / 0.5 s
+
+
+def test_backoff_is_exponential_bounded_and_jittered():
+    lows = Backoff(1, 20, lambda: 0.0)
+    highs = Backoff(1, 20, lambda: 0.999999)
+    assert [lows.delay() for _ in range(7)] == [0.5, 1, 2, 4, 8, 10, 10]
+    assert [round(highs.delay()) for _ in range(7)] == [1, 2, 4, 8, 16, 20, 20]
 
 
 def test_a_denied_pool_fails_at_once(pool):
-    clock = Clock()
+    t = FakeTime()
     denied = KubeError(403, 'admission webhook "ipaddresspoolvalidationwebhook.metallb.io" denied the request: '
                             "CIDR 172.30.255.239/32 overlaps with CIDR 172.30.255.239/32")
-    api = FakeApi(clock, [denied])
+    api = FakeApi(t, [denied])
     with pytest.raises(GateError, match="rejected the address pool.*overlaps"):
-        wait_for_metallb_webhook(api, "us", pool, clock=clock)
+        wait_for_metallb_webhook(api, "us", pool, clock=t.clock())
     assert len(api.posts) == 1 and api.watches == []
 
 
+@pytest.mark.parametrize("err", [KubeError(401, "Unauthorized"),
+                                 KubeError(403, 'ipaddresspools.metallb.io is forbidden: User "x" cannot create')])
+def test_auth_failures_are_not_blamed_on_metallb(pool, err):
+    t = FakeTime()
+    api = FakeApi(t, [err])
+    with pytest.raises(GateError) as raised:
+        wait_for_metallb_webhook(api, "us", pool, clock=t.clock())
+    assert "API server of cluster 'us'" in str(raised.value) and "MetalLB in" not in str(raised.value)
+    assert len(api.posts) == 1
+
+
 def test_already_existing_pool_counts_as_admitted(pool):
-    api = FakeApi(Clock(), [KubeError(409, 'ipaddresspools.metallb.io "kindmesh-pool" already exists')])
-    assert wait_for_metallb_webhook(api, "us", pool, clock=Clock()).attempts == 1
+    t = FakeTime()
+    api = FakeApi(t, [KubeError(409, 'ipaddresspools.metallb.io "kindmesh-pool" already exists')])
+    assert wait_for_metallb_webhook(api, "us", pool, clock=t.clock()).attempts == 1
 
 
 def test_retryable_classification():
     assert is_retryable(KubeError(500, REFUSED))
+    assert is_retryable(KubeError(500, "etcdserver: leader changed"))
     assert is_retryable(KubeError(0, "cannot reach https://127.0.0.1:1234"))
     assert is_retryable(KubeError(404, "the server could not find the requested resource"))
+    for code in (429, 502, 503, 504):
+        assert is_retryable(KubeError(code, "x"))
     assert not is_retryable(KubeError(422, "IPAddressPool is invalid"))
     assert not is_retryable(KubeError(403, "forbidden"))
+    assert is_auth_failure(KubeError(401, "Unauthorized"))
+    assert not is_auth_failure(KubeError(403, 'admission webhook "x" denied the request: overlaps'))
 
 
 def ds(desired, ready, updated, gen=2, observed=2):
@@ -132,9 +207,9 @@ def test_workload_readiness(obj, ready):
 
 
 def test_rollout_gate_waits_then_passes_and_skips_optional_missing():
-    clock = Clock()
+    t = FakeTime()
     base = "/apis/apps/v1/namespaces/kube-system"
-    api = FakeApi(clock, [], objects={
+    api = FakeApi(t, [None], objects={
         f"{base}/daemonsets/cilium": [ds(2, 0, 2), ds(2, 1, 2), ds(2, 2, 2)],
         f"{base}/daemonsets/cilium-envoy": [KubeError(404, "not found")],
         f"{base}/deployments/cilium-operator": [deploy(1, 1, 1)],
@@ -144,53 +219,35 @@ def test_rollout_gate_waits_then_passes_and_skips_optional_missing():
         {"kind": "DaemonSet", "namespace": "kube-system", "name": "cilium-envoy", "optional": True},
         {"kind": "Deployment", "namespace": "kube-system", "name": "cilium-operator", "optional": False},
     ]
-    result = wait_for_rollouts(api, "us", workloads, clock=clock)
+    result = wait_for_rollouts(api, "us", workloads, clock=t.clock())
     assert result.attempts == 5
     assert [w[0] for w in api.watches] == [f"{base}/daemonsets?fieldSelector=metadata.name%3Dcilium"] * 2
 
 
 def test_rollout_gate_times_out_naming_workload_and_cluster():
-    clock = Clock()
+    t = FakeTime()
     base = "/apis/apps/v1/namespaces/kube-system"
-    api = FakeApi(clock, [], objects={f"{base}/deployments/clustermesh-apiserver": [deploy(1, 0, 1)]})
+    api = FakeApi(t, [None], objects={f"{base}/deployments/clustermesh-apiserver": [deploy(1, 0, 1)]})
     with pytest.raises(GateError) as err:
         wait_for_rollouts(api, "eu", [{"kind": "Deployment", "namespace": "kube-system",
-                                        "name": "clustermesh-apiserver"}], timeout=100, clock=clock)
+                                        "name": "clustermesh-apiserver"}], timeout=100, clock=t.clock())
     assert "clustermesh-apiserver" in str(err.value) and "cluster 'eu'" in str(err.value)
-    assert "0/1 replicas available" in str(err.value)
+    assert "last seen: 0/1 replicas available" in str(err.value)
+    assert t.now == pytest.approx(100)
 
 
-def test_gate_provider_diff_updates_on_new_revision_and_replaces_on_new_target():
-    from components.gate_provider import MetalLBWebhookGateProvider, RolloutGateProvider
-
-    olds = {"kubeconfig": "k", "cluster": "us", "workloads": [{"name": "cilium"}], "revision": 1, "timeout": 900}
-    diff = RolloutGateProvider().diff("us-rollout", olds, dict(olds, revision=2))
-    assert diff.changes is True and diff.replaces == []
-    diff = RolloutGateProvider().diff("us-rollout", olds, dict(olds, kubeconfig="other"))
-    assert diff.replaces == ["kubeconfig"]
-    assert RolloutGateProvider().diff("us-rollout", olds, dict(olds)).changes is False
-    mlb = {"kubeconfig": "k", "cluster": "us", "pool": {"spec": {"addresses": ["a-b"]}}, "chart_version": "0.15.3"}
-    diff = MetalLBWebhookGateProvider().diff("us-metallb-webhook", mlb, dict(mlb, chart_version="0.15.4"))
-    assert diff.changes is True and diff.replaces == []
+def test_one_deadline_covers_every_workload():
+    t = FakeTime()
+    base = "/apis/apps/v1/namespaces/kube-system"
+    api = FakeApi(t, [None], objects={f"{base}/daemonsets/cilium": [ds(2, 1, 2)] * 3 + [ds(2, 2, 2)],
+                                      f"{base}/deployments/cilium-operator": [deploy(1, 0, 1)]})
+    with pytest.raises(GateError, match="cilium-operator.*limit 30s"):
+        wait_for_rollouts(api, "us", [{"kind": "DaemonSet", "namespace": "kube-system", "name": "cilium"},
+                                      {"kind": "Deployment", "namespace": "kube-system", "name": "cilium-operator"}],
+                          timeout=30, clock=t.clock())
+    assert t.now == pytest.approx(30)
 
 
-def test_gate_update_waits_again(monkeypatch):
-    from components import gate_provider
-
-    calls = []
-
-    class FakeClient:
-        def __init__(self, kubeconfig):
-            calls.append(("client", kubeconfig))
-
-        def close(self):
-            calls.append(("close",))
-
-    monkeypatch.setattr(gate_provider, "KubeClient", FakeClient)
-    monkeypatch.setattr(gate_provider, "wait_for_rollouts",
-                        lambda client, cluster, workloads, timeout: calls.append(("wait", cluster)) or
-                        __import__("stacks.gates", fromlist=["GateResult"]).GateResult(attempts=2, waited=1.0))
-    news = {"kubeconfig": "k", "cluster": "eu", "workloads": [], "revision": 3, "timeout": 10}
-    result = gate_provider.RolloutGateProvider().update("eu-rollout", dict(news, revision=2), news)
-    assert ("wait", "eu") in calls and ("close",) in calls
-    assert result.outs["attempts"] == 2 and result.outs["revision"] == 3
+def test_rollout_gate_survives_odd_objects():
+    assert workload_ready({"kind": "DaemonSet", "status": "weird", "metadata": None}) == (False, "no pods scheduled yet")
+    assert workload_ready({"kind": "Pod"})[0] is False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 
 import pytest
 
@@ -11,7 +12,7 @@ from components.metallb_pool import PoolOverlapError, check_pool_is_own
 from stacks.planner import load_plan
 from stacks.render import ip_address_pool, l2_advertisement, metallb_values
 from tests.helpers import STACKS, stack_raw
-from tests.mocks import DYNAMIC, evaluate
+from tests.mocks import evaluate
 from tests.upstream import crd_errors, schema_errors, unknown_key_paths
 
 CHART = "metallb-0.15.3"
@@ -73,7 +74,7 @@ def test_order_cilium_metallb_gate_pool_advertisement(dev):
         pool = dev.named(f"{c.name}-pool")
         adv = dev.named(f"{c.name}-l2")
         assert cilium.urn in release.dependencies
-        assert release.urn in gate.dependencies and gate.type == DYNAMIC
+        assert release.urn in gate.dependencies and gate.type == "command:local:Command"
         assert gate.urn in pool.dependencies
         assert pool.urn in adv.dependencies
         assert not dev.depends_on(release, pool)
@@ -83,8 +84,10 @@ def test_order_cilium_metallb_gate_pool_advertisement(dev):
             assert r.provider.startswith(provider.urn)
             assert r.deleted_with == kind.urn
         assert gate.deleted_with == kind.urn
-        assert gate.inputs["pool"]["spec"]["addresses"] == [c.pool]
-        assert "kubeconfig" in gate.secret_inputs
+        spec = json.loads(gate.inputs["environment"]["KINDMESH_GATE_SPEC"])
+        assert spec["pool"] == ip_address_pool(dev.plan, c)  # the gate probes the very pool that is applied
+        assert spec["pool"]["spec"] == pool.inputs["spec"] and spec["timeout"] == 300
+        assert gate.secret_paths == {"environment.KINDMESH_GATE_KUBECONFIG"}
 
 
 def test_defensive_overlap_check_names_both_clusters():

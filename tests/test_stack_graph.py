@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import STACKS, stack_raw
-from tests.mocks import DYNAMIC, evaluate
+from tests.mocks import evaluate
 
 IN_CLUSTER_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:metallb.io/v1beta1:IPAddressPool",
                     "kubernetes:metallb.io/v1beta1:L2Advertisement")
@@ -55,7 +55,8 @@ def test_in_cluster_resources_are_deleted_with_their_cluster(rec):
     names = sorted((c.name for c in rec.plan.clusters), key=len, reverse=True)
     checked = 0
     for r in rec.resources:
-        in_cluster = r.type in IN_CLUSTER_TYPES or (r.type == DYNAMIC and "kubeconfig" in r.inputs)
+        in_cluster = r.type in IN_CLUSTER_TYPES or (
+            r.type == "command:local:Command" and "KINDMESH_GATE_KUBECONFIG" in r.inputs.get("environment", {}))
         if in_cluster:
             owner = next(n for n in names if r.name.startswith(f"{n}-"))
             assert r.deleted_with == rec.named(f"{owner}-kind").urn, r.name
