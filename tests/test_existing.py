@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -324,19 +325,45 @@ def test_loopback_server_needs_an_api_server(remote_raw, tmp_path):
     assert (plan.clusters[0].existing.api_host, plan.clusters[0].existing.api_port) == ("k3s-a.example.test", 6443)
 
 
-def test_unreadable_kubeconfig(remote_raw, tmp_path):
+def test_unreadable_kubeconfig(remote_raw):
+    """As the user would run it: not root (privileges dropped in a forked child when root)."""
     import os
+    import tempfile
 
-    path = tmp_path / "locked.yaml"
-    path.write_text(kubeconfig())
-    path.chmod(0)
+    shared = Path(tempfile.mkdtemp(prefix="kindmesh-perm-"))
+    path = shared / "locked.yaml"
     try:
-        if os.access(path, os.R_OK):
-            pytest.skip("running as root: every file is readable")
-        text = errors(with_cluster(remote_raw, 0, kubeconfig=str(path)))
-        assert "kindmesh:clusters[0].kubeconfig: cannot read" in text
+        shared.chmod(0o755)
+        path.write_text(kubeconfig())
+        path.chmod(0o000)
+        raw = with_cluster(remote_raw, 0, kubeconfig=str(path))
+        raw["clusters"][1]["kubeconfig"] = kubeconfig()
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: drop to nobody, plan, report, exit without running pytest's teardown
+            try:
+                os.close(read_end)
+                if os.geteuid() == 0:
+                    os.setgid(65534)
+                    os.setuid(65534)
+                try:
+                    load_plan(raw, stack="remote")
+                    out = "NO ERROR"
+                except ConfigError as err:
+                    out = str(err)
+                os.write(write_end, out.encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            text = pipe.read()
+        os.waitpid(pid, 0)
+        assert "kindmesh:clusters[0].kubeconfig: cannot read" in text, text
+        assert "Permission denied" in text
     finally:
         path.chmod(0o600)
+        path.unlink()
+        shared.rmdir()
 
 
 def test_kind_only_keys_and_existing_only_keys(remote_raw):
@@ -378,3 +405,35 @@ def test_hubble_metrics_on_kind_clusters_validate():
     v = rec.named("us-cilium").inputs["values"]
     assert v["hubble"]["metrics"]["enabled"] == ["dns:query;ignoreAAAA", "drop", "port-distribution"]
     assert schema_errors(v, "cilium-1.19.6") == [] and unknown_key_paths(v, "cilium-1.19.6") == []
+
+
+# --------------------------------------------------------------------------- verify
+def test_make_verify_runs_unchanged_on_existing_clusters(remote, tmp_path, monkeypatch):
+    from stacks import verify
+    from tests.test_verify import FakeMesh, _Closing
+
+    spec = remote.stack_outputs["verification"]
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({k: remote.stack_outputs[k] for k in ("verification", "kubeconfigs")}))
+    seen = {}
+
+    def kubectl(kubeconfigs):
+        seen.update(kubeconfigs)
+        return _Closing(FakeMesh(spec))
+
+    monkeypatch.setattr(verify, "Kubectl", kubectl)
+    assert verify.main(["--outputs", str(outputs), "--requests", "10"]) == 0
+    # kubectl gets each cluster's kubeconfig with the chosen context current (verify passes no --context)
+    assert {n: yaml.safe_load(t)["current-context"] for n, t in seen.items()} == {"k3s-a": "default",
+                                                                                "k3s-b": "default"}
+
+
+def test_verify_on_up_covers_existing_clusters(remote_raw):
+    rec = evaluate(dict(remote_raw, verify={"onUp": True}), "remote")
+    cmd = rec.named("verify")
+    assert "environment" in cmd.secret_inputs
+    payload = json.loads(cmd.inputs["environment"]["KINDMESH_VERIFY_OUTPUTS"])
+    assert set(payload["kubeconfigs"]) == {"k3s-a", "k3s-b"}
+    for name in ("k3s-a", "k3s-b"):
+        assert rec.depends_on(cmd, rec.named(f"{name}-cilium-rollout"))
+        assert rec.depends_on(cmd, rec.named(f"{name}-demo-echo"))
