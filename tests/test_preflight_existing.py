@@ -253,3 +253,14 @@ def test_no_op_under_mocks_without_a_connector():
     evaluate(stack_raw("dev"), "dev")  # leaves the mocked engine installed
     plan = remote_plan("http://127.0.0.1:1", "http://127.0.0.1:1")
     assert preflight_existing.run(plan) is plan
+
+
+def test_exec_plugin_kubeconfigs_are_reported_not_run(tmp_path):
+    raw = copy.deepcopy(stack_raw("remote"))
+    for c in raw["clusters"]:
+        c["kubeconfig"] = kubeconfig("http://127.0.0.1:1").replace(
+            "    token: t0ken\n", "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: aws\n")
+    plan = load_plan(raw, stack="remote")
+    with pytest.raises(preflight.PreflightError, match="exec plugin") as err:
+        run(plan)
+    assert str(err.value).count("exec plugin") == 2
