@@ -92,7 +92,7 @@ def plan_from_pulumi(raw: Mapping[str, Any] | None = None) -> StackPlan:
         raise pulumi.RunError(str(err)) from None
 
 
-def build(plan: StackPlan, *, preflight: Callable[[StackPlan], None] | None = None) -> Stack:
+def build(plan: StackPlan, *, preflight: Callable[[StackPlan], StackPlan | None] | None = None) -> Stack:
     """Register the whole stack graph for ``plan``; returns the parts (for tests/outputs)."""
     if preflight is not None:
         try:
