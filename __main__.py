@@ -1,7 +1,8 @@
 """kindmesh: a mesh of kind clusters (Cilium ClusterMesh + MetalLB) as one Pulumi stack."""
 
-from stacks import preflight
+from stacks import preflight_existing
 from stacks.composition import build, export, plan_from_pulumi
 
 plan = plan_from_pulumi()
-export(build(plan, preflight=preflight.run))
+# host checks for kind clusters + read-only checks of existing clusters (resolves ipam: auto)
+export(build(plan, preflight=preflight_existing.run))

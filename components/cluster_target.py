@@ -23,13 +23,15 @@ class ClusterTarget:
     """The cluster's explicit Kubernetes provider, its kind resource and its kubeconfig."""
 
     provider: pulumi.ProviderResource
-    kind_cluster: pulumi.Resource  # in-cluster resources are deletedWith this
+    # in-cluster resources are deletedWith this; None for an existing cluster (never deleted by us)
+    kind_cluster: pulumi.Resource | None
     kubeconfig: pulumi.Input[str]  # secret; for the readiness gates
 
-    def opts(self, parent: pulumi.Resource, *depends: pulumi.Resource) -> pulumi.ResourceOptions:
+    def opts(self, parent: pulumi.Resource, *depends: pulumi.Resource | None) -> pulumi.ResourceOptions:
         """Options of a Kubernetes resource in this cluster."""
         return pulumi.ResourceOptions(
-            parent=parent, provider=self.provider, deleted_with=self.kind_cluster, depends_on=list(depends)
+            parent=parent, provider=self.provider, deleted_with=self.kind_cluster,
+            depends_on=[d for d in depends if d is not None],
         )
 
     def helm_release(
@@ -44,7 +46,7 @@ class ClusterTarget:
         values: pulumi.Input[dict[str, Any]],
         timeout: int,
         wait: bool,
-        after: pulumi.Resource,
+        after: pulumi.Resource | None,
         create_namespace: bool = False,
     ) -> k8s.helm.v3.Release:
         """A pinned Helm release (embedded Helm, no helm binary) in this cluster."""

@@ -32,12 +32,13 @@ def check_pool_is_own(plan: StackPlan, cluster: ClusterPlan) -> None:
     """Defensive: the cluster's pool overlaps no other pool and lies in the docker subnet."""
     first, last = int(ipaddress.ip_address(cluster.pool_first)), int(ipaddress.ip_address(cluster.pool_last))
     subnet = ipaddress.ip_network(plan.network.subnet)
-    if not (int(subnet.network_address) < first <= last < int(subnet.broadcast_address)):
+    # an existing cluster's pool is the user's (stacks/existing.py checked it against every range)
+    if cluster.source == "kind" and not (int(subnet.network_address) < first <= last < int(subnet.broadcast_address)):
         raise PoolOverlapError(
             f"MetalLB pool {cluster.pool} of cluster {cluster.name!r} is not inside the docker subnet {subnet}"
         )
     for other in plan.clusters:
-        if other.name == cluster.name:
+        if other.name == cluster.name or not other.pool_first:
             continue
         o_first = int(ipaddress.ip_address(other.pool_first))
         o_last = int(ipaddress.ip_address(other.pool_last))

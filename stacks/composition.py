@@ -27,6 +27,7 @@ import pulumi_kubernetes as k8s
 
 from components.cilium_release import CiliumRelease
 from components.cluster_target import ClusterTarget
+from components.existing_cluster import ExistingCluster
 from components.kind_cluster import HostImages, KindCluster
 from components.mesh_ca import MeshCA
 from components.mesh_connection import MeshConnection
@@ -34,7 +35,8 @@ from components.mesh_demo import MeshDemo
 from components.metallb_pool import MetalLBPool
 from stacks.config import ConfigError, decode_raw
 from stacks.demo import verification_spec
-from stacks.planner import StackPlan, load_plan
+from stacks.planner import ClusterPlan, StackPlan, load_plan
+from stacks.preflight import Preflighted
 from stacks.render import STACK_LABEL, cluster_table, mermaid
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -43,17 +45,17 @@ DEFAULT_MTU = 1500
 
 @dataclass
 class ClusterParts:
-    kind: KindCluster
+    kind: KindCluster | ExistingCluster  # both offer .kubeconfig (secret) and .context
     provider: k8s.Provider
     cilium: CiliumRelease
-    metallb: MetalLBPool
+    metallb: MetalLBPool | None  # None: an existing cluster whose LoadBalancer is not ours
     demo: Any = None
 
 
 @dataclass
 class Stack:
     plan: StackPlan
-    network: docker.Network
+    network: docker.Network | None  # None when every cluster is an existing one
     ca: MeshCA
     mesh: MeshConnection
     images: HostImages | None
@@ -87,9 +89,17 @@ def build(plan: StackPlan, *, preflight: Callable[[StackPlan], object] | None = 
     facts: object = None
     if preflight is not None:
         try:
-            facts = preflight(plan)
+            checked = preflight(plan)
         except RuntimeError as err:
             raise pulumi.RunError(str(err)) from None
+        # a Preflighted result carries the plan with existing clusters' facts resolved
+        # (ipam auto) and the host's facts (MTU); a bare HostFacts only the latter
+        if isinstance(checked, Preflighted):
+            plan, facts = checked.plan, checked.facts
+        else:
+            facts = checked
+    if not any(c.source == "kind" for c in plan.clusters):
+        return _build_clusters(plan, None, None)
 
     docker_provider = docker.Provider("docker")
     options = {"com.docker.network.bridge.enable_ip_masquerade": "true"}
@@ -114,11 +124,19 @@ def build(plan: StackPlan, *, preflight: Callable[[StackPlan], object] | None = 
     images = None
     if plan.config.kind.prepull and plan.images:
         images = HostImages("host-images", list(plan.images))
+    return _build_clusters(plan, network, images)
+
+
+def _build_clusters(plan: StackPlan, network: docker.Network | None, images: HostImages | None) -> Stack:
     ca = MeshCA("mesh-ca", common_name=f"kindmesh {plan.stack} ClusterMesh CA")
     mesh = MeshConnection("mesh", plan)
     stack = Stack(plan=plan, network=network, ca=ca, mesh=mesh, images=images)
 
     for cluster in plan.clusters:
+        if cluster.source == "existing":
+            stack.clusters[cluster.name] = _existing_parts(plan, cluster, ca, mesh)
+            continue
+        assert network is not None  # kind clusters always get the network
         kind = KindCluster(cluster.name, plan, cluster, network=network, images=images)
         provider = k8s.Provider(
             f"{cluster.name}-k8s",
@@ -146,6 +164,21 @@ def build(plan: StackPlan, *, preflight: Callable[[StackPlan], object] | None = 
     return stack
 
 
+def _existing_parts(plan: StackPlan, cluster: ClusterPlan, ca: MeshCA, mesh: MeshConnection) -> ClusterParts:
+    """An existing cluster: no kind, no docker; nothing in it is deletedWith the cluster."""
+    existing = ExistingCluster(cluster.name, cluster)
+    target = ClusterTarget(provider=existing.provider, kind_cluster=None, kubeconfig=existing.kubeconfig)
+    cilium = CiliumRelease(cluster.name, plan, cluster, target=target, ca_cert_b64=ca.cert_b64,
+                           ca_key_b64=ca.key_b64, peers=mesh.peers_for(cluster.name))
+    metallb = None
+    if cluster.existing is not None and cluster.existing.endpoint == "pool":  # MetalLB is ours
+        metallb = MetalLBPool(cluster.name, plan, cluster, target=target, after=cilium.ready)
+    parts = ClusterParts(kind=existing, provider=existing.provider, cilium=cilium, metallb=metallb)
+    if plan.config.demo.enabled:
+        parts.demo = MeshDemo(cluster.name, plan, cluster, target=target, after=cilium.ready)
+    return parts
+
+
 VERIFY_ENV = "KINDMESH_VERIFY_OUTPUTS"
 
 
@@ -154,7 +187,7 @@ def verify_on_up(stack: Stack) -> command.local.Command:
     plan = stack.plan
     last: list[pulumi.Resource] = []
     for parts in stack.clusters.values():
-        last += [parts.metallb.advertisement, parts.cilium.ready]
+        last += [parts.cilium.ready] + ([parts.metallb.advertisement] if parts.metallb is not None else [])
         if parts.demo is not None:
             last += parts.demo.resources
     # The kubeconfigs are secret outputs, so the payload (and the command's state) is too.
@@ -202,8 +235,9 @@ def kubeconfig_files(stack: Stack) -> list[command.local.Command]:
 def export(stack: Stack) -> None:
     plan = stack.plan
     kubeconfig_files(stack)
-    pulumi.export("network", {"name": plan.network.name, "subnet": plan.network.subnet,
-                              "nodeRange": plan.network.node_range, "poolRegion": plan.network.pool_region})
+    if stack.network is not None:
+        pulumi.export("network", {"name": plan.network.name, "subnet": plan.network.subnet,
+                                  "nodeRange": plan.network.node_range, "poolRegion": plan.network.pool_region})
     pulumi.export("clusters", cluster_table(plan))
     pulumi.export("contexts", {name: parts.kind.context for name, parts in stack.clusters.items()})
     pulumi.export(

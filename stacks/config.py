@@ -21,6 +21,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from stacks.existing import (
+    EXISTING_KEYS,
+    ExistingConfig,
+    parse_cilium_extras,
+    parse_cluster_cilium,
+    parse_existing,
+)
+
 NAMESPACE = "kindmesh"
 
 # Cilium's own rule for cluster.name (values.schema.json of chart 1.19.6).
@@ -31,7 +39,7 @@ CLUSTER_ID_MIN, CLUSTER_ID_MAX = 1, 255
 TOPOLOGIES = ("full", "hub", "none")
 AFFINITIES = ("local", "remote", "none")
 ENCRYPTIONS = ("none", "wireguard")
-SOURCES = ("kind",)
+SOURCES = ("kind", "existing")
 
 CILIUM_CHART_VERSION = "1.19.6"
 CILIUM_CHART_REPO = "https://helm.cilium.io"
@@ -135,6 +143,9 @@ class ClusterConfig:
     service_subnet: str | None = None
     source: str = "kind"
     demo: DemoClusterConfig = field(default_factory=DemoClusterConfig)
+    # source: existing (stacks/existing.py); None for kind clusters
+    existing: ExistingConfig | None = None
+    cilium_values: dict[str, Any] = field(default_factory=dict)  # clusters[].cilium.values
     # position in kindmesh:clusters, for messages only: never part of any decision
     index: int = field(default=0, compare=False, repr=False)
 
@@ -143,6 +154,7 @@ class ClusterConfig:
 class MeshConfig:
     topology: str = "full"
     hub: str | None = None
+    routable: bool = False  # the user says kind and existing clusters' networks route
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,8 @@ class CiliumConfig:
     hubble: bool = True
     hubble_ui: bool = True
     encryption: str = "none"
+    values: dict[str, Any] = field(default_factory=dict)  # extra Helm values (cilium.values)
+    hubble_metrics: tuple[str, ...] = ()  # cilium.hubbleMetrics -> hubble.metrics.enabled
 
 
 @dataclass(frozen=True)
@@ -199,15 +213,15 @@ class StackConfig:
 # Documented keys: top-level key -> allowed sub-keys (None = not a mapping).
 TOP_KEYS: dict[str, tuple[str, ...] | None] = {
     "clusters": None,
-    "mesh": ("topology", "hub"),
+    "mesh": ("topology", "hub", "routable"),
     "network": ("subnet", "name", "poolSize"),
-    "cilium": ("version", "hubble", "hubbleUi", "encryption"),
+    "cilium": ("version", "hubble", "hubbleUi", "encryption", "values", "hubbleMetrics"),
     "metallb": ("version",),
     "kind": ("nodeImage", "prePull"),
     "demo": ("enabled", "policy", "backendImage", "clientImage"),
     "verify": ("onUp",),
 }
-CLUSTER_KEYS = ("name", "id", "workers", "podSubnet", "serviceSubnet", "source", "demo")
+CLUSTER_KEYS = ("name", "id", "workers", "podSubnet", "serviceSubnet", "source", "demo", *EXISTING_KEYS)
 CLUSTER_DEMO_KEYS = ("affinity", "shared")
 
 
@@ -536,6 +550,7 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
         encryption=c.choice(
             "kindmesh:cilium.encryption", cil_raw.get("encryption"), ENCRYPTIONS, "none"
         ),
+        **parse_cilium_extras(c, cil_raw, hubble),
     )
 
     mlb_raw = c.mapping("kindmesh:metallb", raw.get("metallb"))
@@ -585,7 +600,11 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
 
     config = StackConfig(
         clusters=tuple(clusters),
-        mesh=MeshConfig(topology=topology, hub=hub if topology == "hub" else None),
+        mesh=MeshConfig(
+            topology=topology,
+            hub=hub if topology == "hub" else None,
+            routable=c.boolean("kindmesh:mesh.routable", mesh_raw.get("routable"), False),
+        ),
         network=NetworkConfig(subnet=subnet, name=net_name, pool_size=pool_size),
         cilium=cilium,
         metallb=metallb,
@@ -695,6 +714,8 @@ def _parse_clusters(c: _Collector, value: Any) -> tuple[list[ClusterConfig], lis
             service_subnet=c.cidr(f"{ekey}.serviceSubnet", entry.get("serviceSubnet")),
             source=source,
             demo=DemoClusterConfig(affinity=affinity, shared=shared),
+            existing=parse_existing(c, ekey, entry, source),
+            cilium_values=parse_cluster_cilium(c, ekey, entry),
             index=index,
         )
         entries.append((index, config, name_ok, cid != 0))

@@ -31,9 +31,10 @@ A_SHARED = "service.cilium.io/shared"
 A_AFFINITY = "service.cilium.io/affinity"
 
 
-def _image(plan: StackPlan, ref: str) -> str:
+def _image(plan: StackPlan, ref: str, cluster: ClusterPlan | None = None) -> str:
     img = Image.parse(ref)
-    return img.by_tag if plan.config.kind.prepull else img.pinned
+    loaded = plan.config.kind.prepull and (cluster is None or cluster.source == "kind")
+    return img.by_tag if loaded else img.pinned
 
 
 def _labels(app: str) -> dict[str, str]:
@@ -89,12 +90,12 @@ def manifests(plan: StackPlan, cluster: ClusterPlan) -> list[dict[str, Any]]:
     objs: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace",
          "metadata": {"name": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "kindmesh-demo"}}},
-        _deployment("echo", _image(plan, demo.backend_image), {
+        _deployment("echo", _image(plan, demo.backend_image, cluster), {
             "args": [f"-listen=:{ECHO_PORT}", f"-text={REPLY_PREFIX}{cluster.name}"],
             "ports": [{"name": "http", "containerPort": ECHO_PORT}],
             "readinessProbe": {"httpGet": {"path": "/", "port": ECHO_PORT}, "periodSeconds": 2},
         }),
-        _deployment("client", _image(plan, demo.client_image), {"command": ["tail", "-f", "/dev/null"]}),
+        _deployment("client", _image(plan, demo.client_image, cluster), {"command": ["tail", "-f", "/dev/null"]}),
     ]
     for name in SERVICES:
         objs.append({
@@ -106,7 +107,7 @@ def manifests(plan: StackPlan, cluster: ClusterPlan) -> list[dict[str, Any]]:
                      "ports": [{"name": "http", "port": 80, "targetPort": ECHO_PORT, "protocol": "TCP"}]},
         })
     if demo.policy:
-        objs.append(_deployment("intruder", _image(plan, demo.client_image), {"command": ["tail", "-f", "/dev/null"]}))
+        objs.append(_deployment("intruder", _image(plan, demo.client_image, cluster), {"command": ["tail", "-f", "/dev/null"]}))
         objs += policies(plan, cluster)
     return objs
 
@@ -170,6 +171,7 @@ def verification_spec(plan: StackPlan) -> dict[str, Any]:
         "clusters": [
             {
                 "name": c.name,
+                "source": c.source,
                 "context": c.context,
                 "peers": list(c.peers),
                 "affinity": c.demo.affinity or "none",

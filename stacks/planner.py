@@ -41,6 +41,7 @@ from stacks.config import (
     StackConfig,
     parse_config,
 )
+from stacks.existing import ExistingPlan, check_stack, mesh_addresses, plan_existing
 from stacks.images import cilium_images, demo_images, metallb_images
 
 IPv4Net = ipaddress.IPv4Network
@@ -86,6 +87,10 @@ class ClusterPlan:
     hubble_ui_ip: str | None  # Hubble UI LoadBalancer IP (second of the pool)
     peers: tuple[str, ...]  # names of the clusters this one meshes with
     demo: DemoPlan
+    # existing clusters (stacks/existing.py): NodePort endpoints listen on other ports/IPs
+    mesh_port: int = MESH_PORT
+    mesh_ips: tuple[str, ...] = ()  # () = (mesh_ip,)
+    existing: ExistingPlan | None = None
 
     @property
     def pool(self) -> str:
@@ -95,7 +100,7 @@ class ClusterPlan:
     @property
     def mesh_endpoint(self) -> str:
         """Where peers reach this cluster's clustermesh-apiserver."""
-        return f"{self.mesh_ip}:{MESH_PORT}"
+        return f"{self.mesh_ip}:{self.mesh_port}"
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,7 @@ class StackPlan:
     def peer_entries(self, name: str) -> list[dict[str, Any]]:
         """Cilium ``clustermesh.config.clusters`` entries for ``name``'s peers."""
         return [
-            {"name": p.name, "port": MESH_PORT, "ips": [p.mesh_ip]}
+            {"name": p.name, "port": p.mesh_port, "ips": list(p.mesh_ips or (p.mesh_ip,))}
             for p in (self.cluster(n) for n in self.cluster(name).peers)
         ]
 
@@ -295,10 +300,13 @@ def _plan(config: StackConfig, *, stack: str, project: str, problems: list[Probl
     subnet = config.network.subnet or default_subnet(stack)
     net = ipaddress.IPv4Network(subnet)
     pool_size = config.network.pool_size
-    total_nodes = sum(1 + c.workers for c in config.clusters)
+    kind_configs = [c for c in config.clusters if c.source == "kind"]
+    total_nodes = sum(1 + c.workers for c in kind_configs)
 
     layout_ok = net.prefixlen <= 28
-    if not layout_ok:
+    if not kind_configs:  # only existing clusters: no docker network at all
+        lower, upper = network_layout(subnet) if layout_ok else (net, net)
+    elif not layout_ok:
         add(subnet_key, f"{subnet} is too small; use a /28 or larger (a /24 or /16 is typical)")
         lower = upper = net
     else:
@@ -311,7 +319,7 @@ def _plan(config: StackConfig, *, stack: str, project: str, problems: list[Probl
                 f"{subnet} leaves room for {node_capacity} nodes in its lower half but the "
                 f"clusters have {total_nodes}; use a larger subnet (e.g. a /16)",
             )
-        max_id = max((c.id for c in config.clusters), default=1)
+        max_id = max((c.id for c in kind_configs), default=1)
         pool_capacity = (upper.num_addresses - 1) // pool_size  # broadcast excluded
         if max_id > pool_capacity:
             add(
@@ -335,6 +343,9 @@ def _plan(config: StackConfig, *, stack: str, project: str, problems: list[Probl
     clusters: list[ClusterPlan] = []
     kind_names: dict[str, str] = {}
     for c in ordered:
+        if c.source == "existing":
+            clusters.append(_existing_cluster(c.index, c, config, peers, add))
+            continue
         kname = kind_name_for(stack, c.name)
         if kname in kind_names:
             add(
@@ -371,7 +382,8 @@ def _plan(config: StackConfig, *, stack: str, project: str, problems: list[Probl
             )
         )
 
-    _check_cidrs(ordered, clusters, subnet, subnet_key, add)
+    _check_cidrs(ordered, clusters, subnet if kind_configs else None, subnet_key, add)
+    check_stack(config, clusters, subnet if kind_configs else None, add)
 
     network = NetworkPlan(
         name=config.network.name or network_name_for(stack),
@@ -393,6 +405,31 @@ def _plan(config: StackConfig, *, stack: str, project: str, problems: list[Probl
     )
 
 
+def _existing_cluster(
+    index: int, c: ClusterConfig, config: StackConfig, peers: dict[str, list[str]], add: Any
+) -> ClusterPlan:
+    """ClusterPlan of a ``source: existing`` cluster: nothing kind, everything from the user."""
+    ex = plan_existing(index, c, add)
+    return ClusterPlan(
+        name=c.name,
+        id=c.id if c.id >= 1 else index + 1,
+        source=c.source,
+        kind_name="",
+        context=ex.context if ex else "",
+        control_plane=ex.api_host if ex else "",
+        node_names=(),
+        workers=0,
+        # required for existing clusters (reported by the parser when missing)
+        pod_subnet=c.pod_subnet or default_pod_subnet(c.id if c.id >= 1 else index + 1),
+        service_subnet=c.service_subnet or default_service_subnet(c.id if c.id >= 1 else index + 1),
+        peers=tuple(peers[c.name]),
+        demo=DemoPlan(enabled=config.demo.enabled, policy=config.demo.policy,
+                      affinity=c.demo.affinity, shared=c.demo.shared),
+        existing=ex,
+        **mesh_addresses(c, config.cilium.hubble_ui),
+    )
+
+
 def _node_names(kind_name: str, workers: int) -> tuple[str, ...]:
     names = [f"{kind_name}-control-plane"]
     for i in range(1, workers + 1):
@@ -408,13 +445,13 @@ def pod_prefix_needed(nodes: int) -> int:
 def _check_cidrs(
     configs: list[ClusterConfig],
     clusters: list[ClusterPlan],
-    subnet: str,
+    subnet: str | None,
     subnet_key: str,
     add: Any,
 ) -> None:
     """CIDR sizes and overlaps; each overlapping range is reported once (with the first
     range it meets), so one wrong range never turns into a problem per pair."""
-    docker = ipaddress.IPv4Network(subnet)
+    docker = ipaddress.IPv4Network(subnet) if subnet is not None else None
     ranges: list[tuple[str, str, IPv4Net]] = []
     in_docker: list[str] = []
     for cfg, plan_ in zip(configs, clusters, strict=True):
@@ -434,7 +471,7 @@ def _check_cidrs(
                 )
             if kind_ == "service" and (net.prefixlen > 28 or net.prefixlen < 12):
                 add(key, f"{value}: Kubernetes service CIDRs must be between /12 and /28")
-            if net.overlaps(docker):
+            if docker is not None and net.overlaps(docker):
                 in_docker.append(key)
     if len(in_docker) > 2:  # one root cause: the docker subnet
         add(

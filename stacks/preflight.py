@@ -105,6 +105,15 @@ def under_pulumi_mocks() -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Preflighted:
+    """What the whole preflight hands the composition: the plan (existing clusters' facts
+    resolved) and the host's facts (None under mocks or without kind clusters)."""
+
+    plan: StackPlan
+    facts: HostFacts | None = None
+
+
 def run(plan: StackPlan, host: Host | None = None) -> HostFacts | None:
     """Raise PreflightError with every problem found on this host; return the host's facts.
 

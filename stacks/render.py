@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from stacks.existing import existing_cilium_values, table_extras, with_extras
 from stacks.images import cilium_image_set
 from stacks.planner import ClusterPlan, StackPlan
 
@@ -70,7 +71,7 @@ def cilium_values(
     composition passes Outputs there: the one place of the values that is not plain).
     """
     cfg = plan.config.cilium
-    pre = plan.config.kind.prepull
+    pre = plan.config.kind.prepull and cluster.source == "kind"  # images are loaded into kind nodes only
     ver = cfg.version
     values: dict[str, Any] = {
         "cluster": {"name": cluster.name, "id": cluster.id},
@@ -116,7 +117,9 @@ def cilium_values(
         values["encryption"] = {"enabled": True, "type": "wireguard"}
     if ca is not None:
         values["tls"] = {"ca": {"cert": ca[0], "key": ca[1]}}
-    return values
+    if cluster.existing is not None:
+        existing_cilium_values(plan, cluster, values)
+    return with_extras(plan, cluster, values)
 
 
 def hubble_ui_url(cluster: ClusterPlan) -> str | None:
@@ -181,14 +184,15 @@ def cluster_table(plan: StackPlan) -> list[dict[str, Any]]:
         {
             "name": c.name,
             "id": c.id,
-            "kindName": c.kind_name,
+            "kindName": c.kind_name or None,
             "context": c.context,
             "podSubnet": c.pod_subnet,
             "serviceSubnet": c.service_subnet,
-            "pool": c.pool,
+            "pool": c.pool if c.pool_first else None,
             "meshIp": c.mesh_ip,
             "hubbleUi": hubble_ui_url(c),
             "peers": list(c.peers),
+            **table_extras(c),
         }
         for c in plan.clusters
     ]

@@ -12,7 +12,18 @@ from stacks.config import strip_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "upstream"
-STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+ALL_STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+
+
+def _has_existing(stack: str) -> bool:
+    clusters = (yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()).get("config") or {}).get(
+        "kindmesh:clusters") or []
+    return any(isinstance(c, dict) and c.get("source") == "existing" for c in clusters)
+
+
+# stacks of kind clusters only; stacks with existing clusters are tested in test_existing*.py
+STACKS = [s for s in ALL_STACKS if not _has_existing(s)]
+EXISTING_STACKS = [s for s in ALL_STACKS if _has_existing(s)]
 
 
 def stack_raw(stack: str) -> dict[str, Any]:
