@@ -58,13 +58,13 @@ lint: $(DEV)
 	$(PY) -m ruff check .
 
 typecheck: $(DEV)
-	$(PY) -m mypy stacks components
+	$(PY) -m mypy kindmesh components stacks
 
 check: lint typecheck test
 
 # ------------------------------------------------------------------------ host check
 doctor: $(RUNTIME)
-	@$(PY) -m stacks.doctor --stack $(STACK)
+	@$(PY) -m kindmesh.cli.doctor --stack $(STACK)
 
 # ------------------------------------------------------------------------ stacks
 .pulumi-state:
@@ -103,7 +103,7 @@ outputs: stack-exists
 	$(PULUMI) stack output --stack $(STACK)
 
 verify: $(RUNTIME) stack-exists
-	@$(PY) -m stacks.verify --stack $(STACK)
+	@$(PY) -m kindmesh.cli.verify --stack $(STACK)
 
 # Exports for plain `pulumi`/`kubectl`/`cilium` in this directory: eval "$(make -s env)"
 env:
@@ -116,10 +116,10 @@ env:
 # Rewrite .kindmesh/$(STACK)/kubeconfig from the stack's outputs (if you deleted it).
 kubeconfig: $(RUNTIME) stack-exists
 	@set -o pipefail; $(PULUMI) stack output kubeconfigs --show-secrets --json --stack $(STACK) \
-	  | $(PY) -m stacks.kubeconfig write --stack $(STACK) --stdin
+	  | $(PY) -m kindmesh.deploy.kubeconfig write --stack $(STACK) --stdin
 
 new-stack: $(RUNTIME)
-	@$(PY) -m stacks.doctor --new-stack "$(NAME)"
+	@$(PY) -m kindmesh.cli.doctor --new-stack "$(NAME)"
 
 # ------------------------------------------------------------------------ other
 bench: $(DEV)

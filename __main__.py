@@ -1,7 +1,7 @@
 """kindmesh: a mesh of kind clusters (Cilium ClusterMesh + MetalLB) as one Pulumi stack."""
 
-from stacks import preflight_existing
-from stacks.composition import build, export, plan_from_pulumi
+from kindmesh.stacks import preflight_existing
+from kindmesh.stacks.composition import build, export, plan_from_pulumi
 
 plan = plan_from_pulumi()
 # host checks for kind clusters + read-only checks of existing clusters (resolves ipam: auto)

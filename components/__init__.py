@@ -1,1 +1,1 @@
-"""kindmesh components: thin ComponentResources that turn a plan into resources."""
+"""kindmesh.components: thin, reusable ComponentResources (typed args, no planner types)."""

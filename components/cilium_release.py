@@ -15,10 +15,10 @@ import pulumi
 import pulumi_command as command
 import pulumi_kubernetes as k8s
 
-from components.cluster_target import ClusterTarget, release_revision
-from stacks.config import CILIUM_CHART_REPO
-from stacks.planner import ClusterPlan, StackPlan
-from stacks.render import CILIUM_NAMESPACE, cilium_values, cilium_workloads, hubble_ui_url
+from kindmesh.components.cluster_target import ClusterTarget, release_revision
+from kindmesh.core.config import CILIUM_CHART_REPO
+from kindmesh.core.planner import ClusterPlan, StackPlan
+from kindmesh.core.render import CILIUM_NAMESPACE, cilium_values, cilium_workloads, hubble_ui_url
 
 RELEASE_TIMEOUT = 900
 ROLLOUT_TIMEOUT = 900
@@ -28,7 +28,7 @@ class CiliumRelease(pulumi.ComponentResource):
     """The Cilium Helm release of one cluster plus its rollout gate."""
 
     release: k8s.helm.v3.Release
-    ready: command.local.Command  # the rollout gate (python -m stacks.gate_cmd rollout)
+    ready: command.local.Command  # the rollout gate (python -m kindmesh.deploy.gate_cmd rollout)
     status: pulumi.Output[Any]
     revision: pulumi.Output[Any]
     hubble_ui_url: pulumi.Output[str | None]

@@ -6,16 +6,17 @@ import json
 import shlex
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_command as command
 import pulumi_kubernetes as k8s
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent  # holds stacks/, so `-m stacks.gate_cmd` resolves
-GATE_KUBECONFIG_ENV = "KINDMESH_GATE_KUBECONFIG"  # = stacks.gate_cmd.KUBECONFIG_ENV
-GATE_SPEC_ENV = "KINDMESH_GATE_SPEC"  # = stacks.gate_cmd.SPEC_ENV
+from kindmesh import PACKAGE_HOME
+
+PROJECT_ROOT = PACKAGE_HOME  # where `python -m kindmesh.deploy.gate_cmd` resolves
+GATE_KUBECONFIG_ENV = "KINDMESH_GATE_KUBECONFIG"  # = kindmesh.deploy.gate_cmd.KUBECONFIG_ENV
+GATE_SPEC_ENV = "KINDMESH_GATE_SPEC"  # = kindmesh.deploy.gate_cmd.SPEC_ENV
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class ClusterTarget:
         triggers: list[pulumi.Input[Any]],
         after: pulumi.Resource,
     ) -> command.local.Command:
-        """A readiness gate in its own process: ``python -m stacks.gate_cmd <gate>``.
+        """A readiness gate in its own process: ``python -m kindmesh.deploy.gate_cmd <gate>``.
 
         The kubeconfig goes in a secret environment variable, the plain ``spec`` (cluster,
         what to wait for, timeout) as JSON in another. pulumi-command runs ``update`` when
@@ -85,7 +86,7 @@ class ClusterTarget:
         version), so the gate waits again; nothing changed, no diff. No delete command: a
         gate leaves nothing behind.
         """
-        run = f"{shlex.quote(sys.executable)} -m stacks.gate_cmd {gate}"
+        run = f"{shlex.quote(sys.executable)} -m kindmesh.deploy.gate_cmd {gate}"
         return command.local.Command(
             name,
             create=run,

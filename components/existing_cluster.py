@@ -20,7 +20,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from stacks.planner import ClusterPlan
+from kindmesh.core.planner import ClusterPlan
 
 
 class ExistingCluster(pulumi.ComponentResource):

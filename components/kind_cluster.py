@@ -2,7 +2,7 @@
 
 Two resources per cluster:
 
-* ``<name>-kind-cluster`` (``command:local:Command``): ``python -m stacks.kindctl
+* ``<name>-kind-cluster`` (``command:local:Command``): ``python -m kindmesh.deploy.kindctl
   create|update|delete`` in its own process with the cluster spec as JSON in
   ``$KINDMESH_KIND_SPEC``. ``triggers`` holds the hash of what kind cannot change on a
   running cluster and ``replace_on_changes=["triggers"]`` + ``delete_before_replace``
@@ -19,24 +19,24 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_command as command
 from pulumi.dynamic import Resource
 
-from components.kind_provider import KindClusterInfoProvider
-from stacks import kindctl
-from stacks.images import Image
-from stacks.planner import ClusterPlan, StackPlan
-from stacks.render import kind_config_yaml
+from kindmesh import PACKAGE_HOME
+from kindmesh.components.kind_provider import KindClusterInfoProvider
+from kindmesh.core.images import Image
+from kindmesh.core.planner import ClusterPlan, StackPlan
+from kindmesh.core.render import kind_config_yaml
+from kindmesh.deploy import kindctl
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the directory holding stacks/
+PROJECT_ROOT = PACKAGE_HOME  # where `python -m kindmesh.deploy.kindctl` resolves
 
 
 def kindctl_command(action: str) -> str:
-    return f"{shlex.quote(sys.executable)} -m stacks.kindctl {action}"
+    return f"{shlex.quote(sys.executable)} -m kindmesh.deploy.kindctl {action}"
 
 
 def host_image_specs(images: list[str] | tuple[str, ...]) -> list[dict[str, str]]:

@@ -3,7 +3,7 @@
 The engine pickles these providers by reference to this module and runs them in the
 Python dynamic-provider host, which serves every dynamic resource of the stack with four
 gRPC threads. Nothing here may hold a thread for long: ``kind create`` and the image
-pre-pull run in their own processes (``python -m stacks.kindctl`` under
+pre-pull run in their own processes (``python -m kindmesh.deploy.kindctl`` under
 ``command:local:Command``, see components/kind_cluster.py).
 
 * :class:`KindClusterInfoProvider` - reads a cluster the command created: kubeconfig
@@ -11,9 +11,9 @@ pre-pull run in their own processes (``python -m stacks.kindctl`` under
   (or is no longer on this stack's network), so ``pulumi refresh`` notices a cluster
   deleted behind Pulumi's back; its ``create`` then names the exact command that
   recreates it.
-* :class:`KindClusterProvider`, :class:`HostImagesProvider` - the previous providers,
-  kept importable (module paths are an interface) so ``refresh``/``destroy`` of a stack
-  created by an earlier version still work. They only read and delete.
+
+This module's path (``kindmesh.components.kind_provider``) and the class name are stored
+in every stack's state: a stable interface (README, "Stable interface").
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
-from stacks import kindctl
+from kindmesh.deploy import kindctl
 
 # Another cluster (or network) is another resource.
 REPLACE_KEYS = ("name", "network")
@@ -69,35 +69,3 @@ class KindClusterInfoProvider(ResourceProvider):
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         return None  # the command deletes the cluster
-
-
-class KindClusterProvider(ResourceProvider):
-    """Retired (cluster created in this process); kept so old states refresh and destroy."""
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        raise kindctl.ToolError("KindClusterProvider is retired: run `pulumi up` with the current program")
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        info = kindctl.cluster_info(id_, props.get("network") or "")
-        if info is None:
-            return ReadResult(id_="", outs={})
-        return ReadResult(id_=id_, outs={**props, **info})
-
-    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        return DiffResult(changes=False)
-
-    def delete(self, id_: str, props: dict[str, Any]) -> None:
-        kindctl.delete({"name": id_, "network": props.get("network") or ""})
-
-
-class HostImagesProvider(ResourceProvider):
-    """Retired (images pulled in this process); delete keeps the host's image cache."""
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        raise kindctl.ToolError("HostImagesProvider is retired: run `pulumi up` with the current program")
-
-    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        return DiffResult(changes=False)
-
-    def delete(self, id_: str, props: dict[str, Any]) -> None:
-        return None

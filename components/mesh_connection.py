@@ -17,7 +17,7 @@ from typing import Any
 
 import pulumi
 
-from stacks.planner import StackPlan
+from kindmesh.core.planner import StackPlan
 
 
 def summary(plan: StackPlan, name: str) -> str:

@@ -7,10 +7,10 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.cluster_target import ClusterTarget
-from components.metallb_pool import custom_resource
-from stacks.demo import manifests
-from stacks.planner import ClusterPlan, StackPlan
+from kindmesh.components.cluster_target import ClusterTarget
+from kindmesh.components.metallb_pool import custom_resource
+from kindmesh.core.demo import manifests
+from kindmesh.core.planner import ClusterPlan, StackPlan
 
 
 def _resource(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:

@@ -8,10 +8,10 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.cluster_target import ClusterTarget
-from stacks.config import METALLB_CHART_REPO
-from stacks.planner import ClusterPlan, StackPlan
-from stacks.render import METALLB_NAMESPACE, ip_address_pool, l2_advertisement, metallb_values
+from kindmesh.components.cluster_target import ClusterTarget
+from kindmesh.core.config import METALLB_CHART_REPO
+from kindmesh.core.planner import ClusterPlan, StackPlan
+from kindmesh.core.render import METALLB_NAMESPACE, ip_address_pool, l2_advertisement, metallb_values
 
 RELEASE_TIMEOUT = 600
 GATE_TIMEOUT = 300

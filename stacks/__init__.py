@@ -1,1 +1,1 @@
-"""kindmesh stack layer: typed config, pure planner, renderers and the composition."""
+"""kindmesh.stacks: the stack composition (plan -> components, wired) and the preflights."""

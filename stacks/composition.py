@@ -25,21 +25,22 @@ import pulumi_command as command
 import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 
-from components.cilium_release import CiliumRelease
-from components.cluster_target import ClusterTarget
-from components.existing_cluster import ExistingCluster
-from components.kind_cluster import HostImages, KindCluster
-from components.mesh_ca import MeshCA
-from components.mesh_connection import MeshConnection
-from components.mesh_demo import MeshDemo
-from components.metallb_pool import MetalLBPool
-from stacks.config import ConfigError, decode_raw
-from stacks.demo import verification_spec
-from stacks.planner import ClusterPlan, StackPlan, load_plan
-from stacks.preflight import Preflighted
-from stacks.render import STACK_LABEL, cluster_table, mermaid
+from kindmesh import PACKAGE_HOME
+from kindmesh.components.cilium_release import CiliumRelease
+from kindmesh.components.cluster_target import ClusterTarget
+from kindmesh.components.existing_cluster import ExistingCluster
+from kindmesh.components.kind_cluster import HostImages, KindCluster
+from kindmesh.components.mesh_ca import MeshCA
+from kindmesh.components.mesh_connection import MeshConnection
+from kindmesh.components.mesh_demo import MeshDemo
+from kindmesh.components.metallb_pool import MetalLBPool
+from kindmesh.core.config import ConfigError, decode_raw
+from kindmesh.core.demo import verification_spec
+from kindmesh.core.planner import ClusterPlan, StackPlan, load_plan
+from kindmesh.core.render import STACK_LABEL, cluster_table, mermaid
+from kindmesh.stacks.preflight import Preflighted
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = PACKAGE_HOME  # where `python -m kindmesh.…` resolves (the checkout, or site-packages)
 DEFAULT_MTU = 1500
 
 
@@ -196,8 +197,8 @@ def verify_on_up(stack: Stack) -> command.local.Command:
     ).apply(lambda kubeconfigs: json.dumps({"verification": verification_spec(plan), "kubeconfigs": kubeconfigs}))
     return command.local.Command(
         "verify",
-        create=f"{shlex.quote(sys.executable)} -m stacks.verify --outputs-env {VERIFY_ENV}",
-        update=f"{shlex.quote(sys.executable)} -m stacks.verify --outputs-env {VERIFY_ENV}",
+        create=f"{shlex.quote(sys.executable)} -m kindmesh.cli.verify --outputs-env {VERIFY_ENV}",
+        update=f"{shlex.quote(sys.executable)} -m kindmesh.cli.verify --outputs-env {VERIFY_ENV}",
         dir=str(PROJECT_ROOT),
         environment={VERIFY_ENV: payload},
         triggers=[p.cilium.revision for p in stack.clusters.values()],
@@ -213,12 +214,14 @@ def kubeconfig_files(stack: Stack) -> list[command.local.Command]:
 
     One command per cluster (so adding/removing a cluster touches no other cluster's
     resource); its context is the cluster's name, plus kind's own context name (see
-    stacks/kubeconfig.py). Only the environment (the cluster's kubeconfig) is secret.
+    kindmesh/deploy/kubeconfig.py). Only the environment (the cluster's kubeconfig) is secret.
     """
-    base = f"{shlex.quote(sys.executable)} -m stacks.kubeconfig"
+    base = f"{shlex.quote(sys.executable)} -m kindmesh.deploy.kubeconfig"
+    project = Path.cwd()  # the Pulumi project directory: the program runs there
     commands = []
     for name, parts in stack.clusters.items():
-        args = f"--stack {shlex.quote(stack.plan.stack)} --cluster {shlex.quote(name)}"
+        args = (f"--stack {shlex.quote(stack.plan.stack)} --cluster {shlex.quote(name)} "
+                f"--root {shlex.quote(str(project))}")
         commands.append(command.local.Command(
             f"{name}-kubeconfig",
             create=f"{base} add {args}",
@@ -228,7 +231,7 @@ def kubeconfig_files(stack: Stack) -> list[command.local.Command]:
             environment={KUBECONFIG_ENV: parts.kind.kubeconfig},
             opts=pulumi.ResourceOptions(parent=parts.kind),
         ))
-    pulumi.export("kubeconfigFile", str(PROJECT_ROOT / ".kindmesh" / stack.plan.stack / "kubeconfig"))
+    pulumi.export("kubeconfigFile", str(project / ".kindmesh" / stack.plan.stack / "kubeconfig"))
     return commands
 
 

@@ -5,7 +5,7 @@ stack's docker subnet does not clash with a network that is not this stack's, th
 inotify limits allow several kind clusters, and that no kind cluster with one of the
 planned names exists that this stack does not own (a cluster is this stack's when its
 control-plane container is attached to the stack's own docker network; such a cluster,
-left by an interrupted ``up``, is adopted or recreated by ``stacks.kindctl``, which
+left by an interrupted ``up``, is adopted or recreated by ``kindmesh.deploy.kindctl``, which
 says which). It returns the host facts the program needs (the daemon's default MTU).
 
 No ``pulumi`` import; talks to the CLIs through subprocess (tests put fakes on PATH).
@@ -22,8 +22,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stacks import kindctl
-from stacks.planner import StackPlan
+from kindmesh.core.planner import StackPlan
+from kindmesh.deploy import kindctl
 
 MIN_KIND = (0, 30, 0)
 INOTIFY = {

@@ -34,10 +34,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from stacks import preflight
-from stacks.existing import STACK_LABEL
-from stacks.kubeapi import ClientSetupError, KubeClient, KubeconfigError, KubeError
-from stacks.planner import ClusterPlan, StackPlan
+from kindmesh.core.existing import STACK_LABEL
+from kindmesh.core.planner import ClusterPlan, StackPlan
+from kindmesh.deploy.kubeapi import ClientSetupError, KubeClient, KubeconfigError, KubeError
+from kindmesh.stacks import preflight
 
 # Kubernetes minors Cilium e2e-tests per release line ("Kubernetes Compatibility" page of
 # docs.cilium.io for that release: 1.18 lists 1.30-1.33, 1.19 lists 1.32-1.35).
@@ -73,7 +73,7 @@ class ReadApi(Protocol):
 
 
 class KubeClientReader:
-    """:class:`ReadApi` over stacks.kubeapi.KubeClient (short timeout: this is a preflight).
+    """:class:`ReadApi` over kindmesh.deploy.kubeapi.KubeClient (short timeout: this is a preflight).
 
     The client is the gates' own (the official Kubernetes client): client certificates,
     tokens and exec plugins; loopback servers reached directly even behind a proxy."""

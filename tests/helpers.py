@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stacks.config import strip_namespace
+from kindmesh.core.config import strip_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "upstream"
@@ -39,3 +39,16 @@ def upstream(*parts: str) -> Path:
             "(CI and developer machines have it; a fresh clone does not)"
         )
     return path
+
+
+SOURCE_DIRS = ("kindmesh", "components", "stacks")
+
+
+def copy_sources(dest: Path) -> None:
+    """The importable code of the project (what `python -m kindmesh.…` needs) into ``dest``."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in SOURCE_DIRS:
+        shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "Pulumi.yaml", dest / "Pulumi.yaml")

@@ -19,8 +19,8 @@ from pulumi.runtime import rpc
 from pulumi.runtime.settings import ROOT
 from pulumi.runtime.sync_await import _sync_await
 
-from stacks.composition import Stack, build, export
-from stacks.planner import StackPlan, load_plan
+from kindmesh.core.planner import StackPlan, load_plan
+from kindmesh.stacks.composition import Stack, build, export
 
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 SIG_KEY = "4dabf18193072939515e22adb298388d"

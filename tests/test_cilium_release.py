@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from stacks.planner import load_plan
-from stacks.render import cilium_values, cilium_workloads
+from kindmesh.core.planner import load_plan
+from kindmesh.core.render import cilium_values, cilium_workloads
 from tests.helpers import STACKS, stack_raw
 from tests.mocks import evaluate
 from tests.upstream import schema_errors, unknown_key_paths
@@ -118,7 +118,7 @@ def test_release_wiring(dev):
         assert kind.urn in r.dependencies
         gate = dev.named(f"{c.name}-cilium-rollout")
         assert gate.type == "command:local:Command" and r.urn in gate.dependencies and gate.deleted_with == kind.urn
-        assert gate.inputs["create"].endswith("-m stacks.gate_cmd rollout")
+        assert gate.inputs["create"].endswith("-m kindmesh.deploy.gate_cmd rollout")
         spec = json.loads(gate.inputs["environment"]["KINDMESH_GATE_SPEC"])
         assert {"kind": "DaemonSet", "namespace": "kube-system", "name": "cilium", "optional": False} in \
             spec["workloads"]

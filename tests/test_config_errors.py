@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stacks.config import ConfigError
-from stacks.planner import load_plan
+from kindmesh.core.config import ConfigError
+from kindmesh.core.planner import load_plan
 
 BASE_NET = {"subnet": "172.30.0.0/16"}
 

@@ -9,14 +9,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stacks.config import (
+from kindmesh.core.config import (
     CLUSTER_KEYS,
     PROBLEMS_SHOWN,
     TOP_KEYS,
     ConfigError,
     decode_raw,
 )
-from stacks.planner import StackPlan, load_plan
+from kindmesh.core.planner import StackPlan, load_plan
 
 MESSAGE_MAX = 8 * 1024
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stacks import doctor
-from tests.helpers import ROOT
+from kindmesh.cli import doctor
+from tests.helpers import ROOT, copy_sources
 
 INFO_CONTAINERD = {"ServerVersion": "29.0.1", "Driver": "overlayfs", "DockerRootDir": "/",
                    "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]}
@@ -62,7 +62,7 @@ def make_host(base: Path, *, docker: str | None = "containerd", kind: str | None
 def run_doctor(bin_dir: Path, proc: Path, *args: str, python: str = sys.executable, cwd: Path = ROOT,
                user: int | None = None) -> subprocess.CompletedProcess[str]:
     env = {"PATH": str(bin_dir), "KINDMESH_PROC_ROOT": str(proc), "LANG": "C.UTF-8", "HOME": str(bin_dir)}
-    return subprocess.run([python, "-m", "stacks.doctor", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([python, "-m", "kindmesh.cli.doctor", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=60, check=False, user=user)
 
 
@@ -182,7 +182,7 @@ def test_doctor_as_an_unprivileged_user(tmp_path):
     try:
         base.chmod(0o755)
         project = base / "project"
-        shutil.copytree(ROOT / "stacks", project / "stacks", ignore=shutil.ignore_patterns("__pycache__"))
+        copy_sources(project)
         shutil.copy(ROOT / "Pulumi.dev.yaml", project)
         (base / "host").mkdir()
         bin_dir, proc = make_host(base / "host", docker="denied")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stacks.config import ConfigError
-from stacks.planner import load_plan
-from stacks.render import cilium_values
+from kindmesh.core.config import ConfigError
+from kindmesh.core.planner import load_plan
+from kindmesh.core.render import cilium_values
 from tests.helpers import EXISTING_STACKS, stack_raw
 from tests.mocks import DYNAMIC, evaluate
 from tests.upstream import schema_errors, unknown_key_paths
@@ -94,7 +94,7 @@ def test_nothing_in_an_existing_cluster_is_deleted_with_anything(remote):
 
 
 def test_gates_get_the_kubeconfig_as_secret(remote):
-    from components.cluster_target import GATE_KUBECONFIG_ENV
+    from kindmesh.components.cluster_target import GATE_KUBECONFIG_ENV
 
     for suffix in ("cilium-rollout",):
         gate = remote.named(f"k3s-a-{suffix}")
@@ -414,7 +414,7 @@ def test_hubble_metrics_on_kind_clusters_validate():
 
 # --------------------------------------------------------------------------- verify
 def test_make_verify_runs_unchanged_on_existing_clusters(remote, tmp_path, monkeypatch):
-    from stacks import verify
+    from kindmesh.cli import verify
     from tests.test_verify import FakeMesh, _Closing
 
     spec = remote.stack_outputs["verification"]

@@ -7,8 +7,8 @@ import dataclasses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stacks.planner import load_plan
-from stacks.render import cilium_values
+from kindmesh.core.planner import load_plan
+from kindmesh.core.render import cilium_values
 
 KUBECONFIG = (
     "apiVersion: v1\nkind: Config\ncurrent-context: lab\n"

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from stacks.gates import GateError, wait_for_metallb_webhook, wait_for_rollouts
-from stacks.kubeapi import KubeClient
-from stacks.planner import load_plan
-from stacks.render import ip_address_pool
+from kindmesh.core.planner import load_plan
+from kindmesh.core.render import ip_address_pool
+from kindmesh.deploy.gates import GateError, wait_for_metallb_webhook, wait_for_rollouts
+from kindmesh.deploy.kubeapi import KubeClient
 from tests.fake_apiserver import FakeApiServer, Reply, closed_port, kubeconfig, status
 from tests.helpers import stack_raw
 

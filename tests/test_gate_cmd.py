@@ -1,4 +1,4 @@
-"""`python -m stacks.gate_cmd` as the command provider runs it: own process, env in, exit code + stderr out."""
+"""`python -m kindmesh.deploy.gate_cmd` as the command provider runs it: own process, env in, exit code + stderr out."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from stacks.gate_cmd import KUBECONFIG_ENV, SPEC_ENV, UsageError, main, read_spec
+from kindmesh.deploy.gate_cmd import KUBECONFIG_ENV, SPEC_ENV, UsageError, main, read_spec
 from tests.fake_apiserver import FakeApiServer, Reply, closed_port, status
 from tests.helpers import ROOT
 
@@ -25,7 +25,7 @@ def run(gate: str, kubeconfig: str, spec: dict, **extra_env) -> subprocess.Compl
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update({KUBECONFIG_ENV: kubeconfig, SPEC_ENV: json.dumps(spec),
                 "HTTPS_PROXY": f"http://127.0.0.1:{closed_port()}"}, **extra_env)
-    return subprocess.run([sys.executable, "-m", "stacks.gate_cmd", gate], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "kindmesh.deploy.gate_cmd", gate], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -82,7 +82,7 @@ def test_bad_invocations_exit_2(gate, env, fault, capsys):
 
 
 def test_a_hung_call_is_ended_by_the_process_timer(monkeypatch, capsys):
-    import stacks.gate_cmd as gate_cmd
+    import kindmesh.deploy.gate_cmd as gate_cmd
 
     def hang(*args, **kwargs):
         time.sleep(30)

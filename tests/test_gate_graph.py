@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.gate_cmd import KUBECONFIG_ENV, SPEC_ENV, read_spec
+from kindmesh.deploy.gate_cmd import KUBECONFIG_ENV, SPEC_ENV, read_spec
 from tests.helpers import STACKS, stack_raw
 from tests.mocks import DYNAMIC, FAKE_KUBECONFIG, evaluate
 
@@ -34,10 +34,10 @@ def test_each_gate_is_its_own_process_started_in_the_project_root(rec):
         for suffix, (gate, component, release) in GATES.items():
             r = rec.named(f"{c.name}-{suffix}")
             assert r.type == COMMAND
-            run = f"{shlex.quote(sys.executable)} -m stacks.gate_cmd {gate}"
+            run = f"{shlex.quote(sys.executable)} -m kindmesh.deploy.gate_cmd {gate}"
             assert r.inputs["create"] == run and r.inputs["update"] == run  # update: wait again
             assert "delete" not in r.inputs  # nothing to undo
-            assert (Path(r.inputs["dir"]) / "stacks" / "gate_cmd.py").is_file()
+            assert (Path(r.inputs["dir"]) / "kindmesh" / "deploy" / "gate_cmd.py").is_file()
             assert set(r.inputs["environment"]) == {KUBECONFIG_ENV, SPEC_ENV}
             assert r.inputs["environment"][KUBECONFIG_ENV] == FAKE_KUBECONFIG.format(name=c.kind_name)
             # the kubeconfig is secret, and nothing else
@@ -78,29 +78,3 @@ def test_gate_specs_are_plain_and_stable():
         env_a, env_b = a.named(name).inputs["environment"], b.named(name).inputs["environment"]
         assert env_a == env_b
         assert json.loads(env_a[SPEC_ENV])["timeout"] in (300, 900)
-
-
-def test_old_dynamic_gates_in_a_state_can_still_be_deleted(tmp_path):
-    """The engine loads a provider by module path to delete a resource the program dropped."""
-    import os
-    import subprocess
-    import textwrap
-
-    from pulumi.dynamic.dynamic import serialize_provider
-
-    from components.gate_provider import MetalLBWebhookGateProvider, RolloutGateProvider
-    from tests.helpers import ROOT
-
-    for provider in (RolloutGateProvider(), MetalLBWebhookGateProvider()):
-        check = textwrap.dedent(
-            """
-            import base64, sys, dill
-            provider = dill.loads(base64.b64decode(sys.stdin.read()))
-            print(type(provider).__name__, provider.delete("us-rollout", {"kubeconfig": "k"}),
-                  provider.diff("x", {"a": 1}, {"a": 2}).changes)
-            """
-        )
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        out = subprocess.run([sys.executable, "-c", check], input=serialize_provider(provider), cwd=ROOT,
-                             env=env, capture_output=True, text=True, check=True).stdout.split()
-        assert out == [type(provider).__name__, "None", "False"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from stacks.gates import (
+from kindmesh.core.planner import load_plan
+from kindmesh.core.render import ip_address_pool
+from kindmesh.deploy.gates import (
     Backoff,
     Clock,
     GateError,
@@ -14,9 +16,7 @@ from stacks.gates import (
     wait_for_rollouts,
     workload_ready,
 )
-from stacks.kubeapi import KubeError, Response
-from stacks.planner import load_plan
-from stacks.render import ip_address_pool
+from kindmesh.deploy.kubeapi import KubeError, Response
 from tests.helpers import stack_raw
 
 REFUSED = ('Internal error occurred: failed calling webhook "ipaddresspoolvalidationwebhook.metallb.io": '

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stacks import kindctl
-from stacks.planner import load_plan
-from stacks.render import kind_config, kind_config_yaml
+from kindmesh.core.planner import load_plan
+from kindmesh.core.render import kind_config, kind_config_yaml
+from kindmesh.deploy import kindctl
 from tests.helpers import STACKS, stack_raw
 from tests.mocks import DYNAMIC, evaluate
 
@@ -62,10 +62,10 @@ COMMAND = "command:local:Command"
 def test_kind_cluster_is_a_command_in_its_own_process_plus_a_quick_reader(dev):
     cmd = dev.named("us-kind-cluster")
     assert cmd.type == COMMAND
-    assert cmd.inputs["create"].endswith(" -m stacks.kindctl create")
-    assert cmd.inputs["update"].endswith(" -m stacks.kindctl update")
-    assert cmd.inputs["delete"].endswith(" -m stacks.kindctl delete")
-    assert (Path(cmd.inputs["dir"]) / "stacks" / "kindctl.py").is_file()
+    assert cmd.inputs["create"].endswith(" -m kindmesh.deploy.kindctl create")
+    assert cmd.inputs["update"].endswith(" -m kindmesh.deploy.kindctl update")
+    assert cmd.inputs["delete"].endswith(" -m kindmesh.deploy.kindctl delete")
+    assert (Path(cmd.inputs["dir"]) / "kindmesh" / "deploy" / "kindctl.py").is_file()
     spec = json.loads(cmd.inputs["environment"]["KINDMESH_KIND_SPEC"])
     assert spec["name"] == "km-dev-us" and spec["network"] == "kindmesh-dev"
     assert spec["pod_subnet"] == "10.1.0.0/17"
@@ -87,7 +87,7 @@ def test_kind_cluster_is_a_command_in_its_own_process_plus_a_quick_reader(dev):
 
 def test_host_images_are_pulled_once_by_their_own_command(dev):
     pull = dev.named("host-images-pull")
-    assert pull.type == COMMAND and pull.inputs["create"].endswith(" -m stacks.kindctl prepull")
+    assert pull.type == COMMAND and pull.inputs["create"].endswith(" -m kindmesh.deploy.kindctl prepull")
     images = json.loads(pull.inputs["environment"]["KINDMESH_IMAGES_SPEC"])["images"]
     assert len(images) == len({i["pinned"] for i in images}) == len(dev.plan.images)
     for c in ("us", "eu"):

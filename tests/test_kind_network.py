@@ -7,8 +7,8 @@ import functools
 import pytest
 
 import tests.mocks as mocks
-from stacks.composition import build
-from stacks.preflight import HostFacts
+from kindmesh.stacks.composition import build
+from kindmesh.stacks.preflight import HostFacts
 from tests.helpers import stack_raw
 
 MTU = "com.docker.network.driver.mtu"

@@ -1,7 +1,7 @@
 """kindctl and the kind providers at the process boundary, loaded the way the engine loads them.
 
 * a fresh interpreter started in the project directory without PYTHONPATH unpickles the
-  dynamic providers and runs ``python -m stacks.kindctl`` (what pulumi-command runs);
+  dynamic providers and runs ``python -m kindmesh.deploy.kindctl`` (what pulumi-command runs);
 * two overlapping creates of one name (two processes) never both create, never delete;
 * each way a tool can fail to run gives a clear message, never a traceback;
 * the lock/temp-dir code works as an unprivileged user (uid 65534) when the suite is root.
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from components.kind_cluster import cluster_inputs
-from stacks import kindctl
-from stacks.kindctl import ToolError
-from stacks.planner import load_plan
+from kindmesh.components.kind_cluster import cluster_inputs
+from kindmesh.core.planner import load_plan
+from kindmesh.deploy import kindctl
+from kindmesh.deploy.kindctl import ToolError
 from tests.fakes import FakeBin
 from tests.helpers import ROOT, stack_raw
 
@@ -43,17 +43,16 @@ def kindctl_cli(action, env, spec=None, python=sys.executable, **kw):
     env.pop("PYTHONPATH", None)
     if spec is not None:
         env[kindctl.SPEC_ENV] = json.dumps(spec)
-    return subprocess.Popen([python, "-m", "stacks.kindctl", action], cwd=ROOT, env=env,
+    return subprocess.Popen([python, "-m", "kindmesh.deploy.kindctl", action], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
 def test_fresh_interpreter_in_the_project_dir_loads_providers_and_kindctl(tmp_path):
     """The engine dill-pickles providers by module reference and loads them in the project
-    directory; pulumi-command runs ``python -m stacks.kindctl`` from there."""
+    directory; pulumi-command runs ``python -m kindmesh.deploy.kindctl`` from there."""
     from pulumi.dynamic.dynamic import serialize_provider
 
-    from components.gate_provider import MetalLBWebhookGateProvider, RolloutGateProvider
-    from components.kind_provider import HostImagesProvider, KindClusterInfoProvider, KindClusterProvider
+    from kindmesh.components.kind_provider import KindClusterInfoProvider
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     check = textwrap.dedent(
@@ -65,16 +64,15 @@ def test_fresh_interpreter_in_the_project_dir_loads_providers_and_kindctl(tmp_pa
         print(type(provider).__module__, type(provider).__name__, d.changes)
         """
     )
-    for provider in (KindClusterInfoProvider(), KindClusterProvider(), HostImagesProvider(),
-                     MetalLBWebhookGateProvider(), RolloutGateProvider()):
+    for provider in (KindClusterInfoProvider(),):
         out = subprocess.run([sys.executable, "-c", check], input=serialize_provider(provider), cwd=ROOT,
                              env=env, capture_output=True, text=True, check=True).stdout.split()
         assert out[:2] == [type(provider).__module__, type(provider).__name__]
-    help_ = subprocess.run([sys.executable, "-m", "stacks.kindctl", "--help"], cwd=ROOT, env=env,
+    help_ = subprocess.run([sys.executable, "-m", "kindmesh.deploy.kindctl", "--help"], cwd=ROOT, env=env,
                            capture_output=True, text=True, check=True).stdout
     assert "create" in help_ and "prepull" in help_
     # and nowhere else: outside the project directory the module is not importable by name
-    far = subprocess.run([sys.executable, "-m", "stacks.kindctl", "--help"], cwd=tmp_path, env=env,
+    far = subprocess.run([sys.executable, "-m", "kindmesh.deploy.kindctl", "--help"], cwd=tmp_path, env=env,
                          capture_output=True, text=True)
     assert far.returncode != 0
 

@@ -9,11 +9,11 @@ import os
 import pytest
 import yaml
 
-from components.kind_cluster import cluster_inputs, host_image_specs
-from components.kind_provider import KindClusterInfoProvider
-from stacks import kindctl
-from stacks.kindctl import ToolError
-from stacks.planner import load_plan
+from kindmesh.components.kind_cluster import cluster_inputs, host_image_specs
+from kindmesh.components.kind_provider import KindClusterInfoProvider
+from kindmesh.core.planner import load_plan
+from kindmesh.deploy import kindctl
+from kindmesh.deploy.kindctl import ToolError
 from tests.fakes import FakeBin
 from tests.helpers import stack_raw
 

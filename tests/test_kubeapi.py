@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
-from stacks.kubeapi import (
+from kindmesh.deploy.kubeapi import (
     ClientSetupError,
     KubeClient,
     KubeconfigError,

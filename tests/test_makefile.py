@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, copy_sources
 from tests.test_doctor import make_host
 
 FAKE_PULUMI = """#!{python}
@@ -50,7 +50,7 @@ class Project:
         for name in ["Makefile", "requirements.txt", "requirements-dev.txt", "Pulumi.yaml",
                      *[p.name for p in ROOT.glob("Pulumi.*.yaml")]]:
             shutil.copy(ROOT / name, self.dir / name)
-        shutil.copytree(ROOT / "stacks", self.dir / "stacks", ignore=shutil.ignore_patterns("__pycache__"))
+        copy_sources(self.dir)
         (self.dir / ".venv").symlink_to(ROOT / ".venv")
         (tmp / "host").mkdir()
         self.bin, self.proc = make_host(tmp / "host", pulumi=False, **host)

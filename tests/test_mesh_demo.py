@@ -7,8 +7,8 @@ import copy
 import kubernetes_validate
 import pytest
 
-from stacks.demo import expected_backends, manifests, verification_spec
-from stacks.planner import load_plan
+from kindmesh.core.demo import expected_backends, manifests, verification_spec
+from kindmesh.core.planner import load_plan
 from tests.helpers import STACKS, stack_raw
 from tests.mocks import evaluate
 from tests.upstream import crd_errors

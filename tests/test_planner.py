@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from stacks.config import ConfigError
-from stacks.planner import kind_name_for, load_plan, plan, pool_for
+from kindmesh.core.config import ConfigError
+from kindmesh.core.planner import kind_name_for, load_plan, plan, pool_for
 from tests.helpers import STACKS, stack_raw
 
 
@@ -106,7 +106,7 @@ def test_kind_names_differ_between_stacks_and_fit_hostnames():
 
 
 def test_plan_function_rejects_problems_found_only_when_planning():
-    from stacks.config import parse_config
+    from kindmesh.core.config import parse_config
 
     cfg = parse_config({"clusters": [{"name": "us", "id": 1, "podSubnet": "172.30.0.0/16"}],
                         "network": {"subnet": "172.30.0.0/16"}})

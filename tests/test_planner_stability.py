@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stacks.planner import (
+from kindmesh.core.planner import (
     KIND_NAME_MAX,
     kind_name_for,
     load_plan,

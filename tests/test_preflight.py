@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stacks import preflight
-from stacks.planner import load_plan
+from kindmesh.core.planner import load_plan
+from kindmesh.stacks import preflight
 from tests.fakes import FakeBin
 from tests.helpers import stack_raw
 

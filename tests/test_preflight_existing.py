@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from stacks import preflight, preflight_existing
-from stacks.planner import load_plan
-from stacks.render import cilium_values
+from kindmesh.core.planner import load_plan
+from kindmesh.core.render import cilium_values
+from kindmesh.stacks import preflight, preflight_existing
 from tests.helpers import stack_raw
 
 K3S_GOOD_ARGS = ["server", "--flannel-backend", "none", "--disable-network-policy", "--disable-kube-proxy",

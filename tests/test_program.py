@@ -24,12 +24,12 @@ def run_program(raw: dict, monkeypatch, preflight_problems=None, seen=None, fake
     def record_preflight(plan):
         calls.append((plan.stack, len(recorder.registered)))
         if preflight_problems:
-            from stacks.preflight import PreflightError
+            from kindmesh.stacks.preflight import PreflightError
 
             raise PreflightError(preflight_problems)
 
     if fake_preflight:
-        monkeypatch.setattr("stacks.preflight.run", record_preflight)
+        monkeypatch.setattr("kindmesh.stacks.preflight.run", record_preflight)
     ROOT_RESOURCE.set(None)
     pulumi.runtime.set_mocks(mocks, project="kindmesh", stack="dev", preview=False, monitor=recorder)
     rconfig.set_all_config({f"kindmesh:{k}": json.dumps(v) for k, v in raw.items()})

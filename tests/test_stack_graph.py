@@ -149,7 +149,7 @@ def test_verify_on_up_runs_last_with_secret_kubeconfigs():
     rec = evaluate(raw, "dev")
     cmd = rec.named("verify")
     assert cmd.type == "command:local:Command"
-    assert "-m stacks.verify --outputs-env KINDMESH_VERIFY_OUTPUTS" in cmd.inputs["create"]
+    assert "-m kindmesh.cli.verify --outputs-env KINDMESH_VERIFY_OUTPUTS" in cmd.inputs["create"]
     assert "environment" in cmd.secret_inputs
     payload = __import__("json").loads(cmd.inputs["environment"]["KINDMESH_VERIFY_OUTPUTS"])
     assert set(payload["kubeconfigs"]) == {"us", "eu"}

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from stacks import verify
-from stacks.demo import verification_spec
-from stacks.planner import load_plan
+from kindmesh.cli import verify
+from kindmesh.core.demo import verification_spec
+from kindmesh.core.planner import load_plan
 from tests.helpers import stack_raw
 
 # Shape of `cilium-dbg status -o json` (StatusResponse in Cilium's api/v1/openapi.yaml:
@@ -290,8 +290,8 @@ def _run_verify(tmp_path, *args, pulumi_body=None, kubectl=True, extra_env=None)
         (bin_dir / "kubectl").write_text("#!/bin/sh\necho \"$@\" >&2; exit 1\n")
         (bin_dir / "kubectl").chmod(0o755)
     env = {"PATH": str(bin_dir), "HOME": str(tmp_path), **(extra_env or {})}
-    return subprocess.run([sys.executable, "-m", "stacks.verify", *args],
-                          cwd=Path(verify.__file__).resolve().parents[1], env=env,
+    return subprocess.run([sys.executable, "-m", "kindmesh.cli.verify", *args],
+                          cwd=Path(verify.__file__).resolve().parents[2], env=env,
                           capture_output=True, text=True, timeout=60, check=False)
 
 

@@ -71,7 +71,7 @@ def _only_same(summary: dict[str, int]) -> bool:
 def test_ci_stack_lifecycle(tmp_path: Path) -> None:
     from pulumi import automation as auto
 
-    from stacks.verify import Kubectl, Options, render, run_checks
+    from kindmesh.cli.verify import Kubectl, Options, render, run_checks
 
     project = _copy_project(tmp_path / "kindmesh")
     state = tmp_path / "state"

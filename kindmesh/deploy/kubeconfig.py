@@ -1,9 +1,9 @@
 """The stack's kubeconfig file: ``.kindmesh/<stack>/kubeconfig``, one context per cluster.
 
-    python -m stacks.kubeconfig add --stack dev --cluster us   (kind kubeconfig in $KINDMESH_KUBECONFIG)
-    python -m stacks.kubeconfig drop --stack dev --cluster us
-    python -m stacks.kubeconfig write --stack dev --stdin      (all: `pulumi stack output kubeconfigs`)
-    python -m stacks.kubeconfig remove --stack dev
+    python -m kindmesh.deploy.kubeconfig add --stack dev --cluster us   (kind kubeconfig in $KINDMESH_KUBECONFIG)
+    python -m kindmesh.deploy.kubeconfig drop --stack dev --cluster us
+    python -m kindmesh.deploy.kubeconfig write --stack dev --stdin      (all: `pulumi stack output kubeconfigs`)
+    python -m kindmesh.deploy.kubeconfig remove --stack dev
 
 `pulumi up` adds each cluster and `pulumi destroy` drops it: one ``command:local:Command``
 per cluster in the stack graph runs this module (so plain ``pulumi`` commands do it too, and
@@ -34,7 +34,6 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
 ENV = "KINDMESH_KUBECONFIG"
 DIRNAME = ".kindmesh"
 STACK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -44,10 +43,10 @@ class KubeconfigError(ValueError):
     pass
 
 
-def path_for(stack: str, root: Path = ROOT) -> Path:
+def path_for(stack: str, root: Path | None = None) -> Path:
     if not STACK_RE.match(stack) or ".." in stack:
         raise KubeconfigError(f"not a stack name: {stack[:100]!r}")
-    return root / DIRNAME / stack / "kubeconfig"
+    return (root or Path.cwd()) / DIRNAME / stack / "kubeconfig"
 
 
 def _one(items: Any, name: str | None, what: str, cluster: str) -> dict[str, Any]:
@@ -185,14 +184,14 @@ def _prune(directory: Path) -> None:
             break
 
 
-def add(stack: str, name: str, text: str, root: Path = ROOT) -> Path:
+def add(stack: str, name: str, text: str, root: Path | None = None) -> Path:
     target = path_for(stack, root)
     with _Locked(target.parent):
         _store(target, with_cluster(_load(target), name, text))
     return target
 
 
-def drop(stack: str, name: str, root: Path = ROOT) -> Path:
+def drop(stack: str, name: str, root: Path | None = None) -> Path:
     target = path_for(stack, root)
     if not target.parent.exists():
         return target
@@ -208,7 +207,7 @@ def drop(stack: str, name: str, root: Path = ROOT) -> Path:
     return target
 
 
-def write(stack: str, kubeconfigs: Mapping[str, str], root: Path = ROOT) -> Path:
+def write(stack: str, kubeconfigs: Mapping[str, str], root: Path | None = None) -> Path:
     target = path_for(stack, root)
     cfg = merge(kubeconfigs)
     with _Locked(target.parent):
@@ -216,7 +215,7 @@ def write(stack: str, kubeconfigs: Mapping[str, str], root: Path = ROOT) -> Path
     return target
 
 
-def remove(stack: str, root: Path = ROOT) -> Path:
+def remove(stack: str, root: Path | None = None) -> Path:
     target = path_for(stack, root)
     target.unlink(missing_ok=True)
     _prune(target.parent)
@@ -239,22 +238,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", required=True)
     parser.add_argument("--cluster", help="cluster name (add, drop)")
     parser.add_argument("--stdin", action="store_true", help="write: read {cluster: kubeconfig} JSON from stdin")
+    parser.add_argument("--root", type=Path, default=None, help="the Pulumi project directory (default: here)")
     args = parser.parse_args(argv)
+    root = args.root
     try:
         if args.action in ("add", "drop") and not args.cluster:
             raise KubeconfigError(f"{args.action} needs --cluster")
         if args.action == "remove":
-            path = remove(args.stack)
+            path = remove(args.stack, root)
         elif args.action == "drop":
-            path = drop(args.stack, args.cluster)
+            path = drop(args.stack, args.cluster, root)
         elif args.action == "add":
             if ENV not in os.environ:
                 raise KubeconfigError(f"no kubeconfig given in ${ENV}")
-            path = add(args.stack, args.cluster, os.environ[ENV])
+            path = add(args.stack, args.cluster, os.environ[ENV], root)
         else:
             if not args.stdin:
                 raise KubeconfigError("write reads the kubeconfigs JSON from stdin: pass --stdin")
-            path = write(args.stack, _read_payload(sys.stdin.read(), "stdin"))
+            path = write(args.stack, _read_payload(sys.stdin.read(), "stdin"), root)
     except (KubeconfigError, OSError) as err:
         print(f"kindmesh: cannot {args.action} the kubeconfig file: {err}", file=sys.stderr)
         return 1

@@ -1,7 +1,7 @@
 """`make doctor`: every host prerequisite checked at once, before Pulumi runs.
 
-    python -m stacks.doctor --stack dev          (what `make doctor` and `make up` run)
-    python -m stacks.doctor --new-stack NAME     (what `make new-stack NAME=...` runs)
+    python -m kindmesh.cli.doctor --stack dev          (what `make doctor` and `make up` run)
+    python -m kindmesh.cli.doctor --new-stack NAME     (what `make new-stack NAME=...` runs)
 
 Lists every missing or misconfigured prerequisite in one table, each with the command or
 link that fixes it: Python, the docker CLI and a daemon this user may reach, Docker's image
@@ -29,11 +29,10 @@ from typing import Any
 
 import yaml
 
-from stacks.config import ConfigError, strip_namespace
-from stacks.planner import StackPlan, load_plan
-from stacks.preflight import INOTIFY, MIN_KIND, parse_kind_version
+from kindmesh.core.config import ConfigError, strip_namespace
+from kindmesh.core.planner import StackPlan, load_plan
+from kindmesh.stacks.preflight import INOTIFY, MIN_KIND, parse_kind_version
 
-ROOT = Path(__file__).resolve().parent.parent
 PY_MIN = (3, 11)  # the one floor: pyproject `requires-python`, README, Makefile PY_MIN
 
 # Estimates (not measurements) for a kind node running kindmesh's stack: kubelet,
@@ -233,8 +232,8 @@ def check_disk(path: str, plan: StackPlan) -> Finding:
     return Finding("disk", "ok", f"{free:.1f} GiB free on {path}; {basis}")
 
 
-def load_stack_plan(stack: str, root: Path = ROOT) -> tuple[StackPlan | None, Finding]:
-    path = root / f"Pulumi.{stack}.yaml"
+def load_stack_plan(stack: str, root: Path | None = None) -> tuple[StackPlan | None, Finding]:
+    path = (root or Path.cwd()) / f"Pulumi.{stack}.yaml"  # the Pulumi project: where make runs
     if not path.is_file():
         return None, Finding("stack", "FAIL", f"no {path.name} for stack {stack!r}",
                              f"make new-stack NAME={stack} (or pick an existing Pulumi.<stack>.yaml)")
@@ -252,7 +251,7 @@ def load_stack_plan(stack: str, root: Path = ROOT) -> tuple[StackPlan | None, Fi
     return plan, Finding("stack", "ok", f"{stack}: {len(plan.clusters)} clusters, {nodes} nodes")
 
 
-def diagnose(stack: str, *, root: Path = ROOT, proc_root: Path | None = None) -> list[Finding]:
+def diagnose(stack: str, *, root: Path | None = None, proc_root: Path | None = None) -> list[Finding]:
     proc_root = proc_root or Path(os.environ.get("KINDMESH_PROC_ROOT", "/proc"))
     findings = [check_python()]
     docker_findings, info = check_docker(os.environ.get("KINDMESH_DOCKER", "docker"))
@@ -307,12 +306,13 @@ config:
 """
 
 
-def new_stack(name: str, root: Path = ROOT) -> tuple[int, str]:
+def new_stack(name: str, root: Path | None = None) -> tuple[int, str]:
     if not name:
         return 2, "usage: make new-stack NAME=<stack name>"
     if not STACK_NAME_RE.match(name):
         return 2, (f"invalid stack name {name[:100]!r}: use letters, digits, '-', '_' or '.', "
                    "starting with a letter or digit (at most 100 characters)")
+    root = root or Path.cwd()
     path = root / f"Pulumi.{name}.yaml"
     if path.exists():
         return 1, f"{path.name} already exists; not overwriting it (edit it, or pick another NAME)"

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from stacks.images import Image
-from stacks.planner import ClusterPlan, StackPlan
+from kindmesh.core.images import Image
+from kindmesh.core.planner import ClusterPlan, StackPlan
 
 NAMESPACE = "kindmesh-demo"
 ECHO_PORT = 5678

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from stacks.config import DemoConfig
+    from kindmesh.core.config import DemoConfig
 
 
 @dataclass(frozen=True)

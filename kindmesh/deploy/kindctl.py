@@ -1,12 +1,12 @@
 """kind and docker CLI work, run in its own process by ``pulumi-command``.
 
-    python -m stacks.kindctl create|update|delete   (spec: JSON in $KINDMESH_KIND_SPEC)
-    python -m stacks.kindctl prepull                 (spec: JSON in $KINDMESH_IMAGES_SPEC)
+    python -m kindmesh.deploy.kindctl create|update|delete   (spec: JSON in $KINDMESH_KIND_SPEC)
+    python -m kindmesh.deploy.kindctl prepull                 (spec: JSON in $KINDMESH_IMAGES_SPEC)
 
 Pulumi's Python dynamic-provider host serves every dynamic resource of a stack with four
 gRPC threads; a ``kind create`` holds one for minutes. Each ``command:local:Command`` runs
 its command in a process of its own, so N clusters are created at once. This module is
-also imported by the quick dynamic provider (``components.kind_provider``) and by the
+also imported by the quick dynamic provider (``kindmesh.components.kind_provider``) and by the
 preflight for the shared CLI runner. Standard library + PyYAML only; no ``pulumi`` import.
 
 Safety rules:
@@ -563,7 +563,7 @@ def _spec(env: str) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m stacks.kindctl",
+        prog="python -m kindmesh.deploy.kindctl",
         description="kind and docker CLI work for kindmesh, run by pulumi-command (spec in the environment)",
     )
     parser.add_argument("action", choices=["create", "update", "delete", "prepull"])

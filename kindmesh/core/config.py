@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stacks.existing import (
+from kindmesh.core.existing import (
     EXISTING_KEYS,
     ExistingConfig,
     parse_cilium_extras,

@@ -1,6 +1,6 @@
 """Verify a live kindmesh stack with kubectl; pass or fail with a readable table.
 
-    python -m stacks.verify --stack dev          (what `make verify` runs)
+    python -m kindmesh.cli.verify --stack dev          (what `make verify` runs)
 
 Reads the stack's outputs (``verification`` spec and the secret ``kubeconfigs``) with
 ``pulumi stack output``, then, per cluster:
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stacks.demo import REPLY_PREFIX  # the one definition of the reply format
+from kindmesh.core.demo import REPLY_PREFIX  # the one definition of the reply format
 
 FAILED = "CURL_FAILED"
 

@@ -1,6 +1,6 @@
 """Run one readiness gate as its own process (what the gates' ``local.Command`` executes).
 
-    python -m stacks.gate_cmd rollout|metallb-webhook
+    python -m kindmesh.deploy.gate_cmd rollout|metallb-webhook
 
 Input comes from the environment, so nothing secret is on a command line:
 
@@ -24,8 +24,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from stacks.gates import GateError, GateResult, wait_for_metallb_webhook, wait_for_rollouts
-from stacks.kubeapi import ClientSetupError, KubeClient, KubeconfigError, snippet
+from kindmesh.deploy.gates import GateError, GateResult, wait_for_metallb_webhook, wait_for_rollouts
+from kindmesh.deploy.kubeapi import ClientSetupError, KubeClient, KubeconfigError, snippet
 
 KUBECONFIG_ENV = "KINDMESH_GATE_KUBECONFIG"
 SPEC_ENV = "KINDMESH_GATE_SPEC"
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     configure_logging()
     try:
         if len(args) != 1:
-            raise UsageError(f"usage: python -m stacks.gate_cmd {{{'|'.join(GATES)}}}")
+            raise UsageError(f"usage: python -m kindmesh.deploy.gate_cmd {{{'|'.join(GATES)}}}")
         kubeconfig, spec = read_spec(args[0], env)
     except UsageError as err:
         print(f"kindmesh gate: {err}", file=sys.stderr)

@@ -34,15 +34,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stacks.config import (
+from kindmesh.core.config import (
     ClusterConfig,
     ConfigError,
     Problem,
     StackConfig,
     parse_config,
 )
-from stacks.existing import ExistingPlan, check_stack, mesh_addresses, plan_existing
-from stacks.images import cilium_images, demo_images, metallb_images
+from kindmesh.core.existing import ExistingPlan, check_stack, mesh_addresses, plan_existing
+from kindmesh.core.images import cilium_images, demo_images, metallb_images
 
 IPv4Net = ipaddress.IPv4Network
 IPv4Addr = ipaddress.IPv4Address

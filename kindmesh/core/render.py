@@ -10,9 +10,9 @@ from typing import Any
 
 import yaml
 
-from stacks.existing import existing_cilium_values, table_extras, with_extras
-from stacks.images import cilium_image_set
-from stacks.planner import ClusterPlan, StackPlan
+from kindmesh.core.existing import existing_cilium_values, table_extras, with_extras
+from kindmesh.core.images import cilium_image_set
+from kindmesh.core.planner import ClusterPlan, StackPlan
 
 KIND_API_VERSION = "kind.x-k8s.io/v1alpha4"
 METALLB_NAMESPACE = "metallb-system"

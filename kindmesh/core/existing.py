@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 import yaml
 
 if TYPE_CHECKING:  # config and planner import this module
-    from stacks.config import ClusterConfig, StackConfig
-    from stacks.planner import ClusterPlan, StackPlan
+    from kindmesh.core.config import ClusterConfig, StackConfig
+    from kindmesh.core.planner import ClusterPlan, StackPlan
 
 Add = Callable[[str, str], None]
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from stacks.kubeapi import REQUEST_CAP, KubeError, Response, snippet
+from kindmesh.deploy.kubeapi import REQUEST_CAP, KubeError, Response, snippet
 
 WEBHOOK_SERVICE = "metallb-webhook-service"
 RETRYABLE_FRAGMENTS = (

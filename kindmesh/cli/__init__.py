@@ -1,0 +1,1 @@
+"""Command-line tools: `python -m kindmesh.cli.verify`, `python -m kindmesh.cli.doctor`."""

@@ -1,0 +1,1 @@
+"""Pure core: stack config -> plan, renderers. No pulumi import (tested without Pulumi)."""
