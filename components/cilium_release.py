@@ -5,10 +5,20 @@ an ingress IP, and the clustermesh-apiserver's IP comes from MetalLB, which cann
 before the CNI - a deadlock. Instead a rollout gate waits (watch-based, bounded) for
 the Cilium DaemonSets and Deployments to be ready; that gate is :attr:`ready`, the one
 dependency everything else in the cluster waits on.
+
+Usage (any Pulumi program)::
+
+    cilium = CiliumRelease("us", CiliumReleaseArgs(
+        target=ClusterTarget(provider=k8s_provider, kubeconfig=kubeconfig),
+        cluster_name="us", cluster_id=1,
+        values={"kubeProxyReplacement": True, "k8sServiceHost": "us-control-plane", "k8sServicePort": 6443},
+        peers=mesh.peers_for("us"), ca_cert_b64=ca.cert_b64, ca_key_b64=ca.key_b64))
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -16,64 +26,112 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 
 from kindmesh.components.cluster_target import ClusterTarget, release_revision
-from kindmesh.core.config import CILIUM_CHART_REPO
-from kindmesh.core.planner import ClusterPlan, StackPlan
-from kindmesh.core.render import CILIUM_NAMESPACE, cilium_values, cilium_workloads, hubble_ui_url
+from kindmesh.core.config import (
+    CILIUM_CHART_REPO,
+    CILIUM_CHART_VERSION,
+    CLUSTER_ID_MAX,
+    CLUSTER_ID_MIN,
+    validate_cluster_name,
+)
+from kindmesh.core.render import CILIUM_NAMESPACE, cilium_workloads_for, mesh_values, overlay
 
 RELEASE_TIMEOUT = 900
 ROLLOUT_TIMEOUT = 900
 
 
+@dataclass
+class CiliumReleaseArgs:
+    """Inputs of :class:`CiliumRelease`.
+
+    Attributes:
+        target: the cluster (provider, kubeconfig for the gate, ``deleted_with``).
+        cluster_name: Cilium ``cluster.name`` (DNS label, ≤ 32 characters, not ``default``).
+        cluster_id: Cilium ``cluster.id``, 1..255, unique in the mesh.
+        values: Helm values of the cluster (``k8sServiceHost``, ``kubeProxyReplacement``,
+            ``clustermesh.apiserver.service``, hubble…; ``kindmesh.core.render.cilium_values``
+            renders kindmesh's). The identity, ``clustermesh.config`` and ``tls.ca`` are
+            always set from the fields below, over anything given here.
+        peers: ``clustermesh.config.clusters`` entries ``{name, port, ips}`` of the peers
+            (``MeshConnection.peers_for``).
+        ca_cert_b64 / ca_key_b64: the mesh's shared CA, base64 PEM (``MeshCA``); the key is
+            made secret, and is the only secret of the release's inputs.
+        chart_version / repo: the Cilium chart.
+        after: what the release waits for (the kind cluster, by default ``target.deleted_with``).
+        rollout_timeout: the bound of the rollout gate, seconds.
+    """
+
+    target: ClusterTarget
+    cluster_name: str
+    cluster_id: int
+    values: Mapping[str, Any] = field(default_factory=dict)
+    peers: Sequence[Mapping[str, Any]] = ()
+    ca_cert_b64: pulumi.Input[str] | None = None
+    ca_key_b64: pulumi.Input[str] | None = None
+    chart_version: str = CILIUM_CHART_VERSION
+    repo: str = CILIUM_CHART_REPO
+    after: pulumi.Resource | None = None
+    rollout_timeout: int = ROLLOUT_TIMEOUT
+
+
+def _check(args: CiliumReleaseArgs) -> None:
+    problem = validate_cluster_name(args.cluster_name)
+    if problem:
+        raise ValueError(f"CiliumReleaseArgs.cluster_name: {problem}")
+    if isinstance(args.cluster_id, bool) or not CLUSTER_ID_MIN <= args.cluster_id <= CLUSTER_ID_MAX:
+        raise ValueError(f"CiliumReleaseArgs.cluster_id: {args.cluster_id!r} is not in {CLUSTER_ID_MIN}..{CLUSTER_ID_MAX}")
+    if (args.ca_cert_b64 is None) != (args.ca_key_b64 is None):
+        raise ValueError("CiliumReleaseArgs: give both ca_cert_b64 and ca_key_b64 (the mesh's shared CA), or neither")
+
+
 class CiliumRelease(pulumi.ComponentResource):
-    """The Cilium Helm release of one cluster plus its rollout gate."""
+    """The Cilium Helm release of one cluster plus its rollout gate.
+
+    Outputs: ``release`` (the helm.v3.Release), ``ready`` (the rollout gate: make
+    everything else in the cluster depend on it), ``status``, ``revision``, ``values``
+    (the values given to Helm; plain except the CA slots).
+    """
 
     release: k8s.helm.v3.Release
     ready: command.local.Command  # the rollout gate (python -m kindmesh.deploy.gate_cmd rollout)
     status: pulumi.Output[Any]
     revision: pulumi.Output[Any]
-    hubble_ui_url: pulumi.Output[str | None]
-    mesh_endpoint: pulumi.Output[str]
+    values: dict[str, Any]
 
-    def __init__(
-        self,
-        name: str,
-        plan: StackPlan,
-        cluster: ClusterPlan,
-        *,
-        target: ClusterTarget,
-        ca_cert_b64: pulumi.Input[str],
-        ca_key_b64: pulumi.Input[str],
-        peers: list[dict[str, Any]],
-        opts: pulumi.ResourceOptions | None = None,
-    ):
+    def __init__(self, name: str, args: CiliumReleaseArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kindmesh:index:CiliumRelease", name, None, opts)
+        _check(args)
+        ca = None
+        if args.ca_cert_b64 is not None and args.ca_key_b64 is not None:
+            ca = (args.ca_cert_b64, pulumi.Output.secret(args.ca_key_b64))
         # Plain values known at plan time; only the CA slots hold Outputs. The key is the one
         # secret (so `pulumi preview --diff` shows everything else, e.g. a new peer, in clear).
-        values = cilium_values(plan, cluster, peers, (ca_cert_b64, pulumi.Output.secret(ca_key_b64)))
+        self.values = overlay(args.values, mesh_values(args.cluster_name, args.cluster_id, args.peers, ca))
+        target = args.target
         self.release = target.helm_release(
             f"{name}-cilium",
             self,
             chart="cilium",
-            version=plan.config.cilium.version,
-            repo=CILIUM_CHART_REPO,
+            version=args.chart_version,
+            repo=args.repo,
             namespace=CILIUM_NAMESPACE,
-            values=values,
+            values=self.values,
             timeout=RELEASE_TIMEOUT,
             wait=False,  # see the module docstring: readiness is the rollout gate below
-            after=target.kind_cluster,
+            after=args.after if args.after is not None else target.deleted_with,
         )
         self.revision = self.release.status.apply(release_revision)
+        hubble = self.values.get("hubble") or {}
+        workloads = cilium_workloads_for(
+            hubble=bool(hubble.get("enabled")) and bool((hubble.get("relay") or {}).get("enabled")),
+            hubble_ui=bool(hubble.get("enabled")) and bool((hubble.get("ui") or {}).get("enabled")),
+        )
         self.ready = target.gate(
             f"{name}-cilium-rollout",
             self,
             gate="rollout",
-            spec={"cluster": cluster.name, "workloads": cilium_workloads(plan), "timeout": ROLLOUT_TIMEOUT},
+            spec={"cluster": args.cluster_name, "workloads": workloads, "timeout": args.rollout_timeout},
             triggers=[self.revision],  # a new Helm revision: wait for the rollout again
             after=self.release,
         )
         self.status = self.release.status
-        self.hubble_ui_url = pulumi.Output.from_input(hubble_ui_url(cluster))
-        self.mesh_endpoint = pulumi.Output.from_input(cluster.mesh_endpoint)
-        self.register_outputs(
-            {"status": self.status, "hubble_ui_url": self.hubble_ui_url, "mesh_endpoint": self.mesh_endpoint}
-        )
+        self.register_outputs({"status": self.status, "revision": self.revision})

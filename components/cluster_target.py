@@ -1,4 +1,4 @@
-"""What every in-cluster component needs to place resources into one cluster."""
+"""ClusterTarget: what every in-cluster component needs to place resources into one cluster."""
 
 from __future__ import annotations
 
@@ -21,17 +21,24 @@ GATE_SPEC_ENV = "KINDMESH_GATE_SPEC"  # = kindmesh.deploy.gate_cmd.SPEC_ENV
 
 @dataclass(frozen=True)
 class ClusterTarget:
-    """The cluster's explicit Kubernetes provider, its kind resource and its kubeconfig."""
+    """One cluster as seen by the components that install into it.
+
+    Attributes:
+        provider: the cluster's explicit Kubernetes provider.
+        kubeconfig: the cluster's kubeconfig (secret); the readiness gates use it.
+        deleted_with: a resource whose deletion takes the cluster's contents with it (a kind
+            cluster: destroy deletes the cluster, not object by object); ``None`` for a
+            cluster that outlives the stack (an existing cluster: its objects are deleted).
+    """
 
     provider: pulumi.ProviderResource
-    # in-cluster resources are deletedWith this; None for an existing cluster (never deleted by us)
-    kind_cluster: pulumi.Resource | None
-    kubeconfig: pulumi.Input[str]  # secret; for the readiness gates
+    kubeconfig: pulumi.Input[str]
+    deleted_with: pulumi.Resource | None = None
 
     def opts(self, parent: pulumi.Resource, *depends: pulumi.Resource | None) -> pulumi.ResourceOptions:
         """Options of a Kubernetes resource in this cluster."""
         return pulumi.ResourceOptions(
-            parent=parent, provider=self.provider, deleted_with=self.kind_cluster,
+            parent=parent, provider=self.provider, deleted_with=self.deleted_with,
             depends_on=[d for d in depends if d is not None],
         )
 
@@ -97,7 +104,7 @@ class ClusterTarget:
                 GATE_SPEC_ENV: json.dumps(spec, sort_keys=True, separators=(",", ":")),
             },
             triggers=triggers,
-            opts=pulumi.ResourceOptions(parent=parent, depends_on=[after], deleted_with=self.kind_cluster),
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[after], deleted_with=self.deleted_with),
         )
 
 

@@ -1,7 +1,7 @@
 """ExistingCluster: a cluster kindmesh did not create, reached through the user's kubeconfig.
 
-Nothing here creates or deletes the cluster. The component holds the (secret) minimal
-kubeconfig of the chosen context and the explicit Kubernetes provider built from it:
+Nothing here creates or deletes the cluster. The component holds the (secret) kubeconfig
+and the explicit Kubernetes provider built from it:
 
 * ``delete_unreachable=False``: when the cluster cannot be reached, `pulumi destroy` or
   `refresh` fails with the provider's error instead of silently dropping the state of
@@ -17,29 +17,42 @@ outputs and `make verify` treat both alike.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_kubernetes as k8s
 
-from kindmesh.core.planner import ClusterPlan
+
+@dataclass
+class ExistingClusterArgs:
+    """Inputs of :class:`ExistingCluster`.
+
+    Attributes:
+        kubeconfig: the kubeconfig's content (made secret).
+        cluster_identifier: a stable name of the cluster (e.g. ``<name>/<api host:port>``):
+            a new kubeconfig for the same cluster then updates the provider, not replaces it.
+        context: the context to use; the kubeconfig's current context when ``None``.
+    """
+
+    kubeconfig: pulumi.Input[str]
+    cluster_identifier: str
+    context: str | None = None
 
 
 class ExistingCluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
-    context: pulumi.Output[str]
+    context: pulumi.Output[str | None]
     provider: k8s.Provider
 
-    def __init__(self, name: str, cluster: ClusterPlan, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: ExistingClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kindmesh:index:ExistingCluster", name, None, opts)
-        ex = cluster.existing
-        if ex is None:
-            raise ValueError(f"cluster {cluster.name!r} is not an existing cluster")
-        self.kubeconfig = pulumi.Output.secret(ex.kubeconfig)
-        self.context = pulumi.Output.from_input(ex.context)
+        self.kubeconfig = pulumi.Output.secret(args.kubeconfig)
+        self.context = pulumi.Output.from_input(args.context)
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
-            context=ex.context,
-            cluster_identifier=f"kindmesh-existing/{cluster.name}/{ex.api_host}:{ex.api_port}",
+            context=args.context,
+            cluster_identifier=args.cluster_identifier,
             delete_unreachable=False,
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -27,9 +29,9 @@ from pulumi.dynamic import Resource
 
 from kindmesh import PACKAGE_HOME
 from kindmesh.components.kind_provider import KindClusterInfoProvider
+from kindmesh.core.config import KIND_NODE_IMAGE
 from kindmesh.core.images import Image
-from kindmesh.core.planner import ClusterPlan, StackPlan
-from kindmesh.core.render import kind_config_yaml
+from kindmesh.core.render import dump_yaml, kind_config_for
 from kindmesh.deploy import kindctl
 
 PROJECT_ROOT = PACKAGE_HOME  # where `python -m kindmesh.deploy.kindctl` resolves
@@ -39,21 +41,53 @@ def kindctl_command(action: str) -> str:
     return f"{shlex.quote(sys.executable)} -m kindmesh.deploy.kindctl {action}"
 
 
-def host_image_specs(images: list[str] | tuple[str, ...]) -> list[dict[str, str]]:
+def host_image_specs(images: Sequence[str]) -> list[dict[str, str]]:
     return [{"pinned": Image.parse(i).pinned, "tag": Image.parse(i).by_tag} for i in images]
 
 
-def cluster_inputs(plan: StackPlan, cluster: ClusterPlan) -> dict[str, Any]:
-    """The cluster spec kindctl gets: all derived from the plan, nothing random."""
+@dataclass
+class KindClusterArgs:
+    """Inputs of :class:`KindCluster`.
+
+    Attributes:
+        kind_name: the kind cluster's name (unique on the host; ``<name>-control-plane`` is
+            the control-plane container and Cilium's ``k8sServiceHost``).
+        network: the docker network the nodes join (``KIND_EXPERIMENTAL_DOCKER_NETWORK``);
+            create it first and pass it in ``after``.
+        pod_subnet / service_subnet: the cluster's CIDRs (distinct across a mesh).
+        workers: worker nodes besides the control plane (0: control plane only).
+        node_image: ``kindest/node`` image, pinned by digest.
+        images: images to load into the nodes (pulled once on the host by :class:`HostImages`).
+        labels: Kubernetes labels of every node.
+        after: what the create waits for (the docker network, the HostImages).
+    """
+
+    kind_name: str
+    network: str
+    pod_subnet: str
+    service_subnet: str
+    workers: int = 1
+    node_image: str = KIND_NODE_IMAGE
+    images: Sequence[str] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    after: Sequence[pulumi.Resource] = ()
+
+
+def kind_spec(args: KindClusterArgs) -> dict[str, Any]:
+    """The cluster spec ``kindctl`` gets: all derived from the args, nothing random."""
+    config = kind_config_for(
+        args.kind_name, node_image=args.node_image, workers=args.workers,
+        pod_subnet=args.pod_subnet, service_subnet=args.service_subnet, labels=args.labels,
+    )
     return {
-        "name": cluster.kind_name,
-        "network": plan.network.name,
-        "config": kind_config_yaml(plan, cluster),
-        "node_image": plan.config.kind.node_image,
-        "pod_subnet": cluster.pod_subnet,
-        "service_subnet": cluster.service_subnet,
-        "workers": cluster.workers,
-        "images": host_image_specs(plan.images) if plan.config.kind.prepull else [],
+        "name": args.kind_name,
+        "network": args.network,
+        "config": dump_yaml(config),
+        "node_image": args.node_image,
+        "pod_subnet": args.pod_subnet,
+        "service_subnet": args.service_subnet,
+        "workers": args.workers,
+        "images": host_image_specs(args.images),
     }
 
 
@@ -74,12 +108,23 @@ class KindClusterInfo(Resource):
         )
 
 
-class HostImages(pulumi.ComponentResource):
-    """Images pulled once on the host, in a process of their own (``kindctl prepull``)."""
+@dataclass
+class HostImagesArgs:
+    """Inputs of :class:`HostImages`: ``images`` to pull once on the host (``repo:tag@sha256:…``
+    pins the digest; the clusters then load them by tag)."""
 
-    def __init__(self, name: str, images: list[str], opts: pulumi.ResourceOptions | None = None):
+    images: Sequence[str]
+
+
+class HostImages(pulumi.ComponentResource):
+    """Images pulled once on the host, in a process of their own (``kindctl prepull``).
+
+    On Docker's containerd image store each is also saved as a single-platform archive
+    (``kind load docker-image`` fails there for multi-platform images)."""
+
+    def __init__(self, name: str, args: HostImagesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kindmesh:index:HostImages", name, None, opts)
-        spec = json.dumps({"images": host_image_specs(images)}, sort_keys=True)
+        spec = json.dumps({"images": host_image_specs(args.images)}, sort_keys=True)
         self.command = command.local.Command(
             f"{name}-pull",
             create=kindctl_command("prepull"),
@@ -100,19 +145,10 @@ class KindCluster(pulumi.ComponentResource):
     control_plane: pulumi.Output[str]
     nodes: pulumi.Output[list[str]]
 
-    def __init__(
-        self,
-        name: str,
-        plan: StackPlan,
-        cluster: ClusterPlan,
-        *,
-        network: pulumi.Resource,
-        images: pulumi.Resource | None = None,
-        opts: pulumi.ResourceOptions | None = None,
-    ):
+    def __init__(self, name: str, args: KindClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kindmesh:index:KindCluster", name, None, opts)
-        spec = cluster_inputs(plan, cluster)
-        depends: list[pulumi.Resource] = [network] + ([images] if images is not None else [])
+        spec = kind_spec(args)
+        depends: list[pulumi.Resource] = list(args.after)
         self.command = command.local.Command(
             f"{name}-kind-cluster",
             create=kindctl_command("create"),
@@ -132,8 +168,8 @@ class KindCluster(pulumi.ComponentResource):
         self.cluster = KindClusterInfo(
             f"{name}-kind",
             {
-                "name": cluster.kind_name,
-                "network": plan.network.name,
+                "name": args.kind_name,
+                "network": args.network,
                 "cluster": self.command.stdout,
                 "command_urn": self.command.urn,
             },
@@ -145,7 +181,7 @@ class KindCluster(pulumi.ComponentResource):
             ),
         )
         self.kubeconfig = pulumi.Output.secret(self.cluster.kubeconfig)
-        self.kind_name = pulumi.Output.from_input(cluster.kind_name)
+        self.kind_name = pulumi.Output.from_input(args.kind_name)
         self.context = self.cluster.context
         self.control_plane = self.cluster.control_plane
         self.nodes = self.cluster.nodes

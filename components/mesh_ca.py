@@ -1,8 +1,9 @@
-"""MeshCA: the one certificate authority every cluster of the stack shares."""
+"""MeshCA: the one certificate authority every cluster of a mesh shares."""
 
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_tls as tls
@@ -17,27 +18,46 @@ def _b64(text: str | None) -> str:
     return base64.b64encode(text.encode()).decode() if text else ""
 
 
+@dataclass
+class MeshCAArgs:
+    """Inputs of :class:`MeshCA`.
+
+    Attributes:
+        common_name: the CA certificate's subject CN.
+        validity_hours: lifetime of the CA (default ten years; never renewed early).
+        rsa_bits: RSA key size (RSA: Helm's certificate functions, which the Cilium chart's
+            ``helm`` TLS method uses, parse it for sure).
+    """
+
+    common_name: str = "kindmesh ClusterMesh CA"
+    validity_hours: int = CA_VALIDITY_HOURS
+    rsa_bits: int = 2048
+
+
 class MeshCA(pulumi.ComponentResource):
-    """Private key + self-signed CA certificate, stored (secret) in the stack state."""
+    """Private key + self-signed CA certificate, stored (the key secret) in the stack state.
+
+    Outputs: ``cert_pem`` and ``cert_b64`` (public), ``key_b64`` (secret) — the shapes
+    Cilium's ``tls.ca.cert``/``tls.ca.key`` take.
+    """
 
     cert_pem: pulumi.Output[str]
     cert_b64: pulumi.Output[str]
     key_b64: pulumi.Output[str]
 
-    def __init__(self, name: str, common_name: str, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: MeshCAArgs | None = None, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kindmesh:index:MeshCA", name, None, opts)
+        args = args or MeshCAArgs()
         child = pulumi.ResourceOptions(parent=self)
-        # RSA: Helm's buildCustomCert/genSignedCert (used by the chart's `helm` TLS method)
-        # parses it for sure.
-        self.key = tls.PrivateKey(f"{name}-key", algorithm="RSA", rsa_bits=2048, opts=child)
+        self.key = tls.PrivateKey(f"{name}-key", algorithm="RSA", rsa_bits=args.rsa_bits, opts=child)
         self.cert = tls.SelfSignedCert(
             f"{name}-cert",
             private_key_pem=self.key.private_key_pem,
             is_ca_certificate=True,
-            validity_period_hours=CA_VALIDITY_HOURS,
+            validity_period_hours=args.validity_hours,
             early_renewal_hours=0,
             allowed_uses=["cert_signing", "crl_signing", "digital_signature", "key_encipherment"],
-            subject=tls.SelfSignedCertSubjectArgs(common_name=common_name, organization="kindmesh"),
+            subject=tls.SelfSignedCertSubjectArgs(common_name=args.common_name, organization="kindmesh"),
             opts=child,
         )
         self.cert_pem = self.cert.cert_pem

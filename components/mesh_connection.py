@@ -1,47 +1,113 @@
-"""MeshConnection: the ClusterMesh links of the stack, as Cilium Helm values.
+"""MeshConnection: the ClusterMesh links of a mesh, as Cilium Helm values.
 
-One component for the whole mesh (resource count linear in clusters). It turns the
-planner's symmetric peer sets into each member's ``clustermesh.config`` list - the
-declarative, GitOps way Cilium documents (no ``cilium clustermesh connect``, which
-would helm-upgrade releases behind Pulumi's back). Every member's list is known at plan
-time, so no release waits on another cluster: adding a cluster updates its peers'
-values and creates nothing but the new cluster's resources.
+One component for the whole mesh (resource count linear in clusters). It turns members
+(each with the endpoint its peers reach its clustermesh-apiserver at) and the links
+between them into each member's ``clustermesh.config.clusters`` list - the declarative,
+GitOps way Cilium documents (no ``cilium clustermesh connect``, which would
+helm-upgrade releases behind Pulumi's back). Every list is known at plan time, so no
+release waits on another cluster: adding a cluster updates its peers' values and
+creates nothing but the new cluster's resources.
 
-Everything here is plain data known at plan time and stays plain: wrapping it in
-Outputs would cost N×(N−1) deep-wrapped dicts for nothing (see the bench).
+Everything here is plain data and stays plain: wrapping it in Outputs would cost
+N×(N−1) deep-wrapped dicts for nothing (see the bench).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 
-from kindmesh.core.planner import StackPlan
+MESH_PORT = 2379  # clustermesh-apiserver's port behind a LoadBalancer
 
 
-def summary(plan: StackPlan, name: str) -> str:
-    c = plan.cluster(name)
-    peers = ", ".join(c.peers) or "no peers"
-    return f"{c.name} (id {c.id}) serves clustermesh at {c.mesh_endpoint} and meshes with {peers}"
+@dataclass(frozen=True)
+class MeshMember:
+    """A cluster of the mesh and where its peers reach its clustermesh-apiserver.
+
+    Attributes:
+        name: Cilium cluster name.
+        ips: addresses of the clustermesh-apiserver (a LoadBalancer IP, or node IPs).
+        port: its port (2379 behind a LoadBalancer; the NodePort otherwise).
+        id: Cilium cluster id (for the summaries only).
+    """
+
+    name: str
+    ips: Sequence[str]
+    port: int = MESH_PORT
+    id: int | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.ips[0]}:{self.port}" if self.ips else f"?:{self.port}"
+
+
+@dataclass
+class MeshConnectionArgs:
+    """Inputs of :class:`MeshConnection`.
+
+    Attributes:
+        members: every cluster of the mesh; peers are listed in this order.
+        links: undirected pairs of member names that mesh with each other (a full mesh is
+            every pair; a hub topology is hub ↔ each spoke). ``None``: a full mesh.
+        topology: a name for the shape of ``links`` (informational output).
+    """
+
+    members: Sequence[MeshMember]
+    links: Sequence[tuple[str, str]] | None = None
+    topology: str = "full"
+    _peers: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        names = [m.name for m in self.members]
+        if len(set(names)) != len(names):
+            raise ValueError(f"MeshConnectionArgs.members: duplicate names in {names}")
+        links = self.links if self.links is not None else [
+            (a, b) for i, a in enumerate(names) for b in names[i + 1:]
+        ]
+        linked: dict[str, set[str]] = {n: set() for n in names}
+        for a, b in links:
+            if a not in linked or b not in linked or a == b:
+                raise ValueError(f"MeshConnectionArgs.links: ({a!r}, {b!r}) does not join two members")
+            linked[a].add(b)
+            linked[b].add(a)
+        self._peers = {n: [m for m in names if m in linked[n]] for n in names}
+        self.links = [(a, b) for a, b in links]
 
 
 class MeshConnection(pulumi.ComponentResource):
+    """Each member's ClusterMesh peers, as plain data (no cloud resources).
+
+    Outputs (plain attributes, also registered): ``peers`` (member -> its
+    ``clustermesh.config.clusters`` entries), ``endpoints`` (member -> ``ip:port``),
+    ``summaries`` (member -> one line), ``links`` (``a<->b``).
+    """
+
     peers: dict[str, list[dict[str, Any]]]
     endpoints: dict[str, str]
     summaries: dict[str, str]
     links: list[str]
 
-    def __init__(self, name: str, plan: StackPlan, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: MeshConnectionArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kindmesh:index:MeshConnection", name, None, opts)
-        self.peers = {c.name: plan.peer_entries(c.name) for c in plan.clusters}
-        self.endpoints = {c.name: c.mesh_endpoint for c in plan.clusters}
-        self.summaries = {c.name: summary(plan, c.name) for c in plan.clusters}
-        self.links = [str(link) for link in plan.links]
+        by_name = {m.name: m for m in args.members}
+        self.peers = {
+            m.name: [{"name": p, "port": by_name[p].port, "ips": list(by_name[p].ips)} for p in args._peers[m.name]]
+            for m in args.members
+        }
+        self.endpoints = {m.name: m.endpoint for m in args.members}
+        self.summaries = {
+            m.name: f"{m.name}{f' (id {m.id})' if m.id is not None else ''} serves clustermesh at {m.endpoint} "
+                    f"and meshes with {', '.join(args._peers[m.name]) or 'no peers'}"
+            for m in args.members
+        }
+        self.links = [f"{a}<->{b}" for a, b in args.links or []]
         # Component outputs are plain values: serialized as they are, never deep-wrapped.
         self.register_outputs(
             {
-                "topology": plan.topology,
+                "topology": args.topology,
                 "peers": self.peers,
                 "endpoints": self.endpoints,
                 "summaries": self.summaries,

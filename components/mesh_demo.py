@@ -1,7 +1,9 @@
-"""MeshDemo: the demo backend, clients, global Services and policies of one cluster."""
+"""MeshDemo: demo workloads, global Services and policies applied to one cluster."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -9,11 +11,9 @@ import pulumi_kubernetes as k8s
 
 from kindmesh.components.cluster_target import ClusterTarget
 from kindmesh.components.metallb_pool import custom_resource
-from kindmesh.core.demo import manifests
-from kindmesh.core.planner import ClusterPlan, StackPlan
 
 
-def _resource(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+def _resource(name: str, obj: Mapping[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
     kind = obj["kind"]
     meta, spec = obj["metadata"], obj.get("spec")
     if kind == "Namespace":
@@ -25,26 +25,40 @@ def _resource(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> p
     return custom_resource(name, obj, opts)
 
 
-class MeshDemo(pulumi.ComponentResource):
-    def __init__(
-        self,
-        name: str,
-        plan: StackPlan,
-        cluster: ClusterPlan,
-        *,
-        target: ClusterTarget,
-        after: pulumi.Resource,
-        opts: pulumi.ResourceOptions | None = None,
-    ):
-        super().__init__("kindmesh:index:MeshDemo", name, None, opts)
-        objs = manifests(plan, cluster)
-        namespace_obj, rest = objs[0], objs[1:]
+@dataclass
+class MeshDemoArgs:
+    """Inputs of :class:`MeshDemo`.
 
-        def child_opts(*depends: pulumi.Resource) -> pulumi.ResourceOptions:
+    Attributes:
+        target: the cluster.
+        manifests: the objects, the Namespace first (``kindmesh.core.demo.manifests``
+            renders kindmesh's: an echo backend naming its cluster behind global Services,
+            a client, and with policies a default-deny + cross-cluster allow rules).
+        after: what they wait for (the CNI: ``CiliumRelease.ready``).
+    """
+
+    target: ClusterTarget
+    manifests: Sequence[Mapping[str, Any]]
+    after: pulumi.Resource | None = None
+
+
+class MeshDemo(pulumi.ComponentResource):
+    """Policies first, so no demo pod ever runs unprotected when policies are on.
+
+    Outputs: ``namespace`` and ``resources`` (every object, the namespace first).
+    """
+
+    def __init__(self, name: str, args: MeshDemoArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("kindmesh:index:MeshDemo", name, None, opts)
+        if not args.manifests or args.manifests[0].get("kind") != "Namespace":
+            raise ValueError("MeshDemoArgs.manifests: the first object must be the Namespace")
+        target = args.target
+        namespace_obj, rest = args.manifests[0], list(args.manifests[1:])
+
+        def child_opts(*depends: pulumi.Resource | None) -> pulumi.ResourceOptions:
             return target.opts(self, *depends)
 
-        self.namespace = _resource(f"{name}-demo-ns", namespace_obj, child_opts(after))
-        # Policies first, so no demo pod ever runs unprotected when policies are on.
+        self.namespace = _resource(f"{name}-demo-ns", namespace_obj, child_opts(args.after))
         ordered = sorted(rest, key=lambda o: o["kind"] != "CiliumNetworkPolicy")
         policies = [
             _resource(f"{name}-demo-{o['metadata']['name']}", o, child_opts(self.namespace))

@@ -1,94 +1,105 @@
-"""MetalLBPool: MetalLB (L2) in one cluster with the pool the planner carved for it."""
+"""MetalLBPool: MetalLB (L2) in one cluster with one address pool.
+
+MetalLB release -> webhook gate -> IPAddressPool -> L2Advertisement. MetalLB's validating
+webhook rejects pools until its controller serves it; the gate (its own process, see
+``kindmesh.deploy.gates``) asks for a server-side dry-run create of the very pool, so the
+pool is applied exactly when the webhook admits it - no fixed sleep.
+"""
 
 from __future__ import annotations
 
-import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from kindmesh.components.cluster_target import ClusterTarget
-from kindmesh.core.config import METALLB_CHART_REPO
-from kindmesh.core.planner import ClusterPlan, StackPlan
-from kindmesh.core.render import METALLB_NAMESPACE, ip_address_pool, l2_advertisement, metallb_values
+from kindmesh.core.config import METALLB_CHART_REPO, METALLB_CHART_VERSION
+from kindmesh.core.render import (
+    L2_NAME,
+    METALLB_NAMESPACE,
+    POOL_NAME,
+    ip_address_pool_for,
+    l2_advertisement_for,
+    metallb_values,
+)
 
 RELEASE_TIMEOUT = 600
 GATE_TIMEOUT = 300
 
 
-def custom_resource(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+def custom_resource(name: str, obj: Mapping[str, Any], opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
     return k8s.apiextensions.CustomResource(
         name, api_version=obj["apiVersion"], kind=obj["kind"], metadata=obj["metadata"],
         spec=obj.get("spec"), opts=opts,
     )
 
 
-class PoolOverlapError(ValueError):
-    pass
+@dataclass
+class MetalLBPoolArgs:
+    """Inputs of :class:`MetalLBPool`.
 
+    Attributes:
+        target: the cluster (provider, kubeconfig for the gate, ``deleted_with``).
+        cluster_name: names the cluster in the gate's messages.
+        addresses: the pool: ``first-last`` ranges or CIDRs that no other pool or host uses.
+        labels: labels of the pool and advertisement objects.
+        chart_version / repo / values: the MetalLB chart (default: L2 only, no FRR,
+            speakers on control planes too).
+        after: what the release waits for (the CNI: ``CiliumRelease.ready``).
+        gate_timeout: the bound of the webhook gate, seconds.
+    """
 
-def check_pool_is_own(plan: StackPlan, cluster: ClusterPlan) -> None:
-    """Defensive: the cluster's pool overlaps no other pool and lies in the docker subnet."""
-    first, last = int(ipaddress.ip_address(cluster.pool_first)), int(ipaddress.ip_address(cluster.pool_last))
-    subnet = ipaddress.ip_network(plan.network.subnet)
-    # an existing cluster's pool is the user's (stacks/existing.py checked it against every range)
-    if cluster.source == "kind" and not (int(subnet.network_address) < first <= last < int(subnet.broadcast_address)):
-        raise PoolOverlapError(
-            f"MetalLB pool {cluster.pool} of cluster {cluster.name!r} is not inside the docker subnet {subnet}"
-        )
-    for other in plan.clusters:
-        if other.name == cluster.name or not other.pool_first:
-            continue
-        o_first = int(ipaddress.ip_address(other.pool_first))
-        o_last = int(ipaddress.ip_address(other.pool_last))
-        if first <= o_last and o_first <= last:
-            raise PoolOverlapError(
-                f"MetalLB pool {cluster.pool} of cluster {cluster.name!r} overlaps pool {other.pool} of "
-                f"cluster {other.name!r}; both clusters would answer ARP for the same IPs"
-            )
+    target: ClusterTarget
+    cluster_name: str
+    addresses: Sequence[str]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    chart_version: str = METALLB_CHART_VERSION
+    repo: str = METALLB_CHART_REPO
+    values: Mapping[str, Any] = field(default_factory=metallb_values)
+    after: pulumi.Resource | None = None
+    gate_timeout: int = GATE_TIMEOUT
+    pool_name: str = POOL_NAME
+    advertisement_name: str = L2_NAME
 
 
 class MetalLBPool(pulumi.ComponentResource):
-    """MetalLB release -> webhook gate -> IPAddressPool -> L2Advertisement."""
+    """Outputs: ``release``, ``gate``, ``pool``, ``advertisement`` (resources) and
+    ``addresses`` (plain)."""
 
-    def __init__(
-        self,
-        name: str,
-        plan: StackPlan,
-        cluster: ClusterPlan,
-        *,
-        target: ClusterTarget,
-        after: pulumi.Resource,
-        opts: pulumi.ResourceOptions | None = None,
-    ):
+    addresses: list[str]
+
+    def __init__(self, name: str, args: MetalLBPoolArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kindmesh:index:MetalLBPool", name, None, opts)
-        check_pool_is_own(plan, cluster)
-
+        if not args.addresses:
+            raise ValueError("MetalLBPoolArgs.addresses: give at least one range, e.g. 172.30.255.240-172.30.255.254")
+        target = args.target
         self.release = target.helm_release(
             f"{name}-metallb",
             self,
             chart="metallb",
-            version=plan.config.metallb.version,
-            repo=METALLB_CHART_REPO,
+            version=args.chart_version,
+            repo=args.repo,
             namespace=METALLB_NAMESPACE,
             create_namespace=True,
-            values=metallb_values(plan, cluster),
+            values=dict(args.values),
             timeout=RELEASE_TIMEOUT,
             wait=True,  # no LoadBalancer Services in this chart: Helm's wait is the readiness
-            after=after,
+            after=args.after,
         )
-        pool = ip_address_pool(plan, cluster)
-        adv = l2_advertisement(plan, cluster)
+        pool = ip_address_pool_for(args.addresses, name=args.pool_name, labels=args.labels)
+        adv = l2_advertisement_for(args.pool_name, name=args.advertisement_name, labels=args.labels)
         self.gate = target.gate(
             f"{name}-metallb-webhook",
             self,
             gate="metallb-webhook",
-            spec={"cluster": cluster.name, "pool": pool, "timeout": GATE_TIMEOUT},
-            triggers=[plan.config.metallb.version],  # another chart version: probe the webhook again
+            spec={"cluster": args.cluster_name, "pool": pool, "timeout": args.gate_timeout},
+            triggers=[args.chart_version],  # another chart version: probe the webhook again
             after=self.release,
         )
         self.pool = custom_resource(f"{name}-pool", pool, target.opts(self, self.gate))
         self.advertisement = custom_resource(f"{name}-l2", adv, target.opts(self, self.pool))
-        self.pool_range = pulumi.Output.from_input(cluster.pool)
-        self.register_outputs({"pool": self.pool_range})
+        self.addresses = list(args.addresses)
+        self.register_outputs({"addresses": self.addresses})

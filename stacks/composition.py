@@ -12,6 +12,7 @@ longest chain of slow steps is the same for 2 clusters or 64.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shlex
 import sys
@@ -26,18 +27,31 @@ import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 
 from kindmesh import PACKAGE_HOME
-from kindmesh.components.cilium_release import CiliumRelease
+from kindmesh.components.cilium_release import CiliumRelease, CiliumReleaseArgs
 from kindmesh.components.cluster_target import ClusterTarget
-from kindmesh.components.existing_cluster import ExistingCluster
-from kindmesh.components.kind_cluster import HostImages, KindCluster
-from kindmesh.components.mesh_ca import MeshCA
-from kindmesh.components.mesh_connection import MeshConnection
-from kindmesh.components.mesh_demo import MeshDemo
-from kindmesh.components.metallb_pool import MetalLBPool
+from kindmesh.components.existing_cluster import ExistingCluster, ExistingClusterArgs
+from kindmesh.components.kind_cluster import (
+    HostImages,
+    HostImagesArgs,
+    KindCluster,
+    KindClusterArgs,
+    kind_spec,
+)
+from kindmesh.components.mesh_ca import MeshCA, MeshCAArgs
+from kindmesh.components.mesh_connection import MeshConnection, MeshConnectionArgs, MeshMember
+from kindmesh.components.mesh_demo import MeshDemo, MeshDemoArgs
+from kindmesh.components.metallb_pool import MetalLBPool, MetalLBPoolArgs
 from kindmesh.core.config import ConfigError, decode_raw
-from kindmesh.core.demo import verification_spec
+from kindmesh.core.demo import manifests, verification_spec
 from kindmesh.core.planner import ClusterPlan, StackPlan, load_plan
-from kindmesh.core.render import STACK_LABEL, cluster_table, mermaid
+from kindmesh.core.render import (
+    STACK_LABEL,
+    cilium_values,
+    cluster_table,
+    hubble_ui_url,
+    mermaid,
+    node_labels,
+)
 from kindmesh.stacks.preflight import Preflighted
 
 PROJECT_ROOT = PACKAGE_HOME  # where `python -m kindmesh.…` resolves (the checkout, or site-packages)
@@ -62,6 +76,8 @@ class Stack:
     images: HostImages | None
     clusters: dict[str, ClusterParts] = field(default_factory=dict)
     verify: Any = None
+    kubeconfig_files: list[command.local.Command] = field(default_factory=list)
+    kubeconfig_path: str | None = None
 
 
 def read_raw_config() -> dict[str, Any]:
@@ -85,8 +101,19 @@ def plan_from_pulumi(raw: Mapping[str, Any] | None = None) -> StackPlan:
         raise pulumi.RunError(str(err)) from None
 
 
-def build(plan: StackPlan, *, preflight: Callable[[StackPlan], object] | None = None) -> Stack:
-    """Register the whole stack graph for ``plan``; returns the parts (for tests/outputs)."""
+def build(
+    plan: StackPlan,
+    *,
+    preflight: Callable[[StackPlan], object] | None = None,
+    parent: pulumi.Resource | None = None,
+    prefix: str = "",
+    kubeconfig_file: bool = True,
+) -> Stack:
+    """Register the whole stack graph for ``plan``; returns the parts (for tests/outputs).
+
+    ``parent``/``prefix`` place the graph under a component (``Mesh``) with names that do
+    not collide with another mesh of the same program.
+    """
     facts: object = None
     if preflight is not None:
         try:
@@ -99,91 +126,179 @@ def build(plan: StackPlan, *, preflight: Callable[[StackPlan], object] | None = 
             plan, facts = checked.plan, checked.facts
         else:
             facts = checked
-    if not any(c.source == "kind" for c in plan.clusters):
-        return _build_clusters(plan, None, None)
-
-    docker_provider = docker.Provider("docker")
-    options = {"com.docker.network.bridge.enable_ip_masquerade": "true"}
-    mtu = getattr(facts, "mtu", 0)  # the daemon's MTU, as kind does (None under mocks: no option)
-    if isinstance(mtu, int) and mtu > 0 and mtu != DEFAULT_MTU:
-        options["com.docker.network.driver.mtu"] = str(mtu)
-    network = docker.Network(
-        "network",
-        name=plan.network.name,
-        driver="bridge",
-        ipam_configs=[
-            docker.NetworkIpamConfigArgs(
-                subnet=plan.network.subnet,
-                gateway=plan.network.gateway,
-                ip_range=plan.network.node_range,
-            )
-        ],
-        options=options,
-        labels=[docker.NetworkLabelArgs(label=STACK_LABEL, value=plan.stack_label)],
-        opts=pulumi.ResourceOptions(provider=docker_provider),
-    )
-    images = None
-    if plan.config.kind.prepull and plan.images:
-        images = HostImages("host-images", list(plan.images))
-    return _build_clusters(plan, network, images)
-
-
-def _build_clusters(plan: StackPlan, network: docker.Network | None, images: HostImages | None) -> Stack:
-    ca = MeshCA("mesh-ca", common_name=f"kindmesh {plan.stack} ClusterMesh CA")
-    mesh = MeshConnection("mesh", plan)
-    stack = Stack(plan=plan, network=network, ca=ca, mesh=mesh, images=images)
-
     for cluster in plan.clusters:
-        if cluster.source == "existing":
-            stack.clusters[cluster.name] = _existing_parts(plan, cluster, ca, mesh)
-            continue
-        assert network is not None  # kind clusters always get the network
-        kind = KindCluster(cluster.name, plan, cluster, network=network, images=images)
-        provider = k8s.Provider(
-            f"{cluster.name}-k8s",
-            kubeconfig=kind.kubeconfig,
-            delete_unreachable=True,
-            opts=pulumi.ResourceOptions(parent=kind),
-        )
-        target = ClusterTarget(provider=provider, kind_cluster=kind.cluster, kubeconfig=kind.kubeconfig)
-        cilium = CiliumRelease(
-            cluster.name,
-            plan,
-            cluster,
-            target=target,
-            ca_cert_b64=ca.cert_b64,
-            ca_key_b64=ca.key_b64,
-            peers=mesh.peers_for(cluster.name),
-        )
-        metallb = MetalLBPool(cluster.name, plan, cluster, target=target, after=cilium.ready)
-        parts = ClusterParts(kind=kind, provider=provider, cilium=cilium, metallb=metallb)
-        if plan.config.demo.enabled:
-            parts.demo = MeshDemo(cluster.name, plan, cluster, target=target, after=cilium.ready)
-        stack.clusters[cluster.name] = parts
+        if cluster.source == "kind" or (cluster.existing is not None and cluster.existing.endpoint == "pool"):
+            check_pool_is_own(plan, cluster)
+    wire = _Wiring(plan, parent, prefix)
+    network = images = None
+    if any(c.source == "kind" for c in plan.clusters):
+        network, images = wire.host(facts)
+    stack = wire.clusters(network, images)
+    if kubeconfig_file:
+        stack.kubeconfig_files = kubeconfig_files(stack, prefix)
     if plan.config.verify.on_up:
-        stack.verify = verify_on_up(stack)
+        stack.verify = verify_on_up(stack, wire.opts(), prefix)
     return stack
 
 
-def _existing_parts(plan: StackPlan, cluster: ClusterPlan, ca: MeshCA, mesh: MeshConnection) -> ClusterParts:
-    """An existing cluster: no kind, no docker; nothing in it is deletedWith the cluster."""
-    existing = ExistingCluster(cluster.name, cluster)
-    target = ClusterTarget(provider=existing.provider, kind_cluster=None, kubeconfig=existing.kubeconfig)
-    cilium = CiliumRelease(cluster.name, plan, cluster, target=target, ca_cert_b64=ca.cert_b64,
-                           ca_key_b64=ca.key_b64, peers=mesh.peers_for(cluster.name))
-    metallb = None
-    if cluster.existing is not None and cluster.existing.endpoint == "pool":  # MetalLB is ours
-        metallb = MetalLBPool(cluster.name, plan, cluster, target=target, after=cilium.ready)
-    parts = ClusterParts(kind=existing, provider=existing.provider, cilium=cilium, metallb=metallb)
-    if plan.config.demo.enabled:
-        parts.demo = MeshDemo(cluster.name, plan, cluster, target=target, after=cilium.ready)
-    return parts
+class PoolOverlapError(ValueError):
+    pass
+
+
+def check_pool_is_own(plan: StackPlan, cluster: ClusterPlan) -> None:
+    """Defensive (the planner already checks): the cluster's pool overlaps no other pool,
+    and a kind cluster's lies in the docker subnet."""
+    first, last = int(ipaddress.ip_address(cluster.pool_first)), int(ipaddress.ip_address(cluster.pool_last))
+    subnet = ipaddress.ip_network(plan.network.subnet)
+    # an existing cluster's pool is the user's (kindmesh.core.existing checked it against every range)
+    if cluster.source == "kind" and not (int(subnet.network_address) < first <= last < int(subnet.broadcast_address)):
+        raise PoolOverlapError(
+            f"MetalLB pool {cluster.pool} of cluster {cluster.name!r} is not inside the docker subnet {subnet}"
+        )
+    for other in plan.clusters:
+        if other.name == cluster.name or not other.pool_first:
+            continue
+        o_first = int(ipaddress.ip_address(other.pool_first))
+        o_last = int(ipaddress.ip_address(other.pool_last))
+        if first <= o_last and o_first <= last:
+            raise PoolOverlapError(
+                f"MetalLB pool {cluster.pool} of cluster {cluster.name!r} overlaps pool {other.pool} of "
+                f"cluster {other.name!r}; both clusters would answer ARP for the same IPs"
+            )
+
+
+def kind_cluster_args(plan: StackPlan, cluster: ClusterPlan, after: list[pulumi.Resource]) -> KindClusterArgs:
+    return KindClusterArgs(
+        kind_name=cluster.kind_name,
+        network=plan.network.name,
+        pod_subnet=cluster.pod_subnet,
+        service_subnet=cluster.service_subnet,
+        workers=cluster.workers,
+        node_image=plan.config.kind.node_image,
+        images=list(plan.images) if plan.config.kind.prepull else [],
+        labels=node_labels(plan, cluster),
+        after=after,
+    )
+
+
+def cluster_inputs(plan: StackPlan, cluster: ClusterPlan) -> dict[str, Any]:
+    """The spec kindctl gets for a planned kind cluster."""
+    return kind_spec(kind_cluster_args(plan, cluster, []))
+
+
+def mesh_members(plan: StackPlan) -> MeshConnectionArgs:
+    """The planner's mesh as MeshConnection's args (members in plan order: by id)."""
+    return MeshConnectionArgs(
+        members=[MeshMember(c.name, list(c.mesh_ips or (c.mesh_ip,)), c.mesh_port, c.id) for c in plan.clusters],
+        links=[(link.a, link.b) for link in plan.links],
+        topology=plan.topology,
+    )
+
+
+class _Wiring:
+    """Plan -> component args, one cluster at a time (names prefixed, all under ``parent``)."""
+
+    def __init__(self, plan: StackPlan, parent: pulumi.Resource | None, prefix: str):
+        self.plan, self.parent, self.prefix = plan, parent, prefix
+
+    def opts(self, **kw: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self.parent, **kw)
+
+    def host(self, facts: object) -> tuple[docker.Network, HostImages | None]:
+        plan, n = self.plan, self.prefix
+        docker_provider = docker.Provider(f"{n}docker", opts=self.opts())
+        options = {"com.docker.network.bridge.enable_ip_masquerade": "true"}
+        mtu = getattr(facts, "mtu", 0)  # the daemon's MTU, as kind does (None under mocks: no option)
+        if isinstance(mtu, int) and mtu > 0 and mtu != DEFAULT_MTU:
+            options["com.docker.network.driver.mtu"] = str(mtu)
+        network = docker.Network(
+            f"{n}network",
+            name=plan.network.name,
+            driver="bridge",
+            ipam_configs=[
+                docker.NetworkIpamConfigArgs(
+                    subnet=plan.network.subnet,
+                    gateway=plan.network.gateway,
+                    ip_range=plan.network.node_range,
+                )
+            ],
+            options=options,
+            labels=[docker.NetworkLabelArgs(label=STACK_LABEL, value=plan.stack_label)],
+            opts=self.opts(provider=docker_provider),
+        )
+        images = None
+        if plan.config.kind.prepull and plan.images:
+            images = HostImages(f"{n}host-images", HostImagesArgs(images=list(plan.images)), opts=self.opts())
+        return network, images
+
+    def clusters(self, network: docker.Network | None, images: HostImages | None) -> Stack:
+        plan, n = self.plan, self.prefix
+        ca = MeshCA(f"{n}mesh-ca", MeshCAArgs(common_name=f"kindmesh {plan.stack} ClusterMesh CA"), opts=self.opts())
+        mesh = MeshConnection(f"{n}mesh", mesh_members(plan), opts=self.opts())
+        stack = Stack(plan=plan, network=network, ca=ca, mesh=mesh, images=images)
+        for cluster in plan.clusters:
+            stack.clusters[cluster.name] = self.cluster(cluster, network, images, ca, mesh)
+        return stack
+
+    def cluster(self, cluster: ClusterPlan, network: docker.Network | None, images: HostImages | None,
+                ca: MeshCA, mesh: MeshConnection) -> ClusterParts:
+        plan, name = self.plan, f"{self.prefix}{cluster.name}"
+        access: KindCluster | ExistingCluster
+        if cluster.source == "existing":
+            # no kind, no docker; nothing in it is deletedWith the cluster (destroy deletes our objects)
+            ex = cluster.existing
+            assert ex is not None
+            access = ExistingCluster(name, ExistingClusterArgs(
+                kubeconfig=ex.kubeconfig, context=ex.context,
+                cluster_identifier=f"kindmesh-existing/{cluster.name}/{ex.api_host}:{ex.api_port}",
+            ), opts=self.opts())
+            provider = access.provider
+            target = ClusterTarget(provider=provider, kubeconfig=access.kubeconfig)
+            with_metallb = ex.endpoint == "pool"  # else the LoadBalancer (or NodePort) is not ours
+        else:
+            assert network is not None  # kind clusters always get the network
+            after: list[pulumi.Resource] = [network] + ([images] if images is not None else [])
+            access = KindCluster(name, kind_cluster_args(plan, cluster, after), opts=self.opts())
+            provider = k8s.Provider(
+                f"{name}-k8s",
+                kubeconfig=access.kubeconfig,
+                delete_unreachable=True,
+                opts=pulumi.ResourceOptions(parent=access),
+            )
+            target = ClusterTarget(provider=provider, kubeconfig=access.kubeconfig, deleted_with=access.cluster)
+            with_metallb = True
+        cilium = CiliumRelease(name, CiliumReleaseArgs(
+            target=target,
+            cluster_name=cluster.name,
+            cluster_id=cluster.id,
+            values=cilium_values(plan, cluster),
+            peers=mesh.peers_for(cluster.name),
+            ca_cert_b64=ca.cert_b64,
+            ca_key_b64=ca.key_b64,
+            chart_version=plan.config.cilium.version,
+        ), opts=self.opts())
+        metallb = None
+        if with_metallb:
+            metallb = MetalLBPool(name, MetalLBPoolArgs(
+                target=target,
+                cluster_name=cluster.name,
+                addresses=[cluster.pool],
+                labels=node_labels(plan, cluster),
+                chart_version=plan.config.metallb.version,
+                after=cilium.ready,
+            ), opts=self.opts())
+        parts = ClusterParts(kind=access, provider=provider, cilium=cilium, metallb=metallb)
+        if plan.config.demo.enabled:
+            parts.demo = MeshDemo(name, MeshDemoArgs(
+                target=target, manifests=manifests(plan, cluster), after=cilium.ready,
+            ), opts=self.opts())
+        return parts
 
 
 VERIFY_ENV = "KINDMESH_VERIFY_OUTPUTS"
 
 
-def verify_on_up(stack: Stack) -> command.local.Command:
+def verify_on_up(stack: Stack, opts: pulumi.ResourceOptions | None = None, prefix: str = "") -> command.local.Command:
     """Run the verification as the last step of `pulumi up` (opt-in: verify.onUp)."""
     plan = stack.plan
     last: list[pulumi.Resource] = []
@@ -196,20 +311,20 @@ def verify_on_up(stack: Stack) -> command.local.Command:
         **{n: p.kind.kubeconfig for n, p in stack.clusters.items()}
     ).apply(lambda kubeconfigs: json.dumps({"verification": verification_spec(plan), "kubeconfigs": kubeconfigs}))
     return command.local.Command(
-        "verify",
+        f"{prefix}verify",
         create=f"{shlex.quote(sys.executable)} -m kindmesh.cli.verify --outputs-env {VERIFY_ENV}",
         update=f"{shlex.quote(sys.executable)} -m kindmesh.cli.verify --outputs-env {VERIFY_ENV}",
         dir=str(PROJECT_ROOT),
         environment={VERIFY_ENV: payload},
         triggers=[p.cilium.revision for p in stack.clusters.values()],
-        opts=pulumi.ResourceOptions(depends_on=last),
+        opts=pulumi.ResourceOptions.merge(opts or pulumi.ResourceOptions(), pulumi.ResourceOptions(depends_on=last)),
     )
 
 
 KUBECONFIG_ENV = "KINDMESH_KUBECONFIG"
 
 
-def kubeconfig_files(stack: Stack) -> list[command.local.Command]:
+def kubeconfig_files(stack: Stack, prefix: str = "") -> list[command.local.Command]:
     """`.kindmesh/<stack>/kubeconfig` (0600): each cluster added by `pulumi up`, dropped by destroy.
 
     One command per cluster (so adding/removing a cluster touches no other cluster's
@@ -223,7 +338,7 @@ def kubeconfig_files(stack: Stack) -> list[command.local.Command]:
         args = (f"--stack {shlex.quote(stack.plan.stack)} --cluster {shlex.quote(name)} "
                 f"--root {shlex.quote(str(project))}")
         commands.append(command.local.Command(
-            f"{name}-kubeconfig",
+            f"{prefix}{name}-kubeconfig",
             create=f"{base} add {args}",
             update=f"{base} add {args}",
             delete=f"{base} drop {args}",
@@ -231,29 +346,35 @@ def kubeconfig_files(stack: Stack) -> list[command.local.Command]:
             environment={KUBECONFIG_ENV: parts.kind.kubeconfig},
             opts=pulumi.ResourceOptions(parent=parts.kind),
         ))
-    pulumi.export("kubeconfigFile", str(project / ".kindmesh" / stack.plan.stack / "kubeconfig"))
+    stack.kubeconfig_path = str(project / ".kindmesh" / stack.plan.stack / "kubeconfig")
     return commands
 
 
-def export(stack: Stack) -> None:
+def outputs(stack: Stack) -> dict[str, Any]:
+    """The stack's outputs: plain plan data, plus the few real Outputs (kubeconfigs: secret)."""
     plan = stack.plan
-    kubeconfig_files(stack)
+    out: dict[str, Any] = {}
+    if stack.kubeconfig_path is not None:
+        out["kubeconfigFile"] = stack.kubeconfig_path
     if stack.network is not None:
-        pulumi.export("network", {"name": plan.network.name, "subnet": plan.network.subnet,
-                                  "nodeRange": plan.network.node_range, "poolRegion": plan.network.pool_region})
-    pulumi.export("clusters", cluster_table(plan))
-    pulumi.export("contexts", {name: parts.kind.context for name, parts in stack.clusters.items()})
-    pulumi.export(
-        "kubeconfigs",
-        pulumi.Output.secret(
-            pulumi.Output.all(**{name: parts.kind.kubeconfig for name, parts in stack.clusters.items()})
-        ),
+        out["network"] = {"name": plan.network.name, "subnet": plan.network.subnet,
+                          "nodeRange": plan.network.node_range, "poolRegion": plan.network.pool_region}
+    out["clusters"] = cluster_table(plan)
+    out["contexts"] = {name: parts.kind.context for name, parts in stack.clusters.items()}
+    out["kubeconfigs"] = pulumi.Output.secret(
+        pulumi.Output.all(**{name: parts.kind.kubeconfig for name, parts in stack.clusters.items()})
     )
-    pulumi.export("mesh", {"topology": plan.topology, "links": [str(link) for link in plan.links]})
-    pulumi.export("meshPeers", stack.mesh.peers)
-    pulumi.export("meshEndpoints", stack.mesh.endpoints)
-    pulumi.export("meshSummary", stack.mesh.summaries)
-    pulumi.export("hubbleUi", {c.name: stack.clusters[c.name].cilium.hubble_ui_url for c in plan.clusters})
-    pulumi.export("mermaid", mermaid(plan))
-    pulumi.export("caCertificate", stack.ca.cert_pem)
-    pulumi.export("verification", verification_spec(plan))
+    out["mesh"] = {"topology": plan.topology, "links": [str(link) for link in plan.links]}
+    out["meshPeers"] = stack.mesh.peers
+    out["meshEndpoints"] = stack.mesh.endpoints
+    out["meshSummary"] = stack.mesh.summaries
+    out["hubbleUi"] = {c.name: hubble_ui_url(c) for c in plan.clusters}
+    out["mermaid"] = mermaid(plan)
+    out["caCertificate"] = stack.ca.cert_pem
+    out["verification"] = verification_spec(plan)
+    return out
+
+
+def export(stack: Stack) -> None:
+    for key, value in outputs(stack).items():
+        pulumi.export(key, value)

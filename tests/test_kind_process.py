@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from kindmesh.components.kind_cluster import cluster_inputs
 from kindmesh.core.planner import load_plan
 from kindmesh.deploy import kindctl
 from kindmesh.deploy.kindctl import ToolError
+from kindmesh.stacks.composition import cluster_inputs
 from tests.fakes import FakeBin
 from tests.helpers import ROOT, stack_raw
 

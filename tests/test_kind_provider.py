@@ -9,11 +9,12 @@ import os
 import pytest
 import yaml
 
-from kindmesh.components.kind_cluster import cluster_inputs, host_image_specs
+from kindmesh.components.kind_cluster import host_image_specs
 from kindmesh.components.kind_provider import KindClusterInfoProvider
 from kindmesh.core.planner import load_plan
 from kindmesh.deploy import kindctl
 from kindmesh.deploy.kindctl import ToolError
+from kindmesh.stacks.composition import cluster_inputs
 from tests.fakes import FakeBin
 from tests.helpers import stack_raw
 

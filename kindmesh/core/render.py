@@ -6,6 +6,7 @@ everything a user could diff is testable (and byte-stable) without Pulumi.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -25,28 +26,67 @@ CLUSTER_LABEL = "kindmesh.io/cluster"
 
 
 # --------------------------------------------------------------------------- kind
-def kind_config(plan: StackPlan, cluster: ClusterPlan) -> dict[str, Any]:
-    """kind v1alpha4 Cluster config (only keys kind's strict decoder knows)."""
-    image = plan.config.kind.node_image
-    labels = {STACK_LABEL: plan.stack_label, CLUSTER_LABEL: cluster.name}
-    nodes: list[dict[str, Any]] = [{"role": "control-plane", "image": image, "labels": dict(labels)}]
-    nodes += [{"role": "worker", "image": image, "labels": dict(labels)} for _ in range(cluster.workers)]
+def kind_config_for(
+    name: str,
+    *,
+    node_image: str,
+    workers: int,
+    pod_subnet: str,
+    service_subnet: str,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """kind v1alpha4 Cluster config for Cilium (no CNI, no kube-proxy); only keys kind's
+    strict decoder knows. ``labels`` become Kubernetes labels of every node."""
+    node_labels = dict(labels or {})
+    nodes: list[dict[str, Any]] = [{"role": "control-plane", "image": node_image, "labels": dict(node_labels)}]
+    nodes += [{"role": "worker", "image": node_image, "labels": dict(node_labels)} for _ in range(workers)]
     return {
         "kind": "Cluster",
         "apiVersion": KIND_API_VERSION,
-        "name": cluster.kind_name,
+        "name": name,
         "networking": {
             "disableDefaultCNI": True,
             "kubeProxyMode": "none",
-            "podSubnet": cluster.pod_subnet,
-            "serviceSubnet": cluster.service_subnet,
+            "podSubnet": pod_subnet,
+            "serviceSubnet": service_subnet,
         },
         "nodes": nodes,
     }
 
 
+def kind_config(plan: StackPlan, cluster: ClusterPlan) -> dict[str, Any]:
+    """The kind config of a planned cluster."""
+    return kind_config_for(
+        cluster.kind_name,
+        node_image=plan.config.kind.node_image,
+        workers=cluster.workers,
+        pod_subnet=cluster.pod_subnet,
+        service_subnet=cluster.service_subnet,
+        labels=node_labels(plan, cluster),
+    )
+
+
+def node_labels(plan: StackPlan, cluster: ClusterPlan) -> dict[str, str]:
+    """Labels naming the stack and cluster (kind nodes, MetalLB objects)."""
+    return {STACK_LABEL: plan.stack_label, CLUSTER_LABEL: cluster.name}
+
+
+def dump_yaml(obj: Any) -> str:
+    """Byte-stable YAML (sorted keys, block style)."""
+    return yaml.safe_dump(obj, sort_keys=True, default_flow_style=False)
+
+
 def kind_config_yaml(plan: StackPlan, cluster: ClusterPlan) -> str:
-    return yaml.safe_dump(kind_config(plan, cluster), sort_keys=True, default_flow_style=False)
+    return dump_yaml(kind_config(plan, cluster))
+
+
+def overlay(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` merged over ``base`` the way Helm coalesces values: maps merge, the rest replaces."""
+    out = dict(base)
+    for key, value in top.items():
+        old = out.get(key)
+        out[key] = overlay(old, value) if isinstance(old, Mapping) and isinstance(value, Mapping) else value
+    return out
 
 
 # --------------------------------------------------------------------------- cilium
@@ -122,14 +162,34 @@ def cilium_values(
     return with_extras(plan, cluster, values)
 
 
+def mesh_values(
+    cluster_name: str,
+    cluster_id: int,
+    peers: Sequence[Mapping[str, Any]] = (),
+    ca: tuple[Any, Any] | None = None,
+) -> dict[str, Any]:
+    """The Cilium values ClusterMesh depends on: identity, peers, shared CA.
+
+    ``peers`` are ``clustermesh.config.clusters`` entries (``{name, port, ips}``); ``ca``
+    is ``(cert_b64, key_b64)``, placed as given (Outputs are fine: this module never
+    looks inside them)."""
+    values: dict[str, Any] = {
+        "cluster": {"name": cluster_name, "id": cluster_id},
+        "clustermesh": {"useAPIServer": True, "config": {"enabled": True, "clusters": [dict(p) for p in peers]}},
+    }
+    if ca is not None:
+        values["tls"] = {"ca": {"cert": ca[0], "key": ca[1]}}
+    return values
+
+
 def hubble_ui_url(cluster: ClusterPlan) -> str | None:
     return f"http://{cluster.hubble_ui_ip}" if cluster.hubble_ui_ip else None
 
 
 # --------------------------------------------------------------------------- metallb
-def metallb_values(plan: StackPlan, cluster: ClusterPlan) -> dict[str, Any]:
-    """MetalLB chart values: L2 only (no FRR), speakers on every node."""
-    del plan, cluster  # the same values everywhere; kept for symmetry with cilium_values
+def metallb_values(plan: StackPlan | None = None, cluster: ClusterPlan | None = None) -> dict[str, Any]:
+    """MetalLB chart values: L2 only (no FRR), speakers on every node (the same everywhere)."""
+    del plan, cluster
     return {
         "speaker": {
             "frr": {"enabled": False},
@@ -140,27 +200,33 @@ def metallb_values(plan: StackPlan, cluster: ClusterPlan) -> dict[str, Any]:
     }
 
 
-def _metallb_object(plan: StackPlan, cluster: ClusterPlan, kind: str, name: str,
-                    spec: dict[str, Any]) -> dict[str, Any]:
+def _metallb_object(kind: str, name: str, labels: Mapping[str, str], spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "metallb.io/v1beta1",
         "kind": kind,
-        "metadata": {
-            "name": name,
-            "namespace": METALLB_NAMESPACE,
-            "labels": {STACK_LABEL: plan.stack_label, CLUSTER_LABEL: cluster.name},
-        },
+        "metadata": {"name": name, "namespace": METALLB_NAMESPACE, "labels": dict(labels)},
         "spec": spec,
     }
 
 
+def ip_address_pool_for(addresses: Sequence[str], *, name: str = POOL_NAME,
+                        labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A MetalLB IPAddressPool of ``addresses`` (``first-last`` ranges or CIDRs)."""
+    return _metallb_object("IPAddressPool", name, labels or {}, {"addresses": list(addresses), "autoAssign": True})
+
+
+def l2_advertisement_for(pool: str = POOL_NAME, *, name: str = L2_NAME,
+                         labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A MetalLB L2Advertisement of one pool."""
+    return _metallb_object("L2Advertisement", name, labels or {}, {"ipAddressPools": [pool]})
+
+
 def ip_address_pool(plan: StackPlan, cluster: ClusterPlan) -> dict[str, Any]:
-    return _metallb_object(plan, cluster, "IPAddressPool", POOL_NAME,
-                           {"addresses": [cluster.pool], "autoAssign": True})
+    return ip_address_pool_for([cluster.pool], labels=node_labels(plan, cluster))
 
 
 def l2_advertisement(plan: StackPlan, cluster: ClusterPlan) -> dict[str, Any]:
-    return _metallb_object(plan, cluster, "L2Advertisement", L2_NAME, {"ipAddressPools": [POOL_NAME]})
+    return l2_advertisement_for(labels=node_labels(plan, cluster))
 
 
 # --------------------------------------------------------------------------- outputs
@@ -200,6 +266,11 @@ def cluster_table(plan: StackPlan) -> list[dict[str, Any]]:
 
 def cilium_workloads(plan: StackPlan) -> list[dict[str, Any]]:
     """What must be rolled out before anything else may run in the cluster."""
+    return cilium_workloads_for(hubble=plan.config.cilium.hubble, hubble_ui=plan.config.cilium.hubble_ui)
+
+
+def cilium_workloads_for(*, hubble: bool, hubble_ui: bool) -> list[dict[str, Any]]:
+    """The Cilium DaemonSets/Deployments a rollout gate waits for."""
     ns = CILIUM_NAMESPACE
     items: list[dict[str, Any]] = [
         {"kind": "DaemonSet", "namespace": ns, "name": "cilium", "optional": False},
@@ -207,8 +278,8 @@ def cilium_workloads(plan: StackPlan) -> list[dict[str, Any]]:
         {"kind": "Deployment", "namespace": ns, "name": "cilium-operator", "optional": False},
         {"kind": "Deployment", "namespace": ns, "name": "clustermesh-apiserver", "optional": False},
     ]
-    if plan.config.cilium.hubble:
+    if hubble:
         items.append({"kind": "Deployment", "namespace": ns, "name": "hubble-relay", "optional": False})
-    if plan.config.cilium.hubble_ui:
+    if hubble_ui:
         items.append({"kind": "Deployment", "namespace": ns, "name": "hubble-ui", "optional": False})
     return items
