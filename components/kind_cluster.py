@@ -110,8 +110,12 @@ class KindClusterInfo(Resource):
 
 @dataclass
 class HostImagesArgs:
-    """Inputs of :class:`HostImages`: ``images`` to pull once on the host (``repo:tag@sha256:…``
-    pins the digest; the clusters then load them by tag)."""
+    """Inputs of :class:`HostImages`.
+
+    Attributes:
+        images: images to pull once on the host (``repo:tag@sha256:…`` pins the digest; the
+            clusters then load them by tag).
+    """
 
     images: Sequence[str]
 

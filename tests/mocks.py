@@ -242,3 +242,20 @@ def evaluate(raw: dict[str, Any], stack: str = "dev", project: str = "kindmesh")
     return Recording(plan=plan, stack=holder["stack"], resources=monitor.registered,
                      outputs=holder.get("outputs", {}), stack_outputs=monitor.stack_outputs,
                      secret_stack_outputs=monitor.secret_outputs)
+
+
+def run_file(path: Any, stack: str = "dev", project: str = "kindmesh") -> Recorder:
+    """Run a Pulumi program file (``__main__.py``) under the mocks; the recorder it used."""
+    import runpy
+
+    ROOT.set(None)
+    mocks = Mocks()
+    recorder = Recorder(mocks)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=recorder)
+
+    @pulumi.runtime.test
+    def program() -> None:
+        runpy.run_path(str(path), run_name="__main__")
+
+    program()
+    return recorder

@@ -1,0 +1,15 @@
+"""Two kind clusters joined by Cilium ClusterMesh, MetalLB and the demo: the Mesh component.
+
+    pip install -r requirements.txt && pulumi up
+"""
+
+import pulumi
+
+from kindmesh.components.mesh import Mesh, MeshArgs
+
+mesh = Mesh("lab", MeshArgs(config={
+    "clusters": [{"name": "east", "id": 1, "workers": 0}, {"name": "west", "id": 2, "workers": 0}],
+    "network": {"subnet": "172.26.0.0/24", "poolSize": 8},
+}))
+pulumi.export("kubeconfigs", mesh.kubeconfigs)
+pulumi.export("peers", mesh.peers)
