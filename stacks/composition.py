@@ -80,6 +80,20 @@ class Stack:
     kubeconfig_path: str | None = None
 
 
+# Python's default GC thresholds (700, 10, 10) make the collector rescan the program's
+# growing heap of resources and Outputs over and over: at 64 clusters 45% of evaluation
+# time (1.7 of 3.8 s), growing ~N² (bench: 16 -> 64 clusters, GC 0.16 -> 1.73 s). These
+# cut evaluation by about a third for +10 MiB peak (measured with bench/bench.py).
+GC_THRESHOLD = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """GC thresholds suited to a one-shot program that mostly allocates long-lived objects."""
+    import gc
+
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 def read_raw_config() -> dict[str, Any]:
     """Every ``kindmesh:`` key of the running stack, JSON values decoded."""
     from pulumi.runtime import config as rconfig
