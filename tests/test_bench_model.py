@@ -44,12 +44,11 @@ def res(urn, type_="t", deps=(), parent="", provider="", deleted_with="", custom
 
 
 def test_model_caps_the_dynamic_provider_at_four_and_leaves_commands_unbounded():
-    dyn = [res(f"g{i}", DYNAMIC, name=f"c{i}-cilium-rollout") for i in range(8)]
+    dyn = [res(f"g{i}", DYNAMIC, name=f"c{i}-kind") for i in range(8)]
     sched = simulate(steps(dyn))
-    seconds = rule_for(DYNAMIC, "c0-cilium-rollout").seconds
-    assert sched.total == pytest.approx(2 * seconds)  # 8 waits, 4 at a time
+    assert sched.total == pytest.approx(2 * rule_for(DYNAMIC, "c0-kind").seconds)  # 8 calls, 4 at a time
     cmd = [res(f"g{i}", "command:local:Command", name=f"c{i}-cilium-rollout") for i in range(8)]
-    assert simulate(steps(cmd)).total == pytest.approx(seconds)
+    assert simulate(steps(cmd)).total == pytest.approx(rule_for("command:local:Command", "c0-cilium-rollout").seconds)
 
 
 def test_model_follows_dependencies_parents_providers_and_components():
