@@ -250,3 +250,11 @@ def test_node_ips_in_special_ranges_never_plan(ip):
             assert "kindmesh:clusters[0].meshEndpoint.nodeIPs[0]" in {p.key for p in err.problems}
         return
     assert not special
+
+
+def test_huge_integer_keys_are_named_without_str():
+    raw = base()
+    raw[HUGE] = 1
+    raw["clusters"][0][HUGE] = 1
+    raw["clusters"][0]["meshEndpoint"] = {HUGE: 1, "nodePort": 32379, "nodeIPs": ["192.168.56.11"]}
+    assert len(problems(raw)) == 3

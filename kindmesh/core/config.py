@@ -260,7 +260,7 @@ class _Collector:
         for k in value:
             if k in allowed:
                 continue
-            name = str(k)
+            name = k if isinstance(k, str) else quote(k)  # str() of a 4300+ digit int raises
             hint = _closest(name, allowed) if len(name) <= QUOTE_MAX else None
             fix = f"did you mean '{hint}'?" if hint else "remove it"
             sep = ":" if key == NAMESPACE else "."
@@ -272,9 +272,9 @@ class _Collector:
     def top_level_keys(self, raw: Mapping[Any, Any]) -> None:
         unknown = {k: v for k, v in raw.items() if k not in TOP_KEYS}
         for k in list(unknown):
-            match = _PATH_KEY_RE.match(str(k))
+            match = _PATH_KEY_RE.match(k) if isinstance(k, str) else None
             if match and match.group(1) in TOP_KEYS:
-                name = clip(str(k))
+                name = clip(k)
                 self.add(
                     f"{NAMESPACE}:{name}",
                     "is a flat key that looks like a path: `pulumi config set` without --path "
