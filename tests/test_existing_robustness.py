@@ -258,3 +258,19 @@ def test_huge_integer_keys_are_named_without_str():
     raw["clusters"][0][HUGE] = 1
     raw["clusters"][0]["meshEndpoint"] = {HUGE: 1, "nodePort": 32379, "nodeIPs": ["192.168.56.11"]}
     assert len(problems(raw)) == 3
+
+
+@pytest.mark.parametrize("server", ["https://k3s.example.test:６４４３", "https://k3s.example.test:²",
+                                    "https://k3s.example.test:0", "https://k3s.example.test:70000"])
+def test_kubeconfig_server_ports_are_ascii_and_in_range(server):
+    content = KUBECONFIG.replace("https://192.0.2.1:6443", server)
+    raw = E(kubeconfig=content)
+    del raw["clusters"][0]["apiServer"]
+    assert "kindmesh:clusters[0].kubeconfig" in keys(raw)
+
+
+def test_kubeconfig_server_port_is_derived():
+    raw = E(kubeconfig=KUBECONFIG.replace("https://192.0.2.1:6443", "https://k3s.example.test:7443"))
+    del raw["clusters"][0]["apiServer"]
+    ex = load_plan(raw, stack="remote").cluster("k3s-a").existing
+    assert (ex.api_host, ex.api_port) == ("k3s.example.test", 7443)

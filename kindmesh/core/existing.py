@@ -521,14 +521,22 @@ def _absolute(section: Any, keys: tuple[str, ...], base: Path) -> None:
 
 
 def server_host_port(server: str) -> tuple[str, int] | None:
+    """(host, port) of a kubeconfig server URL; the port in ASCII digits 1..65535 (urlsplit's own
+    parsing takes other digits on some Python versions), else the scheme's default."""
     try:
         parts = urlsplit(server)
-        port = parts.port
+        hostname = parts.hostname
     except ValueError:
         return None
-    if not parts.hostname:
+    if not hostname:
         return None
-    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+    hostport = parts.netloc.rpartition("@")[2]
+    head, sep, port_text = hostport.rpartition(":")
+    if sep and "]" not in port_text and head:
+        if not _PORT_RE.fullmatch(port_text) or not 1 <= int(port_text) <= 65535:
+            return None
+        return hostname, int(port_text)
+    return hostname, 443 if parts.scheme == "https" else 80
 
 
 def plan_existing(index: int, cfg: ClusterConfig, add: Add) -> ExistingPlan | None:
