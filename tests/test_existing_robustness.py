@@ -274,3 +274,8 @@ def test_kubeconfig_server_port_is_derived():
     del raw["clusters"][0]["apiServer"]
     ex = load_plan(raw, stack="remote").cluster("k3s-a").existing
     assert (ex.api_host, ex.api_port) == ("k3s.example.test", 7443)
+
+
+@pytest.mark.parametrize("extra", ["current-context: " + "9" * 5000, "preferences: {when: 2001-13-45}"])
+def test_kubeconfig_values_yaml_cannot_convert_are_config_errors(extra):
+    assert "kindmesh:clusters[0].kubeconfig" in keys(E(kubeconfig=KUBECONFIG + extra + "\n"))

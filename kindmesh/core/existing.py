@@ -447,6 +447,10 @@ def load_kubeconfig(value: str, context: str | None, key: str, ctx_key: str,
         where = f" at line {mark.line + 1}" if mark is not None else ""
         add(key, f"is not valid YAML{where}; give a kubeconfig (kubectl config view --raw --minify)")
         return None
+    except (ValueError, OverflowError, TypeError):  # e.g. a 4300+ digit integer, a date out of range
+        add(key, "has a value YAML cannot convert (a huge number or an impossible date), so it is no "
+                 "kubeconfig; give one (kubectl config view --raw --minify)")
+        return None
     if not isinstance(data, dict) or not isinstance(data.get("contexts"), list):
         add(key, "is not a kubeconfig (no contexts); give one (kubectl config view --raw --minify)")
         return None
