@@ -96,8 +96,9 @@ def test_any_api_server_port_text_plans_or_fails_cleanly(port):
     except ConfigError as err:
         assert "kindmesh:clusters[0].apiServer" in {p.key for p in err.problems}
         return
-    assert port.isascii() and port.isdigit() and 1 <= int(port) <= 65535
-    assert plan.clusters[0].existing.api_port == int(port)
+    digits = port.rstrip()  # surrounding whitespace of the whole value is ignored
+    assert digits.isascii() and digits.isdigit() and 1 <= int(digits) <= 65535
+    assert plan.cluster("k3s-a").existing.api_port == int(digits)
 
 
 def test_ascii_numbers_still_parse():
