@@ -193,3 +193,118 @@ def test_doctor_as_an_unprivileged_user(tmp_path):
         assert rows(res.stdout)["python"] == "ok" and rows(res.stdout)["kind"] == "ok"
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- existing-only stacks
+KUBECONFIG = (
+    "apiVersion: v1\nkind: Config\ncurrent-context: lab\n"
+    "clusters:\n- name: lab\n  cluster:\n    server: https://192.0.2.1:6443\n"
+    "contexts:\n- name: lab\n  context:\n    cluster: lab\n    user: lab\n"
+    "users:\n- name: lab\n  user:\n    token: t\n"
+)
+
+
+def _existing_only_project(root: Path) -> None:
+    data = yaml.safe_load((ROOT / "Pulumi.remote.yaml").read_text())
+    for c in data["config"]["kindmesh:clusters"]:
+        c["kubeconfig"] = KUBECONFIG
+    (root / "Pulumi.remote.yaml").write_text(yaml.safe_dump(data))
+    root.chmod(0o755)
+
+
+def test_existing_only_stack_needs_no_docker_kind_or_host_capacity(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    _existing_only_project(project)
+    bin_dir, proc = make_host(tmp_path, docker=None, kind=None, watches=8192, instances=128, mem_mib=16)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    findings = doctor.diagnose("remote", root=project, proc_root=proc)
+    got = {f.name: f for f in findings}
+    out = doctor.render(findings)
+    assert "0 problem(s)" in out, out
+    for name in ("docker", "image store", "kind", "inotify", "memory", "disk"):
+        assert got[name].status == "ok" and "not needed: no kind clusters" in got[name].detail, out
+    assert got["pulumi"].status == "ok" and got["kubectl"].status == "ok" and got["stack"].status == "ok"
+    assert "2 existing clusters" in got["stack"].detail
+    # pulumi and kubectl are still needed
+    (bin_dir / "kubectl").unlink()
+    got = {f.name: f for f in doctor.diagnose("remote", root=project, proc_root=proc)}
+    assert got["kubectl"].status == "FAIL"
+
+
+def test_shipped_remote_stack_is_recognised_even_when_its_kubeconfigs_are_elsewhere(tmp_path):
+    bin_dir, proc = make_host(tmp_path, docker=None, kind=None)
+    res = run_doctor(bin_dir, proc, "--stack", "remote")  # HOME has no ~/.kube/k3s-*.yaml
+    got = rows(res.stdout)
+    assert got["stack"] == "FAIL" and "kindmesh:clusters[0].kubeconfig" in res.stdout
+    assert got["docker"] == "ok" and got["kind"] == "ok" and "not needed" in res.stdout
+
+
+def test_capacity_counts_only_kind_nodes():
+    from kindmesh.core.planner import load_plan
+
+    raw = yaml.safe_load((ROOT / "Pulumi.remote.yaml").read_text())["config"]
+    clusters = raw["kindmesh:clusters"]
+    for c in clusters:
+        c["kubeconfig"] = KUBECONFIG
+    clusters.append({"name": "k", "id": 3, "workers": 2})
+    config = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("kindmesh:")}
+    config["mesh"] = {"topology": "full", "routable": True}
+    config["network"] = {"subnet": "172.30.0.0/16"}
+    plan = load_plan(config, stack="mixed")
+    nodes, mib, _ = doctor.need_for(plan)
+    assert nodes == 3 and mib == doctor.MEM_CONTROL_PLANE_MIB + 2 * doctor.MEM_WORKER_MIB
+
+
+# ----------------------------------------------------------------------------- new-stack subnets
+def _copy_stacks(root: Path) -> None:
+    for path in ROOT.glob("Pulumi.*.yaml"):
+        (root / path.name).write_text(path.read_text())
+
+
+def test_new_stack_gets_a_subnet_no_other_stack_uses(tmp_path):
+    import ipaddress
+
+    _copy_stacks(tmp_path)
+    used = doctor.used_subnets(tmp_path)
+    assert ipaddress.IPv4Network("172.31.0.0/16") in used  # trio's
+    names = ["lab", "lab-1", "x", "staging", "a.b", "Z9"]
+    for name in names:
+        rc, msg = doctor.new_stack(name, root=tmp_path)
+        assert rc == 0, msg
+        plan, finding = doctor.load_stack_plan(name, tmp_path)
+        assert plan is not None, finding.detail
+        net = ipaddress.IPv4Network(plan.network.subnet)
+        assert net.prefixlen == 16 and net.subnet_of(ipaddress.IPv4Network("172.16.0.0/12"))
+        assert str(net) not in ("172.17.0.0/16", "172.18.0.0/16")
+        assert not any(net.overlaps(u) for u in used), (name, net)
+        used.append(net)  # the next new stack must avoid this one too
+    assert len({str(u) for u in used}) == len(used)
+
+
+def test_new_stack_subnet_is_deterministic_and_spread_by_name(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        _copy_stacks(d)
+    for name in ("lab", "qa", "perf"):
+        assert doctor.new_stack(name, root=a)[0] == 0
+        assert doctor.new_stack(name, root=b)[0] == 0
+        assert (a / f"Pulumi.{name}.yaml").read_text() == (b / f"Pulumi.{name}.yaml").read_text()
+    firsts = {doctor.pick_subnet(f"s{i}", []) for i in range(200)}
+    assert len(firsts) == len(doctor.NEW_STACK_SUBNETS)
+
+
+def test_new_stack_refuses_when_every_subnet_is_taken(tmp_path):
+    for i, subnet in enumerate(doctor.NEW_STACK_SUBNETS):
+        (tmp_path / f"Pulumi.s{i}.yaml").write_text(
+            yaml.safe_dump({"config": {"kindmesh:network": {"subnet": subnet}}}))
+    rc, msg = doctor.new_stack("lab", root=tmp_path)
+    assert rc == 1 and "kindmesh:network.subnet" in msg
+    assert not (tmp_path / "Pulumi.lab.yaml").exists()
+
+
+def test_unreadable_stack_files_do_not_break_new_stack(tmp_path):
+    (tmp_path / "Pulumi.bad.yaml").write_text("config: [" * 3000)
+    (tmp_path / "Pulumi.odd.yaml").write_text(yaml.safe_dump({"config": {"kindmesh:network": {"subnet": 5}}}))
+    assert doctor.new_stack("lab", root=tmp_path)[0] == 0

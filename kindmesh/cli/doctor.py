@@ -7,6 +7,9 @@ Lists every missing or misconfigured prerequisite in one table, each with the co
 link that fixes it: Python, the docker CLI and a daemon this user may reach, Docker's image
 store (classic or containerd; both are supported), kind >= v0.30.0, the pulumi CLI,
 kubectl, the inotify limits, and free memory/disk for the planned node count of the stack.
+Docker, kind, inotify, memory and disk are host needs of kind clusters only: a stack whose
+clusters all exist elsewhere (``source: existing``) reports them "not needed".
+`--new-stack` writes a docker subnet no other Pulumi.*.yaml of the project uses.
 Exit code 0 when nothing blocks `make up`, 1 otherwise; never a traceback for a missing
 or broken tool.
 
@@ -17,6 +20,8 @@ No ``pulumi`` import. Tests point it at fake executables on PATH and a fake /pro
 from __future__ import annotations
 
 import argparse
+import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -30,7 +35,7 @@ from typing import Any
 import yaml
 
 from kindmesh.core.config import ConfigError, strip_namespace
-from kindmesh.core.planner import StackPlan, load_plan
+from kindmesh.core.planner import StackPlan, default_subnet, load_plan
 from kindmesh.stacks.preflight import INOTIFY, MIN_KIND, parse_kind_version
 
 PY_MIN = (3, 11)  # the one floor: pyproject `requires-python`, README, Makefile PY_MIN
@@ -195,10 +200,16 @@ def meminfo_available_mib(proc_root: Path) -> int | None:
     return None
 
 
+def kind_clusters(plan: StackPlan) -> list[Any]:
+    """The plan's kind clusters: the only ones that run on (and need) this host."""
+    return [c for c in plan.clusters if c.source == "kind"]
+
+
 def need_for(plan: StackPlan) -> tuple[int, int, float]:
-    """(nodes, MiB, GiB) estimated for a plan."""
-    nodes = sum(1 + c.workers for c in plan.clusters)
-    mib = sum(MEM_CONTROL_PLANE_MIB + c.workers * MEM_WORKER_MIB for c in plan.clusters)
+    """(nodes, MiB, GiB) estimated for the kind clusters of a plan (existing ones run elsewhere)."""
+    kinds = kind_clusters(plan)
+    nodes = sum(1 + c.workers for c in kinds)
+    mib = sum(MEM_CONTROL_PLANE_MIB + c.workers * MEM_WORKER_MIB for c in kinds)
     return nodes, mib, DISK_BASE_GIB + nodes * DISK_PER_NODE_GIB
 
 
@@ -247,21 +258,55 @@ def load_stack_plan(stack: str, root: Path | None = None) -> tuple[StackPlan | N
     except (yaml.YAMLError, OSError, AttributeError, TypeError) as err:
         return None, Finding("stack", "FAIL", f"{path.name} cannot be read: {str(err)[:300]}",
                              "fix the YAML (compare with Pulumi.dev.yaml)")
-    nodes = sum(1 + c.workers for c in plan.clusters)
-    return plan, Finding("stack", "ok", f"{stack}: {len(plan.clusters)} clusters, {nodes} nodes")
+    kinds = kind_clusters(plan)
+    nodes = sum(1 + c.workers for c in kinds)
+    existing = len(plan.clusters) - len(kinds)
+    shape = f"{len(kinds)} kind clusters ({nodes} nodes on this host)"
+    if existing:
+        shape += f", {existing} existing clusters"
+    return plan, Finding("stack", "ok", f"{stack}: {len(plan.clusters)} clusters: {shape}")
+
+
+NOT_NEEDED = "not needed: no kind clusters in this stack (its clusters exist elsewhere)"
+
+
+def has_kind_clusters(stack: str, root: Path | None = None) -> bool:
+    """Whether the stack file lists a kind cluster (``source`` kind, the default). Read from the
+    file itself, so an existing-only stack whose plan fails here (e.g. a kubeconfig path not on
+    this machine) is still recognised; True when that cannot be told (check everything)."""
+    path = (root or Path.cwd()) / f"Pulumi.{stack}.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError, RecursionError):
+        return True
+    config = data.get("config") if isinstance(data, dict) else None
+    clusters = config.get("kindmesh:clusters") if isinstance(config, dict) else None
+    if not isinstance(clusters, list) or not clusters:
+        return True
+    return any(not isinstance(c, dict) or c.get("source", "kind") != "existing" for c in clusters)
 
 
 def diagnose(stack: str, *, root: Path | None = None, proc_root: Path | None = None) -> list[Finding]:
+    """Every check at once. The host checks (docker, image store, kind, inotify, memory, disk)
+    only when the stack has kind clusters, or when its plan cannot be read (then assume it has)."""
     proc_root = proc_root or Path(os.environ.get("KINDMESH_PROC_ROOT", "/proc"))
+    plan, stack_finding = load_stack_plan(stack, root)
+    local = bool(kind_clusters(plan)) if plan is not None else has_kind_clusters(stack, root)
     findings = [check_python()]
-    docker_findings, info = check_docker(os.environ.get("KINDMESH_DOCKER", "docker"))
-    findings += docker_findings
-    findings.append(check_kind(os.environ.get("KINDMESH_KIND", "kind")))
+    info: dict[str, Any] | None = None
+    if local:
+        docker_findings, info = check_docker(os.environ.get("KINDMESH_DOCKER", "docker"))
+        findings += docker_findings
+        findings.append(check_kind(os.environ.get("KINDMESH_KIND", "kind")))
+    else:
+        findings += [Finding(name, "ok", NOT_NEEDED) for name in ("docker", "image store", "kind")]
     findings.append(check_tool("pulumi", "version"))
     findings.append(check_tool("kubectl", "version", "--client"))
-    plan, stack_finding = load_stack_plan(stack, root)
     findings.append(stack_finding)
-    findings.append(check_inotify(proc_root, len(plan.clusters) if plan else 2))
+    if not local:
+        findings += [Finding(name, "ok", NOT_NEEDED) for name in ("inotify", "memory", "disk")]
+        return findings
+    findings.append(check_inotify(proc_root, len(kind_clusters(plan)) if plan else 2))
     cores = os.cpu_count() or 1
     findings.append(Finding("cpu", "ok" if cores >= MIN_CORES else "warn",
                             f"{cores} cores (estimate: 2 or more for a 2-cluster mesh)"))
@@ -303,7 +348,55 @@ config:
       workers: 0
   kindmesh:mesh:
     topology: full
+  # A docker subnet no other stack of this project uses (chosen by `make new-stack`).
+  kindmesh:network:
+    subnet: {subnet}
 """
+# /16s new stacks get: 172.16.0.0/12 without docker0's default (172.17) and kind's own network (172.18)
+NEW_STACK_SUBNETS = tuple(f"172.{n}.0.0/16" for n in range(16, 32) if n not in (17, 18))
+
+
+def used_subnets(root: Path) -> list[ipaddress.IPv4Network]:
+    """Docker subnets the project's stacks use: network.subnet, or the stack-name default when
+    the stack has kind clusters and sets none. Unreadable files are skipped."""
+    used: list[ipaddress.IPv4Network] = []
+    for path in sorted(root.glob("Pulumi.*.yaml")):
+        stack = path.name[len("Pulumi."):-len(".yaml")]
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, OSError, UnicodeDecodeError, RecursionError):
+            continue
+        config = data.get("config") if isinstance(data, dict) else None
+        if not isinstance(config, dict):
+            continue
+        network = config.get("kindmesh:network")
+        subnet = network.get("subnet") if isinstance(network, dict) else None
+        if subnet is None:
+            clusters = config.get("kindmesh:clusters")
+            has_kind = isinstance(clusters, list) and any(
+                isinstance(c, dict) and c.get("source", "kind") == "kind" for c in clusters)
+            subnet = default_subnet(stack) if has_kind else None
+        if not isinstance(subnet, str):
+            continue
+        try:
+            net = ipaddress.ip_network(subnet.strip(), strict=False)
+        except ValueError:
+            continue
+        if isinstance(net, ipaddress.IPv4Network):
+            used.append(net)
+    return used
+
+
+def pick_subnet(name: str, used: list[ipaddress.IPv4Network]) -> str | None:
+    """First of NEW_STACK_SUBNETS overlapping none of ``used``, probing from a slot the name's
+    hash picks (so names spread out, and the same name and files give the same subnet)."""
+    start = int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(NEW_STACK_SUBNETS)
+    for step in range(len(NEW_STACK_SUBNETS)):
+        candidate = NEW_STACK_SUBNETS[(start + step) % len(NEW_STACK_SUBNETS)]
+        net = ipaddress.IPv4Network(candidate)
+        if not any(net.overlaps(u) for u in used):
+            return candidate
+    return None
 
 
 def new_stack(name: str, root: Path | None = None) -> tuple[int, str]:
@@ -316,14 +409,20 @@ def new_stack(name: str, root: Path | None = None) -> tuple[int, str]:
     path = root / f"Pulumi.{name}.yaml"
     if path.exists():
         return 1, f"{path.name} already exists; not overwriting it (edit it, or pick another NAME)"
-    text = NEW_STACK_TEMPLATE.format(name=name)
+    subnet = pick_subnet(name, used_subnets(root))
+    if subnet is None:
+        return 1, ("every docker subnet new stacks get (" + ", ".join(NEW_STACK_SUBNETS[:3]) + ", … "
+                   f"{NEW_STACK_SUBNETS[-1]}) is used by a Pulumi.*.yaml here; remove a stack you no longer "
+                   "need, or copy one and set kindmesh:network.subnet to a free private range yourself")
+    text = NEW_STACK_TEMPLATE.format(name=name, subnet=subnet)
     try:
         load_plan(strip_namespace(yaml.safe_load(text)["config"]), stack=name)
     except ConfigError as err:  # the template must plan for every valid name
         return 1, f"the new stack's config would not be valid for {name!r}:\n{err}"
     with open(path, "x", encoding="utf-8") as fh:
         fh.write(text)
-    return 0, (f"wrote {path.name} (clusters one, two); edit it, then `make up STACK={name}`. "
+    return 0, (f"wrote {path.name} (clusters one, two; docker subnet {subnet}, used by no other stack "
+               f"here); edit it, then `make up STACK={name}`. "
                f"Config the Pulumi way: pulumi config set --stack {name} --path 'kindmesh:network.poolSize' 32")
 
 

@@ -238,7 +238,7 @@ FOREIGN_NETWORKS = ("bridge", "host", "none", "kind")
 IMAGE_REF_MAX = 512
 _IMAGE_RE = re.compile(r"[a-z0-9][a-z0-9._/:-]*(:[\w][\w.-]*)?(@sha256:[0-9a-f]{64})?", re.ASCII)
 _VERSION_RE = re.compile(r"v?\d{1,9}\.\d{1,9}\.\d{1,9}([-+][0-9A-Za-z.+-]*)?", re.ASCII)
-_PATH_KEY_RE = re.compile(r"^([A-Za-z]+)(?:\[\d*\])?[.\[]")
+_PATH_KEY_RE = re.compile(r"^([A-Za-z]+)(?:\[[0-9]*\])?[.\[]", re.ASCII)
 
 
 def special_range(net: ipaddress.IPv4Network) -> str | None:
@@ -260,7 +260,7 @@ class _Collector:
         for k in value:
             if k in allowed:
                 continue
-            name = str(k)
+            name = k if isinstance(k, str) else quote(k)  # str() of a 4300+ digit int raises
             hint = _closest(name, allowed) if len(name) <= QUOTE_MAX else None
             fix = f"did you mean '{hint}'?" if hint else "remove it"
             sep = ":" if key == NAMESPACE else "."
@@ -272,9 +272,9 @@ class _Collector:
     def top_level_keys(self, raw: Mapping[Any, Any]) -> None:
         unknown = {k: v for k, v in raw.items() if k not in TOP_KEYS}
         for k in list(unknown):
-            match = _PATH_KEY_RE.match(str(k))
+            match = _PATH_KEY_RE.match(k) if isinstance(k, str) else None
             if match and match.group(1) in TOP_KEYS:
-                name = clip(str(k))
+                name = clip(k)
                 self.add(
                     f"{NAMESPACE}:{name}",
                     "is a flat key that looks like a path: `pulumi config set` without --path "
@@ -304,7 +304,8 @@ class _Collector:
         return default
 
     def integer(self, key: str, value: Any) -> int | None:
-        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+        # ASCII digits only: \d (and int()) also take '١', '１', '²'
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?[0-9]+\s*", value, re.ASCII):
             digits = value.strip().lstrip("+-").lstrip("0")
             if len(digits) > INT_DIGITS_MAX:  # never int() a 4300-digit string
                 self.add(key, f"{quote(value)} is far too large; write a small whole number")

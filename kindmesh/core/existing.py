@@ -65,7 +65,37 @@ PROTECTED: dict[tuple[str, ...], str] = {
     ("k8sServicePort",): "set kindmesh:clusters[].apiServer instead",
     ("ipam", "mode"): "set kindmesh:clusters[].ipam instead",
     ("commonLabels", STACK_LABEL): "kindmesh uses it to recognise its own Cilium",
+    ("kubeProxyReplacement",): "kind nodes (and prepared existing clusters) run without kube-proxy, so "
+                               "Cilium must handle services",
 }
+KUBECONFIG_NESTING_MAX = 32  # a kubeconfig is ~5 levels deep; deeper YAML is never one
+VALUES_PROBLEMS_MAX = 10  # problems reported per values mapping (the rest counted)
+FLOAT_SAFE_INT = 2**63  # integers beyond this do not survive Pulumi's (float) serialization
+
+
+def _quote(value: Any) -> str:
+    """config.quote (bounded, never str() of a huge int); config imports this module."""
+    from kindmesh.core.config import quote
+
+    return quote(value)
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    from kindmesh.core.config import clip
+
+    return clip(text, limit)
+
+
+def _special(first: str, last: str) -> str | None:
+    """Why addresses first..last are no place for nodes or LoadBalancer IPs (None when fine)."""
+    from kindmesh.core.config import SPECIAL_RANGES
+
+    lo, hi = _range(first, last)
+    for cidr, what in SPECIAL_RANGES:
+        net = ipaddress.IPv4Network(cidr)
+        if lo <= int(net.broadcast_address) and int(net.network_address) <= hi:
+            return f"lies in the {what} range {cidr}"
+    return None
 
 
 # --------------------------------------------------------------------------- config
@@ -93,8 +123,10 @@ class ExistingConfig:
 
 
 def _ipv4(value: Any) -> str | None:
+    if not isinstance(value, str) or len(value) > 64:
+        return None
     try:
-        addr = ipaddress.ip_address(str(value).strip())
+        addr = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
     return str(addr) if addr.version == 4 else None
@@ -103,17 +135,25 @@ def _ipv4(value: Any) -> str | None:
 HOST_RE = re.compile(r"^(?=.{1,253}$)[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$")
 
 
-def parse_host_port(text: str) -> tuple[str, int] | None:
+_PORT_RE = re.compile(r"[0-9]{1,5}", re.ASCII)
+
+
+def parse_host_port(text: Any) -> tuple[str, int] | None:
+    """``host:port`` (ASCII digits, port 1..65535) or None; any other input is None."""
+    if not isinstance(text, str) or len(text) > 300:
+        return None
     host, sep, port = text.strip().rpartition(":")
-    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not sep or not _PORT_RE.fullmatch(port) or not 1 <= int(port) <= 65535:
         return None
     if not (_ipv4(host) or HOST_RE.match(host)):
         return None
     return host, int(port)
 
 
-def parse_pool(text: str) -> tuple[str, str] | None:
-    first, sep, last = str(text).partition("-")
+def parse_pool(text: Any) -> tuple[str, str] | None:
+    if not isinstance(text, str):
+        return None
+    first, sep, last = text.partition("-")
     a, b = _ipv4(first), _ipv4(last)
     if not sep or a is None or b is None or ipaddress.IPv4Address(a) > ipaddress.IPv4Address(b):
         return None
@@ -142,10 +182,11 @@ def parse_existing(c: Any, ekey: str, entry: Mapping[str, Any], source: str) -> 
     context = c.string(f"{ekey}.context", entry.get("context"))
     api_server = None
     if entry.get("apiServer") is not None:
-        api_server = parse_host_port(str(entry.get("apiServer")))
+        api_server = parse_host_port(entry.get("apiServer"))
         if api_server is None:
-            c.add(f"{ekey}.apiServer", f"{entry.get('apiServer')!r} is not host:port; write it like "
-                                       "192.0.2.11:6443 (the address Cilium agents use for the API server)")
+            c.add(f"{ekey}.apiServer", f"{_quote(entry.get('apiServer'))} is not host:port (ASCII digits, port "
+                                       "1-65535); write it like 192.0.2.11:6443 (the address Cilium agents use "
+                                       "for the API server)")
     ipam = c.choice(f"{ekey}.ipam", entry.get("ipam"), IPAM_MODES, "auto")
     return ExistingConfig(kubeconfig=kubeconfig.strip(), context=context, api_server=api_server,
                           endpoint=_parse_endpoint(c, f"{ekey}.meshEndpoint", entry.get("meshEndpoint")),
@@ -181,7 +222,10 @@ def _parse_endpoint(c: Any, key: str, value: Any) -> MeshEndpointConfig | None:
             for i, ip in enumerate(ips_raw):
                 parsed = _ipv4(ip)
                 if parsed is None:
-                    c.add(f"{key}.nodeIPs[{i}]", f"{ip!r} is not an IPv4 address")
+                    c.add(f"{key}.nodeIPs[{i}]", f"{_quote(ip)} is not an IPv4 address")
+                elif why := _special(parsed, parsed):
+                    c.add(f"{key}.nodeIPs[{i}]", f"{parsed} {why}, which peers cannot connect to; give an "
+                                                 "address of the node that the other clusters reach")
                 elif parsed in ips:
                     c.add(f"{key}.nodeIPs[{i}]", f"{parsed} is listed twice; remove one")
                 else:
@@ -198,15 +242,28 @@ def _parse_endpoint(c: Any, key: str, value: Any) -> MeshEndpointConfig | None:
                                      "with it) or ip (the cluster already has a LoadBalancer provider)")
         return None
     if lb.get("pool") is not None:
-        pool = parse_pool(lb["pool"])
-        if pool is None:
-            c.add(f"{key}.loadBalancer.pool", f"{lb['pool']!r} is not an IPv4 range; write it like "
-                                              "192.0.2.240-192.0.2.250")
+        pool_key = f"{key}.loadBalancer.pool"
+        raw_pool = lb["pool"]
+        ends = raw_pool.partition("-") if isinstance(raw_pool, str) else ("", "", "")
+        a, b = _ipv4(ends[0]), _ipv4(ends[2])
+        if not ends[1] or a is None or b is None:
+            c.add(pool_key, f"{_quote(raw_pool)} is not an IPv4 range; write it like 192.0.2.240-192.0.2.250")
             return None
-        return MeshEndpointConfig(pool=pool)
+        if ipaddress.IPv4Address(a) > ipaddress.IPv4Address(b):
+            c.add(pool_key, f"{a}-{b} starts after it ends; write the lower address first ({b}-{a})")
+            return None
+        if why := _special(a, b):
+            c.add(pool_key, f"{a}-{b} {why}; LoadBalancer IPs there are unusable: pick addresses of the "
+                            "cluster's network that the peers reach")
+            return None
+        return MeshEndpointConfig(pool=(a, b))
     ip = _ipv4(lb["ip"])
     if ip is None:
-        c.add(f"{key}.loadBalancer.ip", f"{lb['ip']!r} is not an IPv4 address")
+        c.add(f"{key}.loadBalancer.ip", f"{_quote(lb['ip'])} is not an IPv4 address")
+        return None
+    if why := _special(ip, ip):
+        c.add(f"{key}.loadBalancer.ip", f"{ip} {why}, which peers cannot connect to; give the LoadBalancer "
+                                        "IP the cluster's provider assigns, reachable from the peers")
         return None
     return MeshEndpointConfig(ip=ip)
 
@@ -219,15 +276,15 @@ def parse_cilium_extras(c: Any, cil_raw: Mapping[str, Any], hubble: bool) -> dic
     key = "kindmesh:cilium.hubbleMetrics"
     if metrics_raw is not None:
         if not isinstance(metrics_raw, list):
-            c.add(key, f"must be a list such as [dns, drop, tcp, flow, icmp, httpV2], got {metrics_raw!r}")
+            c.add(key, f"must be a list such as [dns, drop, tcp, flow, icmp, httpV2], got {_quote(metrics_raw)}")
         else:
             for i, m in enumerate(metrics_raw):
                 name = str(m).split(":", 1)[0] if isinstance(m, str) else ""
                 if name not in HUBBLE_METRICS:
-                    c.add(f"{key}[{i}]", f"{m!r} is not a Hubble metric; use one of {', '.join(HUBBLE_METRICS)} "
+                    c.add(f"{key}[{i}]", f"{_quote(m)} is not a Hubble metric; use one of {', '.join(HUBBLE_METRICS)} "
                                          "(options after ':', e.g. 'dns:query;ignoreAAAA')")
                 elif m in metrics:
-                    c.add(f"{key}[{i}]", f"{m!r} is listed twice; remove one")
+                    c.add(f"{key}[{i}]", f"{_quote(m)} is listed twice; remove one")
                 else:
                     metrics.append(m)
             if metrics and not hubble:
@@ -248,25 +305,82 @@ def _values(c: Any, key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         c.add(key, f"must be a mapping of Helm values (as in a values.yaml), got {type(value).__name__}")
         return {}
-    for path in _leaf_paths(value):
-        for protected, why in PROTECTED.items():
-            n = min(len(path), len(protected))
-            if path[:n] == protected[:n]:
-                c.add(f"{key}.{'.'.join(path)}", f"cannot be overridden: the mesh depends on "
-                                                 f"{'.'.join(protected)} ({why}); remove it")
-                break
+    problems = check_values(value)
+    for where, message in problems[:VALUES_PROBLEMS_MAX]:
+        c.add(f"{key}.{where}" if where else key, message)
+    if len(problems) > VALUES_PROBLEMS_MAX:
+        c.add(key, f"… and {len(problems) - VALUES_PROBLEMS_MAX} more problem(s) in these values; fix the "
+                   "ones above and run again")
+    if problems:
+        return {}
     return copy.deepcopy(dict(value))
 
 
-def _leaf_paths(value: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    paths: list[tuple[str, ...]] = []
-    for k, v in value.items():
-        here = (*prefix, str(k))
-        if isinstance(v, Mapping) and v:
-            paths += _leaf_paths(v, here)
-        else:
-            paths.append(here)
-    return paths
+def _path_text(path: tuple[str, ...]) -> str:
+    return _clip(".".join(path), 160)
+
+
+def check_values(value: Mapping[Any, Any]) -> list[tuple[str, str]]:
+    """(path, message) of every problem in extra Helm values, without recursion: nesting deeper
+    than NESTING_MAX, non-string keys, values JSON/Pulumi cannot carry (NaN, ±inf, huge ints,
+    other types), and overrides of PROTECTED paths (each protected path reported once)."""
+    from kindmesh.core.config import NESTING_MAX
+
+    problems: list[tuple[str, str]] = []
+    reported: set[tuple[str, ...]] = set()
+    # (path, value, depth, inside a list: protected paths apply to mappings from the top only)
+    stack: list[tuple[tuple[str, ...], Any, int, bool]] = [((), value, 1, False)]
+    while stack:
+        path, node, depth, in_list = stack.pop()
+        if isinstance(node, Mapping | list) and depth > NESTING_MAX:
+            problems.append((_path_text(path), f"is nested more than {NESTING_MAX} levels deep; Helm values "
+                                               f"are at most {NESTING_MAX} deep: flatten or remove it"))
+            continue
+        if isinstance(node, Mapping):
+            children: list[tuple[tuple[str, ...], Any, int, bool]] = []
+            for k, v in node.items():
+                if not isinstance(k, str):
+                    problems.append((_path_text(path) or "", f"has the key {_quote(k)}, which is not a string; "
+                                                             "Helm value keys are strings: quote it"))
+                    continue
+                here = (*path, k)
+                hit = None if in_list else _protected_hit(here, v)
+                if hit is not None:
+                    if hit not in reported:
+                        reported.add(hit)
+                        shown = here if len(here) < len(hit) else hit
+                        problems.append((_path_text(shown), f"cannot be overridden: the mesh depends on "
+                                                            f"{'.'.join(hit)} ({PROTECTED[hit]}); remove it"))
+                    continue
+                children.append((here, v, depth + 1, in_list))
+            stack.extend(reversed(children))
+        elif isinstance(node, list):
+            stack.extend(reversed([((*path[:-1], f"{path[-1]}[{i}]") if path else (f"[{i}]",), v, depth + 1, True)
+                                   for i, v in enumerate(node)]))
+        elif isinstance(node, float):
+            if node != node or node in (float("inf"), float("-inf")):
+                problems.append((_path_text(path), f"is {node!r}, which Helm values cannot carry; "
+                                                   "give a finite number"))
+        elif isinstance(node, int) and not isinstance(node, bool):
+            if abs(node) >= FLOAT_SAFE_INT:
+                problems.append((_path_text(path), f"is {_quote(node)}, too large for a Helm value; "
+                                                   f"give a number below {FLOAT_SAFE_INT}"))
+        elif node is not None and not isinstance(node, str | bool):
+            problems.append((_path_text(path), f"is {_quote(node)}; Helm values are strings, numbers, "
+                                               "booleans, null, lists or mappings"))
+    return problems
+
+
+def _protected_hit(path: tuple[str, ...], value: Any) -> tuple[str, ...] | None:
+    """The protected path that ``path`` (holding ``value``) overrides, if any: ``path`` lies at
+    or under it, or is a leaf (not a non-empty mapping) above it."""
+    for protected in PROTECTED:
+        n = min(len(path), len(protected))
+        if path[:n] != protected[:n]:
+            continue
+        if len(path) >= len(protected) or not (isinstance(value, Mapping) and value):
+            return protected
+    return None
 
 
 # --------------------------------------------------------------------------- plan
@@ -299,10 +413,18 @@ def load_kubeconfig(value: str, context: str | None, key: str, ctx_key: str,
     if is_content:
         text = value
     else:
-        path = Path(os.path.expanduser(value))
-        if not path.is_file():
-            add(key, f"{value!r}: no such file ({path}); give the path of the cluster's kubeconfig "
-                     "(e.g. a copy of k3s' /etc/rancher/k3s/k3s.yaml or kubeadm's admin.conf) or its content")
+        try:
+            path = Path(os.path.expanduser(value))
+            is_file = path.is_file()
+        except (OSError, ValueError) as exc:  # name too long, NUL byte, ...
+            why = getattr(exc, "strerror", None) or "not a usable file name"
+            add(key, f"is not a readable kubeconfig path ({_clip(str(why), 80)}); give the path of the "
+                     "cluster's kubeconfig or its content")
+            return None
+        if not is_file:
+            add(key, f"{_quote(value)}: no such file ({_clip(str(path), 120)}); give the path of the cluster's "
+                     "kubeconfig (e.g. a copy of k3s' /etc/rancher/k3s/k3s.yaml or kubeadm's admin.conf) or "
+                     "its content")
             return None
         try:
             text = path.read_text()
@@ -312,23 +434,37 @@ def load_kubeconfig(value: str, context: str | None, key: str, ctx_key: str,
             return None
         base = path.resolve().parent
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader bounded in depth
+    except _TooDeep:
+        add(key, f"is nested more than {KUBECONFIG_NESTING_MAX} levels deep, so it is no kubeconfig; give one "
+                 "(kubectl config view --raw --minify)")
+        return None
+    except RecursionError:  # belt and braces: never a traceback, never the content
+        add(key, "is nested too deeply to read, so it is no kubeconfig; give one (kubectl config view --raw --minify)")
+        return None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         add(key, f"is not valid YAML{where}; give a kubeconfig (kubectl config view --raw --minify)")
         return None
+    except (ValueError, OverflowError, TypeError):  # e.g. a 4300+ digit integer, a date out of range
+        add(key, "has a value YAML cannot convert (a huge number or an impossible date), so it is no "
+                 "kubeconfig; give one (kubectl config view --raw --minify)")
+        return None
     if not isinstance(data, dict) or not isinstance(data.get("contexts"), list):
         add(key, "is not a kubeconfig (no contexts); give one (kubectl config view --raw --minify)")
         return None
-    names = [str(x.get("name")) for x in data["contexts"] if isinstance(x, dict)]
+    names = [_quote(x.get("name")) for x in data["contexts"][:10] if isinstance(x, dict)]
     name = context or data.get("current-context")
+    if name and not isinstance(name, str):
+        add(ctx_key, f"the kubeconfig's current-context is {_quote(name)}, not a name; set {ctx_key}")
+        return None
     if not name:
         add(ctx_key, f"the kubeconfig has no current-context; set {ctx_key} to one of {', '.join(names)}")
         return None
     ctx = next((x for x in data["contexts"] if isinstance(x, dict) and x.get("name") == name), None)
     if ctx is None or not isinstance(ctx.get("context"), dict):
-        add(ctx_key, f"the kubeconfig has no context {name!r}; it has: {', '.join(names) or 'none'}")
+        add(ctx_key, f"the kubeconfig has no context {_quote(name)}; it has: {', '.join(names) or 'none'}")
         return None
     inner = ctx["context"]
     cluster = next((x for x in data.get("clusters") or [] if isinstance(x, dict)
@@ -337,8 +473,9 @@ def load_kubeconfig(value: str, context: str | None, key: str, ctx_key: str,
                  and x.get("name") == inner.get("user")), None)
     body = cluster.get("cluster") if cluster is not None else None
     server = body.get("server") if isinstance(body, dict) else None
-    if cluster is None or not server:
-        add(key, f"context {name!r} names cluster {inner.get('cluster')!r}, which has no server in the kubeconfig")
+    if cluster is None or not server or not isinstance(server, str):
+        add(key, f"context {_quote(name)} names cluster {_quote(inner.get('cluster'))}, which has no server in "
+                 "the kubeconfig")
         return None
     cluster, user = copy.deepcopy(cluster), copy.deepcopy(user)
     if base is not None:  # relative file references are relative to the kubeconfig's directory
@@ -357,6 +494,25 @@ def load_kubeconfig(value: str, context: str | None, key: str, ctx_key: str,
     return yaml.safe_dump(minimal, sort_keys=True, default_flow_style=False), str(name), str(server)
 
 
+class _TooDeep(yaml.YAMLError):
+    pass
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses nesting deeper than KUBECONFIG_NESTING_MAX (composing recurses)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > KUBECONFIG_NESTING_MAX:
+                raise _TooDeep("too deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def _absolute(section: Any, keys: tuple[str, ...], base: Path) -> None:
     if not isinstance(section, dict):
         return
@@ -369,14 +525,22 @@ def _absolute(section: Any, keys: tuple[str, ...], base: Path) -> None:
 
 
 def server_host_port(server: str) -> tuple[str, int] | None:
+    """(host, port) of a kubeconfig server URL; the port in ASCII digits 1..65535 (urlsplit's own
+    parsing takes other digits on some Python versions), else the scheme's default."""
     try:
         parts = urlsplit(server)
-        port = parts.port
+        hostname = parts.hostname
     except ValueError:
         return None
-    if not parts.hostname:
+    if not hostname:
         return None
-    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+    hostport = parts.netloc.rpartition("@")[2]
+    head, sep, port_text = hostport.rpartition(":")
+    if sep and "]" not in port_text and head:
+        if not _PORT_RE.fullmatch(port_text) or not 1 <= int(port_text) <= 65535:
+            return None
+        return hostname, int(port_text)
+    return hostname, 443 if parts.scheme == "https" else 80
 
 
 def plan_existing(index: int, cfg: ClusterConfig, add: Add) -> ExistingPlan | None:
@@ -392,7 +556,7 @@ def plan_existing(index: int, cfg: ClusterConfig, add: Add) -> ExistingPlan | No
     if api is None:
         derived = server_host_port(server)
         if derived is None:
-            add(key, f"the server {server!r} of context {context!r} is not a URL; set "
+            add(key, f"the server {_quote(server)} of context {_quote(context)} is not a URL; set "
                      f"kindmesh:clusters[{index}].apiServer to host:port")
             return None
         if is_loopback_host(derived[0]):
