@@ -18,7 +18,10 @@ DEV := $(VENV)/.installed-dev-$(DEV_HASH)
 # Local file backend inside the project (git-ignored): no Pulumi Cloud login.
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 # Passphrase secrets provider; this default is for local labs only. Set your own for anything shared.
-export PULUMI_CONFIG_PASSPHRASE ?= kindmesh-local-lab
+# (Not when you use a passphrase file: Pulumi would read this variable first.)
+ifeq ($(origin PULUMI_CONFIG_PASSPHRASE)$(origin PULUMI_CONFIG_PASSPHRASE_FILE),undefinedundefined)
+export PULUMI_CONFIG_PASSPHRASE := kindmesh-local-lab
+endif
 export PULUMI_SKIP_UPDATE_CHECK := true
 KUBECONFIG_FILE := $(CURDIR)/.kindmesh/$(STACK)/kubeconfig
 
@@ -108,7 +111,8 @@ verify: $(RUNTIME) stack-exists
 # Exports for plain `pulumi`/`kubectl`/`cilium` in this directory: eval "$(make -s env)"
 env:
 	@printf 'export PULUMI_BACKEND_URL=%q\n' "$(PULUMI_BACKEND_URL)"
-	@printf 'export PULUMI_CONFIG_PASSPHRASE=%q\n' "$(PULUMI_CONFIG_PASSPHRASE)"
+	@if [ -n "$(PULUMI_CONFIG_PASSPHRASE_FILE)" ]; then printf 'export PULUMI_CONFIG_PASSPHRASE_FILE=%q\n' "$(PULUMI_CONFIG_PASSPHRASE_FILE)"; \
+	  else printf 'export PULUMI_CONFIG_PASSPHRASE=%q\n' "$(PULUMI_CONFIG_PASSPHRASE)"; fi
 	@printf 'export PULUMI_SKIP_UPDATE_CHECK=true\n'
 	@printf 'export KUBECONFIG=%q\n' "$(KUBECONFIG_FILE)"
 	@[ -f "$(KUBECONFIG_FILE)" ] || echo "kindmesh: $(KUBECONFIG_FILE) does not exist yet (run 'make up STACK=$(STACK)')" >&2

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -109,12 +110,23 @@ DRIVER = textwrap.dedent('''
 def test_installed_package_runs_both_examples_outside_the_repository(tmp_path):
     """`pip install` of the repository gives importable, unambiguous kindmesh.* names."""
     site = tmp_path / "site"
+    # from a clean copy of what git tracks: building in the checkout would leave build/ there,
+    # and a later wheel would ship whatever build/lib holds
+    source = tmp_path / "source"
+    tracked = subprocess.run(["git", "-c", f"safe.directory={ROOT}", "ls-files", "-z"], cwd=ROOT,
+                             capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, tracked):
+        if (ROOT / rel).is_file():
+            (source / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, source / rel)
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
-                          str(ROOT)], capture_output=True, text=True, timeout=300, check=False)
+                          str(source)], capture_output=True, text=True, timeout=300, check=False)
     assert pip.returncode == 0, pip.stderr[-3000:]
     installed = sorted(p.relative_to(site).as_posix() for p in (site / "kindmesh").rglob("*.py"))
     assert "kindmesh/components/mesh.py" in installed and "kindmesh/core/planner.py" in installed
     assert not (site / "components").exists() and not (site / "stacks").exists()  # no generic top-level names
+    assert (site / "kindmesh" / "py.typed").is_file()  # typed for users' mypy
+    assert not (ROOT / "build").exists()
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (outside / "driver.py").write_text(DRIVER)

@@ -142,3 +142,16 @@ def test_the_stack_registers_one_file_command_per_cluster_with_only_the_kubeconf
     assert set(rec.stack_outputs["contexts"].values()) <= contexts
     assert {c.name for c in rec.plan.clusters} <= contexts
     assert rec.stack_outputs["kubeconfigFile"] == str(ROOT / ".kindmesh" / "dev" / "kubeconfig")
+
+
+def test_the_directory_ignores_itself_for_projects_without_our_gitignore(tmp_path):
+    """A program using the Mesh component writes keys into *its* project: never committable."""
+    kc.add("dev", "us", TWO["us"], tmp_path)
+    assert (tmp_path / ".kindmesh" / ".gitignore").read_text().splitlines()[-1] == "*"
+    kc.drop("dev", "us", tmp_path)
+    assert not (tmp_path / ".kindmesh").exists()  # the marker goes with the last stack
+    (tmp_path / ".kindmesh").mkdir()
+    (tmp_path / ".kindmesh" / ".gitignore").write_text("mine\n")
+    kc.add("dev", "us", TWO["us"], tmp_path)
+    kc.drop("dev", "us", tmp_path)
+    assert (tmp_path / ".kindmesh" / ".gitignore").read_text() == "mine\n"  # never touch the user's

@@ -105,6 +105,11 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     args = sys.argv[1:] if argv is None else argv
     env = os.environ if environ is None else environ
     configure_logging()
+    if args and args[0] in ("-h", "--help"):
+        print(f"usage: python -m kindmesh.deploy.gate_cmd {{{'|'.join(GATES)}}}\n"
+              f"Waits for one readiness gate; the kubeconfig in ${KUBECONFIG_ENV}, the spec (JSON) in ${SPEC_ENV}.\n"
+              "Run by the kindmesh program's command resources, not by hand.")
+        return 0
     try:
         if len(args) != 1:
             raise UsageError(f"usage: python -m kindmesh.deploy.gate_cmd {{{'|'.join(GATES)}}}")

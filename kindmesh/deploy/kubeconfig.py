@@ -22,6 +22,7 @@ No ``pulumi`` import.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import json
 import os
@@ -176,17 +177,34 @@ def _store(target: Path, cfg: dict[str, Any]) -> None:
         raise
 
 
+IGNORE_ALL = "# written by kindmesh: credentials, never to be committed\n*\n"
+
+
+def _ignore_all(base: Path) -> None:
+    """``.kindmesh/.gitignore`` ignoring everything: a project that uses the Mesh component
+    (not this repository's .gitignore) never commits the client keys by accident."""
+    marker = base / ".gitignore"
+    if not marker.exists():
+        marker.write_text(IGNORE_ALL)
+
+
 def _prune(directory: Path) -> None:
-    for d in (directory, directory.parent):
-        try:
-            d.rmdir()  # only when empty: never removes anything else
-        except OSError:
-            break
+    try:
+        directory.rmdir()  # only when empty: never removes anything else
+    except OSError:
+        return
+    base = directory.parent
+    marker = base / ".gitignore"
+    if marker.is_file() and marker.read_text() == IGNORE_ALL and [p.name for p in base.iterdir()] == [".gitignore"]:
+        marker.unlink()  # ours, and the last thing left
+    with contextlib.suppress(OSError):
+        base.rmdir()
 
 
 def add(stack: str, name: str, text: str, root: Path | None = None) -> Path:
     target = path_for(stack, root)
     with _Locked(target.parent):
+        _ignore_all(target.parent.parent)
         _store(target, with_cluster(_load(target), name, text))
     return target
 
@@ -211,6 +229,7 @@ def write(stack: str, kubeconfigs: Mapping[str, str], root: Path | None = None) 
     target = path_for(stack, root)
     cfg = merge(kubeconfigs)
     with _Locked(target.parent):
+        _ignore_all(target.parent.parent)
         _store(target, cfg)
     return target
 
