@@ -110,15 +110,12 @@ DRIVER = textwrap.dedent('''
 def test_installed_package_runs_both_examples_outside_the_repository(tmp_path):
     """`pip install` of the repository gives importable, unambiguous kindmesh.* names."""
     site = tmp_path / "site"
-    # from a clean copy of what git tracks: building in the checkout would leave build/ there,
-    # and a later wheel would ship whatever build/lib holds
+    # from a clean copy (a checkout or not): building in the project directory would leave
+    # build/ there, and a later wheel would ship whatever build/lib holds
     source = tmp_path / "source"
-    tracked = subprocess.run(["git", "-c", f"safe.directory={ROOT}", "ls-files", "-z"], cwd=ROOT,
-                             capture_output=True, check=True).stdout.decode().split("\0")
-    for rel in filter(None, tracked):
-        if (ROOT / rel).is_file():
-            (source / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, source / rel)
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".pulumi-state", ".kindmesh",
+        ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis"))
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
                           str(source)], capture_output=True, text=True, timeout=300, check=False)
     assert pip.returncode == 0, pip.stderr[-3000:]
