@@ -44,12 +44,12 @@ def test_two_cluster_mesh_in_three_lines():
     mesh = by_name["lab"]
     assert mesh.type == "kindmesh:index:Mesh"
     for cluster, peer in (("east", "west"), ("west", "east")):
-        release = by_name[f"lab-{cluster}-cilium"]
+        release = by_name[f"lab.{cluster}-cilium"]
         peers = release.inputs["values"]["clustermesh"]["config"]["clusters"]
         assert [p["name"] for p in peers] == [peer]
-        spec = json.loads(by_name[f"lab-{cluster}-kind-cluster"].inputs["environment"]["KINDMESH_KIND_SPEC"])
+        spec = json.loads(by_name[f"lab.{cluster}-kind-cluster"].inputs["environment"]["KINDMESH_KIND_SPEC"])
         assert spec["name"] == kind_name_for("example-lab", cluster)  # from <stack>-<component name>
-        assert by_name[f"lab-{cluster}-pool"].inputs["spec"]["addresses"]
+        assert by_name[f"lab.{cluster}-pool"].inputs["spec"]["addresses"]
     # everything lives under the Mesh component
     top = [r for r in rec.registered if r.parent.endswith("::example") or not r.parent]
     assert {r.name for r in top} <= {"lab"}, {r.name for r in top}
@@ -129,4 +129,4 @@ def test_installed_package_runs_both_examples_outside_the_repository(tmp_path):
         result = json.loads(run.stdout.strip().splitlines()[-1])
         assert Path(result["kindmesh"]).is_relative_to(site)
         names = {name for _, name in result["resources"]}
-        assert ("solo-cilium" in names) if example == "single-cluster" else ("lab-east-cilium" in names)
+        assert ("solo-cilium" in names) if example == "single-cluster" else ("lab.east-cilium" in names)
