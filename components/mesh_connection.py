@@ -57,6 +57,8 @@ class MeshMember:
             raise ValueError(f"MeshMember({self.name!r}).ips: give at least one address its peers can reach")
         for i, ip in enumerate(self.ips):
             try:
+                if not isinstance(ip, str):
+                    raise ValueError(ip)  # ip_address() would take an int as an address
                 ipaddress.ip_address(ip)
             except ValueError:
                 raise ValueError(f"MeshMember({self.name!r}).ips[{i}]: {str(ip)[:80]!r} is not an IP address") from None

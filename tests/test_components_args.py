@@ -109,6 +109,7 @@ def test_metallb_pool_args_refuse(kw, error, words):
     (lambda: MeshMember("b", "10.0.0.2"), TypeError, "ips=['10.0.0.2']"),
     (lambda: MeshMember("b", []), ValueError, "at least one address"),
     (lambda: MeshMember("b", ["10.0.0.300"]), ValueError, "not an IP address"),
+    (lambda: MeshMember("b", [167772162]), ValueError, "not an IP address"),
     (lambda: MeshMember("B", ["10.0.0.2"]), ValueError, "DNS label"),
     (lambda: MeshMember("b", ["10.0.0.2"], port=0), ValueError, "port"),
     (lambda: MeshMember("b", ["10.0.0.2"], id=True), TypeError, "id"),
