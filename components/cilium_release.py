@@ -25,7 +25,7 @@ import pulumi
 import pulumi_command as command
 import pulumi_kubernetes as k8s
 
-from kindmesh.components.cluster_target import ClusterTarget, release_revision
+from kindmesh.components.cluster_target import After, ClusterTarget, after_list, check_int, release_revision
 from kindmesh.core.config import (
     CILIUM_CHART_REPO,
     CILIUM_CHART_VERSION,
@@ -56,8 +56,12 @@ class CiliumReleaseArgs:
         ca_cert_b64 / ca_key_b64: the mesh's shared CA, base64 PEM (``MeshCA``); the key is
             made secret, and is the only secret of the release's inputs.
         chart_version / repo: the Cilium chart.
-        after: what the release waits for (the kind cluster, by default ``target.deleted_with``).
+        after: what the release waits for, one resource or a sequence (default:
+            ``target.deleted_with``, the kind cluster).
         rollout_timeout: the bound of the rollout gate, seconds.
+
+    Validated on construction (``ValueError``/``TypeError`` naming the field): values and
+    peers must be plain data known at plan time; peers need the shared CA.
     """
 
     target: ClusterTarget
@@ -69,18 +73,51 @@ class CiliumReleaseArgs:
     ca_key_b64: pulumi.Input[str] | None = None
     chart_version: str = CILIUM_CHART_VERSION
     repo: str = CILIUM_CHART_REPO
-    after: pulumi.Resource | None = None
+    after: After = None
     rollout_timeout: int = ROLLOUT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+
+def _check_peers(args: CiliumReleaseArgs) -> None:
+    field_ = "CiliumReleaseArgs.peers"
+    if isinstance(args.peers, pulumi.Output):
+        raise TypeError(f"{field_}: an Output; pass plain entries known at plan time (MeshConnection.peers_for)")
+    if isinstance(args.peers, (str, bytes, Mapping)) or not isinstance(args.peers, Sequence):
+        raise TypeError(f"{field_}: expected a list of {{name, port, ips}} mappings, got {type(args.peers).__name__}; "
+                        "use MeshConnection.peers_for(cluster)")
+    for i, peer in enumerate(args.peers):
+        if not isinstance(peer, Mapping):
+            raise TypeError(f"{field_}[{i}]: expected a mapping {{name, port, ips}}, got {type(peer).__name__}")
+        missing = [k for k in ("name", "port", "ips") if k not in peer]
+        if missing:
+            raise ValueError(f"{field_}[{i}]: missing {', '.join(missing)}; each peer is {{name, port, ips}}")
+        if peer["name"] == args.cluster_name:
+            raise ValueError(f"{field_}[{i}]: {peer['name']!r} is this cluster itself; a cluster is not its own peer")
+    if args.peers and args.ca_cert_b64 is None:
+        raise ValueError(
+            f"{field_}: peers need the mesh's shared CA (ca_cert_b64/ca_key_b64, e.g. from MeshCA): "
+            "without it each chart makes its own CA and the clusters cannot connect")
 
 
 def _check(args: CiliumReleaseArgs) -> None:
+    if not isinstance(args.cluster_name, str):
+        raise TypeError(f"CiliumReleaseArgs.cluster_name: expected a str, got {type(args.cluster_name).__name__}")
     problem = validate_cluster_name(args.cluster_name)
     if problem:
         raise ValueError(f"CiliumReleaseArgs.cluster_name: {problem}")
-    if isinstance(args.cluster_id, bool) or not CLUSTER_ID_MIN <= args.cluster_id <= CLUSTER_ID_MAX:
-        raise ValueError(f"CiliumReleaseArgs.cluster_id: {args.cluster_id!r} is not in {CLUSTER_ID_MIN}..{CLUSTER_ID_MAX}")
+    check_int(args.cluster_id, "CiliumReleaseArgs.cluster_id", CLUSTER_ID_MIN, CLUSTER_ID_MAX)
+    if isinstance(args.values, pulumi.Output) or not isinstance(args.values, Mapping):
+        raise TypeError(
+            f"CiliumReleaseArgs.values: expected a plain mapping, got {type(args.values).__name__}; values must "
+            "be plain data known at plan time (render them with kindmesh.core.render.kind_cilium_values), "
+            "not an Output")
     if (args.ca_cert_b64 is None) != (args.ca_key_b64 is None):
         raise ValueError("CiliumReleaseArgs: give both ca_cert_b64 and ca_key_b64 (the mesh's shared CA), or neither")
+    _check_peers(args)
+    check_int(args.rollout_timeout, "CiliumReleaseArgs.rollout_timeout", 1)
+    after_list(args.after, "CiliumReleaseArgs.after")
 
 
 class CiliumRelease(pulumi.ComponentResource):
@@ -98,8 +135,8 @@ class CiliumRelease(pulumi.ComponentResource):
     values: dict[str, Any]
 
     def __init__(self, name: str, args: CiliumReleaseArgs, opts: pulumi.ResourceOptions | None = None):
+        _check(args)  # again: the args may have been changed since construction
         super().__init__("kindmesh:index:CiliumRelease", name, None, opts)
-        _check(args)
         ca = None
         if args.ca_cert_b64 is not None and args.ca_key_b64 is not None:
             ca = (args.ca_cert_b64, pulumi.Output.secret(args.ca_key_b64))
@@ -117,7 +154,7 @@ class CiliumRelease(pulumi.ComponentResource):
             values=self.values,
             timeout=RELEASE_TIMEOUT,
             wait=False,  # see the module docstring: readiness is the rollout gate below
-            after=args.after if args.after is not None else target.deleted_with,
+            after=args.after if after_list(args.after, "CiliumReleaseArgs.after") else target.deleted_with,
         )
         self.revision = self.release.status.apply(release_revision)
         hubble = self.values.get("hubble") or {}

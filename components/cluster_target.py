@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,55 @@ from kindmesh import PACKAGE_HOME
 PROJECT_ROOT = PACKAGE_HOME  # where `python -m kindmesh.deploy.gate_cmd` resolves
 GATE_KUBECONFIG_ENV = "KINDMESH_GATE_KUBECONFIG"  # = kindmesh.deploy.gate_cmd.KUBECONFIG_ENV
 GATE_SPEC_ENV = "KINDMESH_GATE_SPEC"  # = kindmesh.deploy.gate_cmd.SPEC_ENV
+
+# What every ``after`` field takes: nothing, one resource, or a sequence of them.
+After = pulumi.Resource | Sequence[pulumi.Resource] | None
+
+
+def after_list(after: object, field: str) -> list[pulumi.Resource]:
+    """``after`` normalised: ``None`` -> ``[]``, one resource -> ``[it]``, a sequence -> a list.
+
+    Anything else (a string, an Output, a resource name) is a ``TypeError`` naming ``field``."""
+    if after is None:
+        return []
+    if isinstance(after, pulumi.Resource):
+        return [after]
+    if isinstance(after, (str, bytes)) or not isinstance(after, Sequence):
+        raise TypeError(
+            f"{field}: {type(after).__name__} is not a resource; pass a resource or a list of "
+            "resources (e.g. after=[network]), not a name or an Output")
+    items = list(after)
+    for i, item in enumerate(items):
+        if not isinstance(item, pulumi.Resource):
+            raise TypeError(f"{field}[{i}]: {type(item).__name__} is not a resource; pass the resource object itself")
+    return items
+
+
+def check_cidr(value: object, field: str) -> None:
+    """An IPv4 CIDR (kindmesh.core.config's rule), else a ``ValueError``/``TypeError`` naming ``field``."""
+    from kindmesh.core.config import _Collector  # the config's own validator
+
+    if not isinstance(value, str):
+        raise TypeError(f"{field}: expected an IPv4 CIDR string like '10.1.0.0/16', got {type(value).__name__}")
+    c = _Collector()
+    c.cidr(field, value)
+    if c.problems:
+        raise ValueError(str(c.problems[0]))
+
+
+def check_int(value: object, field: str, low: int, high: int | None = None) -> None:
+    """An ``int`` (not ``bool``, not a numeric string) in ``low..high``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{field}: expected an int, got {type(value).__name__} {value!r}; write it as a number")
+    if value < low or (high is not None and value > high):
+        bound = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ValueError(f"{field}: {value} is not in {bound}")
+
+
+def reject_str(value: object, field: str, example: str) -> None:
+    """A plain ``str`` where a sequence is expected would be split into characters: refuse it."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{field}: got the string {value!r}, expected a list; wrap it: {example}")
 
 
 @dataclass(frozen=True)
@@ -54,7 +104,7 @@ class ClusterTarget:
         values: pulumi.Input[dict[str, Any]],
         timeout: int,
         wait: bool,
-        after: pulumi.Resource | None,
+        after: After,
         create_namespace: bool = False,
     ) -> k8s.helm.v3.Release:
         """A pinned Helm release (embedded Helm, no helm binary) in this cluster."""
@@ -72,7 +122,7 @@ class ClusterTarget:
                 skip_await=not wait,
                 max_history=5,
             ),
-            self.opts(parent, after),
+            self.opts(parent, *after_list(after, "after")),
         )
 
     def gate(

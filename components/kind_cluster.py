@@ -17,6 +17,7 @@ Two resources per cluster:
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ import pulumi_command as command
 from pulumi.dynamic import Resource
 
 from kindmesh import PACKAGE_HOME
+from kindmesh.components.cluster_target import After, after_list, check_cidr, check_int, reject_str
 from kindmesh.components.kind_provider import KindClusterInfoProvider
 from kindmesh.core.config import KIND_NODE_IMAGE
 from kindmesh.core.images import Image
@@ -35,6 +37,8 @@ from kindmesh.core.render import dump_yaml, kind_config_for
 from kindmesh.deploy import kindctl
 
 PROJECT_ROOT = PACKAGE_HOME  # where `python -m kindmesh.deploy.kindctl` resolves
+KIND_NAME_RE = re.compile(r"[a-z0-9.-]+")  # kind's own rule
+KIND_NAME_MAX = 48  # the planner's bound (tested equal): "<name>-control-plane" stays a hostname
 
 
 def kindctl_command(action: str) -> str:
@@ -59,7 +63,10 @@ class KindClusterArgs:
         node_image: ``kindest/node`` image, pinned by digest.
         images: images to load into the nodes (pulled once on the host by :class:`HostImages`).
         labels: Kubernetes labels of every node.
-        after: what the create waits for (the docker network, the HostImages).
+        after: what the create waits for (the docker network, the HostImages): one
+            resource or a sequence.
+
+    Validated on construction (``ValueError``/``TypeError`` naming the field).
     """
 
     kind_name: str
@@ -70,7 +77,30 @@ class KindClusterArgs:
     node_image: str = KIND_NODE_IMAGE
     images: Sequence[str] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
-    after: Sequence[pulumi.Resource] = ()
+    after: After = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind_name, str):
+            raise TypeError(f"KindClusterArgs.kind_name: expected a str, got {type(self.kind_name).__name__}")
+        if not KIND_NAME_RE.fullmatch(self.kind_name) or len(self.kind_name) > KIND_NAME_MAX:
+            raise ValueError(
+                f"KindClusterArgs.kind_name: {self.kind_name[:80]!r} is not a valid kind cluster name; use "
+                f"lowercase letters, digits, '-' and '.', at most {KIND_NAME_MAX} characters (so "
+                "'<name>-control-plane' stays a valid hostname)")
+        if isinstance(self.network, pulumi.Output) or not isinstance(self.network, str):
+            raise TypeError(
+                f"KindClusterArgs.network: expected the docker network's name as a plain str, got "
+                f"{type(self.network).__name__}; pass the name string and create the network with that "
+                "name (docker.Network(..., name=NAME)), then put the network in `after`")
+        if not self.network:
+            raise ValueError("KindClusterArgs.network: give the docker network's name")
+        check_cidr(self.pod_subnet, "KindClusterArgs.pod_subnet")
+        check_cidr(self.service_subnet, "KindClusterArgs.service_subnet")
+        check_int(self.workers, "KindClusterArgs.workers", 0)
+        reject_str(self.images, "KindClusterArgs.images", f"images=[{self.images!r}]")
+        if not isinstance(self.labels, Mapping):
+            raise TypeError(f"KindClusterArgs.labels: expected a mapping, got {type(self.labels).__name__}")
+        after_list(self.after, "KindClusterArgs.after")
 
 
 def kind_spec(args: KindClusterArgs) -> dict[str, Any]:
@@ -152,7 +182,7 @@ class KindCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: KindClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kindmesh:index:KindCluster", name, None, opts)
         spec = kind_spec(args)
-        depends: list[pulumi.Resource] = list(args.after)
+        depends = after_list(args.after, "KindClusterArgs.after")
         self.command = command.local.Command(
             f"{name}-kind-cluster",
             create=kindctl_command("create"),

@@ -9,19 +9,30 @@
 configuration table), validated exactly like the stack's: a bad config raises
 ``pulumi.RunError`` listing every problem before anything is registered. The same
 preflight runs (host checks for kind clusters, read-only checks of existing ones).
-Everything is registered under this component, with names prefixed ``<name>-`` so two
-meshes fit in one program; kind cluster and docker network names derive from
-``MeshArgs.stack`` (default ``<pulumi stack>-<name>``), so two meshes never collide on
-a host either.
+Everything is registered under this component, with names prefixed ``<name>.`` (the
+name is a DNS label; cluster names never contain a dot, so two meshes never share a
+resource name). Kind cluster and docker network names and the kubeconfig file derive
+from ``MeshArgs.stack`` (default ``<pulumi stack>-<name>``). The meshes of one program
+claim their host resources: a second mesh with the same docker network, kind cluster
+name, overlapping subnet or kubeconfig path is a ``pulumi.RunError`` naming both; without
+``network.subnet`` a mesh takes the first default /16 no other mesh of the program uses.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
+from pulumi.runtime.settings import get_root_resource
+
+MESH_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a DNS label
+PREFIX_SEPARATOR = "."  # cluster names are DNS labels: they never contain it
 
 
 @dataclass
@@ -42,6 +53,65 @@ class MeshArgs:
     preflight: bool = True
     kubeconfig_file: bool = True
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, Mapping):
+            raise TypeError(
+                f"MeshArgs.config: expected a mapping of the kindmesh: keys (e.g. {{'clusters': [...]}}), "
+                f"got {type(self.config).__name__}")
+        if self.stack is not None and (not isinstance(self.stack, str) or not self.stack):
+            raise TypeError("MeshArgs.stack: expected a non-empty str (or None for <pulumi stack>-<name>)")
+
+
+# Host resources claimed by the meshes of one program: per root stack resource, weakly
+# (tests run many programs in one process; each gets a new root).
+_CLAIMS: weakref.WeakKeyDictionary[Any, dict[str, dict[Any, str]]] = weakref.WeakKeyDictionary()
+_NO_ROOT: dict[str, dict[Any, str]] = {}
+
+_WHAT = {
+    "name": ("component name", "give each Mesh its own name"),
+    "network": ("docker network", "give one of them another MeshArgs(stack=...)"),
+    "kind": ("kind cluster", "give one of them another MeshArgs(stack=...)"),
+    "kubeconfig": ("kubeconfig file", "give one of them another MeshArgs(stack=...) or kubeconfig_file=False"),
+    "subnet": ("docker subnet", "set a non-overlapping network.subnet in one of their configs"),
+}
+
+
+def _claims() -> dict[str, dict[Any, str]]:
+    root = get_root_resource()
+    table = _NO_ROOT if root is None else _CLAIMS.setdefault(root, {})
+    for kind in _WHAT:
+        table.setdefault(kind, {})
+    return table
+
+
+def _overlapping(subnet: str, claimed: Mapping[Any, str]) -> tuple[str, str] | None:
+    net = ipaddress.ip_network(subnet, strict=False)
+    for other, owner in claimed.items():
+        if net.overlaps(ipaddress.ip_network(other, strict=False)):
+            return other, owner
+    return None
+
+
+def _free_default_subnet(stack: str, claimed: Mapping[Any, str]) -> str | None:
+    """The first default /16 (rotated from the stack's hashed one) no claimed subnet overlaps."""
+    from kindmesh.core.planner import DEFAULT_SUBNETS, default_subnet
+
+    start = DEFAULT_SUBNETS.index(default_subnet(stack))
+    for candidate in DEFAULT_SUBNETS[start:] + DEFAULT_SUBNETS[:start]:
+        if _overlapping(candidate, claimed) is None:
+            return candidate
+    return None
+
+
+def _with_subnet(config: Mapping[str, Any], subnet: str) -> dict[str, Any] | None:
+    """``config`` with ``network.subnet`` set, or None when ``network`` is not a mapping."""
+    net = config.get("network")
+    if net is None:
+        return {**config, "network": {"subnet": subnet}}
+    if isinstance(net, Mapping):
+        return {**config, "network": {**net, "subnet": subnet}}
+    return None
+
 
 class Mesh(pulumi.ComponentResource):
     """Outputs: ``kubeconfigs`` (secret: cluster -> kubeconfig), ``clusters`` (table),
@@ -57,22 +127,69 @@ class Mesh(pulumi.ComponentResource):
     outputs: dict[str, Any]
 
     def __init__(self, name: str, args: MeshArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("kindmesh:index:Mesh", name, None, opts)
         # imported here: the composition imports the other components (no import cycle)
         from kindmesh.core.config import ConfigError
         from kindmesh.core.planner import load_plan
         from kindmesh.stacks import composition, preflight_existing
 
+        # Everything is checked and planned before the component registers (nothing half-created).
+        if not isinstance(name, str) or not MESH_NAME_RE.fullmatch(name):
+            raise ValueError(
+                f"Mesh name {str(name)[:80]!r} is not a DNS label: use 1-63 lowercase letters, digits and '-', "
+                "starting and ending with a letter or digit (e.g. 'lab')")
+        if not isinstance(args, MeshArgs):
+            raise TypeError(f"Mesh {name!r}: args must be MeshArgs, got {type(args).__name__}")
+        args.__post_init__()
         stack = args.stack or f"{pulumi.get_stack()}-{name}"
-        try:
-            plan = load_plan(dict(args.config), stack=stack, project=pulumi.get_project())
-        except ConfigError as err:
-            raise pulumi.RunError(f"Mesh {name!r}: {err}") from None
+        project = pulumi.get_project()
+        claims = _claims()
+        config: Mapping[str, Any] = args.config
+
+        def plan_of(raw: Mapping[str, Any]) -> Any:
+            try:
+                return load_plan(dict(raw), stack=stack, project=project)
+            except ConfigError as err:
+                raise pulumi.RunError(f"Mesh {name!r}: {err}") from None
+
+        plan = plan_of(config)
+        has_kind = any(c.source == "kind" for c in plan.clusters)
+        if has_kind and plan.config.network.subnet is None and _overlapping(plan.network.subnet, claims["subnet"]):
+            free = _free_default_subnet(stack, claims["subnet"])
+            moved = _with_subnet(config, free) if free is not None else None
+            if moved is not None:
+                plan = plan_of(moved)
+
+        wanted: list[tuple[str, Any, str]] = [("name", name, name)]
+        if has_kind:
+            wanted.append(("network", plan.network.name, plan.network.name))
+            wanted.append(("subnet", plan.network.subnet, plan.network.subnet))
+            wanted += [("kind", c.kind_name, c.kind_name) for c in plan.clusters if c.source == "kind"]
+        if args.kubeconfig_file and plan.clusters:
+            path = str(Path.cwd() / ".kindmesh" / plan.stack / "kubeconfig")
+            wanted.append(("kubeconfig", path, path))
+        clashes = []
+        for kind, key, shown in wanted:
+            if kind == "subnet":
+                hit = _overlapping(key, claims["subnet"])
+                other, owner = hit if hit else (None, None)
+                shown = f"{key} (overlaps {other})" if other else shown
+            else:
+                owner = claims[kind].get(key)
+            if owner is not None:
+                what, fix = _WHAT[kind]
+                clashes.append(f"  - {what} {shown}: used by Mesh {owner!r} too; {fix}")
+        if clashes:
+            raise pulumi.RunError(
+                f"Mesh {name!r} would share host resources with another Mesh of this program:\n" + "\n".join(clashes))
+        for kind, key, _shown in wanted:
+            claims[kind][key] = name
+
+        super().__init__("kindmesh:index:Mesh", name, None, opts)
         self.stack_graph = composition.build(
             plan,
             preflight=preflight_existing.run if args.preflight else None,
             parent=self,
-            prefix=f"{name}-",
+            prefix=f"{name}{PREFIX_SEPARATOR}",
             kubeconfig_file=args.kubeconfig_file,
         )
         self.outputs = composition.outputs(self.stack_graph)

@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from kindmesh.components.cluster_target import ClusterTarget
+from kindmesh.components.cluster_target import After, ClusterTarget, after_list
 from kindmesh.components.metallb_pool import custom_resource
 
 
@@ -34,12 +34,15 @@ class MeshDemoArgs:
         manifests: the objects, the Namespace first (``kindmesh.core.demo.manifests``
             renders kindmesh's: an echo backend naming its cluster behind global Services,
             a client, and with policies a default-deny + cross-cluster allow rules).
-        after: what they wait for (the CNI: ``CiliumRelease.ready``).
+        after: what they wait for (the CNI: ``CiliumRelease.ready``), one resource or a sequence.
     """
 
     target: ClusterTarget
     manifests: Sequence[Mapping[str, Any]]
-    after: pulumi.Resource | None = None
+    after: After = None
+
+    def __post_init__(self) -> None:
+        after_list(self.after, "MeshDemoArgs.after")
 
 
 class MeshDemo(pulumi.ComponentResource):
@@ -58,7 +61,7 @@ class MeshDemo(pulumi.ComponentResource):
         def child_opts(*depends: pulumi.Resource | None) -> pulumi.ResourceOptions:
             return target.opts(self, *depends)
 
-        self.namespace = _resource(f"{name}-demo-ns", namespace_obj, child_opts(args.after))
+        self.namespace = _resource(f"{name}-demo-ns", namespace_obj, child_opts(*after_list(args.after, "MeshDemoArgs.after")))
         ordered = sorted(rest, key=lambda o: o["kind"] != "CiliumNetworkPolicy")
         policies = [
             _resource(f"{name}-demo-{o['metadata']['name']}", o, child_opts(self.namespace))

@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from kindmesh.components.cluster_target import ClusterTarget
+from kindmesh.components.cluster_target import After, ClusterTarget, after_list, reject_str
 from kindmesh.core.config import METALLB_CHART_REPO, METALLB_CHART_VERSION
 from kindmesh.core.render import (
     L2_NAME,
@@ -48,8 +48,10 @@ class MetalLBPoolArgs:
         labels: labels of the pool and advertisement objects.
         chart_version / repo / values: the MetalLB chart (default: L2 only, no FRR,
             speakers on control planes too).
-        after: what the release waits for (the CNI: ``CiliumRelease.ready``).
+        after: what the release waits for (the CNI: ``CiliumRelease.ready``), one resource
+            or a sequence.
         gate_timeout: the bound of the webhook gate, seconds.
+        pool_name / advertisement_name: the IPAddressPool and L2Advertisement names.
     """
 
     target: ClusterTarget
@@ -59,10 +61,19 @@ class MetalLBPoolArgs:
     chart_version: str = METALLB_CHART_VERSION
     repo: str = METALLB_CHART_REPO
     values: Mapping[str, Any] = field(default_factory=metallb_values)
-    after: pulumi.Resource | None = None
+    after: After = None
     gate_timeout: int = GATE_TIMEOUT
     pool_name: str = POOL_NAME
     advertisement_name: str = L2_NAME
+
+    def __post_init__(self) -> None:
+        reject_str(self.addresses, "MetalLBPoolArgs.addresses", f"addresses=[{self.addresses!r}]")
+        if not self.addresses:
+            raise ValueError("MetalLBPoolArgs.addresses: give at least one range, e.g. 172.30.255.240-172.30.255.254")
+        for i, a in enumerate(self.addresses):
+            if not isinstance(a, str) or not a:
+                raise TypeError(f"MetalLBPoolArgs.addresses[{i}]: expected a 'first-last' range or CIDR string")
+        after_list(self.after, "MetalLBPoolArgs.after")
 
 
 class MetalLBPool(pulumi.ComponentResource):
@@ -72,9 +83,8 @@ class MetalLBPool(pulumi.ComponentResource):
     addresses: list[str]
 
     def __init__(self, name: str, args: MetalLBPoolArgs, opts: pulumi.ResourceOptions | None = None):
+        args.__post_init__()  # again: the args may have been changed since construction
         super().__init__("kindmesh:index:MetalLBPool", name, None, opts)
-        if not args.addresses:
-            raise ValueError("MetalLBPoolArgs.addresses: give at least one range, e.g. 172.30.255.240-172.30.255.254")
         target = args.target
         self.release = target.helm_release(
             f"{name}-metallb",

@@ -36,6 +36,15 @@ def test_single_cluster_from_the_components_alone():
     assert release.secret_paths == {"values.tls.ca.key"}
     gate = by_name["solo-cilium-rollout"]
     assert gate.type == COMMAND and release.urn in gate.dependencies
+    # node IPs (docker ip_range) and the MetalLB pool never meet; Cilium's mesh IP is in the pool
+    ipam = by_name["network"].inputs["ipamConfigs"][0]
+    assert ipam == {"subnet": "172.27.0.0/24", "ipRange": "172.27.0.0/25"}
+    pool = by_name["solo-pool"].inputs["spec"]["addresses"]
+    assert pool == ["172.27.0.247-172.27.0.254"]
+    service = values["clustermesh"]["apiserver"]["service"]
+    assert service == {"type": "LoadBalancer", "loadBalancerIP": "172.27.0.247"}
+    assert rec.registered and by_name["solo-metallb"].type == "kubernetes:helm.sh/v3:Release"
+    assert gate.urn in by_name["solo-metallb"].dependencies  # MetalLB after Cilium is ready
     assert not any(r.type == "kindmesh:index:Mesh" for r in rec.registered)
 
 
@@ -45,12 +54,12 @@ def test_two_cluster_mesh_in_three_lines():
     mesh = by_name["lab"]
     assert mesh.type == "kindmesh:index:Mesh"
     for cluster, peer in (("east", "west"), ("west", "east")):
-        release = by_name[f"lab-{cluster}-cilium"]
+        release = by_name[f"lab.{cluster}-cilium"]
         peers = release.inputs["values"]["clustermesh"]["config"]["clusters"]
         assert [p["name"] for p in peers] == [peer]
-        spec = json.loads(by_name[f"lab-{cluster}-kind-cluster"].inputs["environment"]["KINDMESH_KIND_SPEC"])
+        spec = json.loads(by_name[f"lab.{cluster}-kind-cluster"].inputs["environment"]["KINDMESH_KIND_SPEC"])
         assert spec["name"] == kind_name_for("example-lab", cluster)  # from <stack>-<component name>
-        assert by_name[f"lab-{cluster}-pool"].inputs["spec"]["addresses"]
+        assert by_name[f"lab.{cluster}-pool"].inputs["spec"]["addresses"]
     # everything lives under the Mesh component
     top = [r for r in rec.registered if r.parent.endswith("::example") or not r.parent]
     assert {r.name for r in top} <= {"lab"}, {r.name for r in top}
@@ -138,4 +147,25 @@ def test_installed_package_runs_both_examples_outside_the_repository(tmp_path):
         result = json.loads(run.stdout.strip().splitlines()[-1])
         assert Path(result["kindmesh"]).is_relative_to(site)
         names = {name for _, name in result["resources"]}
-        assert ("solo-cilium" in names) if example == "single-cluster" else ("lab-east-cilium" in names)
+        assert ("solo-cilium" in names) if example == "single-cluster" else ("lab.east-cilium" in names)
+
+
+def test_readme_three_cluster_sketch_runs_from_the_components_alone(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Components (use them in any Pulumi program)"):]
+    blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
+    sketch = next(b for b in blocks if "MeshConnection(" in b)
+    program = tmp_path / "__main__.py"
+    program.write_text(sketch)
+    rec = run_file(program, stack="example")
+    by_name = {r.name: r for r in rec.registered}
+    assert not any(r.type == "kindmesh:index:Mesh" for r in rec.registered)
+    mesh_ips = {}
+    for n in "abc":
+        values = by_name[f"{n}-cilium"].inputs["values"]
+        assert values["cluster"]["name"] == n and values["tls"]["ca"]["key"]
+        assert sorted(p["name"] for p in values["clustermesh"]["config"]["clusters"]) == sorted(set("abc") - {n})
+        mesh_ips[n] = values["clustermesh"]["apiserver"]["service"]["loadBalancerIP"]
+        first, last = by_name[f"{n}-pool"].inputs["spec"]["addresses"][0].split("-")
+        assert first == mesh_ips[n]
+    assert len(set(mesh_ips.values())) == 3

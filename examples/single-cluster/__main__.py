@@ -1,6 +1,8 @@
 """One kind cluster running Cilium (kube-proxy replaced), from kindmesh's components alone.
 
-No kindmesh config and no planner: the components take typed args.
+No kindmesh config and no stack plan: the components take typed args, the pure helpers
+``kind_cilium_values`` (Cilium values for kind) and ``network_layout``/``pool_for`` (node
+addresses in the lower half of the docker subnet, MetalLB pools at the top of it) fill them.
     pip install -r requirements.txt && pulumi up
 """
 
@@ -12,12 +14,18 @@ from kindmesh.components.cilium_release import CiliumRelease, CiliumReleaseArgs
 from kindmesh.components.cluster_target import ClusterTarget
 from kindmesh.components.kind_cluster import KindCluster, KindClusterArgs
 from kindmesh.components.mesh_ca import MeshCA, MeshCAArgs
+from kindmesh.components.metallb_pool import MetalLBPool, MetalLBPoolArgs
+from kindmesh.core.planner import network_layout, pool_for
+from kindmesh.core.render import kind_cilium_values
 
 NAME = "solo"
+SUBNET = "172.27.0.0/24"
+nodes, _pools = network_layout(SUBNET)  # docker's ip_range keeps node IPs out of the pools
+first, last = pool_for(SUBNET, 8, 1)  # cluster id 1's pool: 8 addresses at the top of the subnet
 network = docker.Network(
     "network",
     name=f"{NAME}-net",
-    ipam_configs=[docker.NetworkIpamConfigArgs(subnet="172.27.0.0/24")],
+    ipam_configs=[docker.NetworkIpamConfigArgs(subnet=SUBNET, ip_range=str(nodes))],
     opts=pulumi.ResourceOptions(provider=docker.Provider("docker")),
 )
 kind = KindCluster(NAME, KindClusterArgs(
@@ -25,23 +33,19 @@ kind = KindCluster(NAME, KindClusterArgs(
     pod_subnet="10.40.0.0/16", service_subnet="10.41.0.0/20", after=[network],
 ))
 provider = k8s.Provider(f"{NAME}-k8s", kubeconfig=kind.kubeconfig)
+target = ClusterTarget(provider=provider, kubeconfig=kind.kubeconfig, deleted_with=kind.cluster)
 ca = MeshCA("ca", MeshCAArgs(common_name=f"{NAME} ClusterMesh CA"))
 cilium = CiliumRelease(NAME, CiliumReleaseArgs(
-    target=ClusterTarget(provider=provider, kubeconfig=kind.kubeconfig, deleted_with=kind.cluster),
+    target=target,
     cluster_name=NAME,
     cluster_id=1,
-    values={
-        "kubeProxyReplacement": True,
-        "k8sServiceHost": f"{NAME}-control-plane",
-        "k8sServicePort": 6443,
-        "ipam": {"mode": "kubernetes"},
-        "routingMode": "tunnel",
-        "tunnelProtocol": "vxlan",
-        "operator": {"replicas": 1},
-        "clustermesh": {"apiserver": {"service": {"type": "NodePort"}}},
-    },
+    # the clustermesh-apiserver gets the pool's first address (MetalLB hands it out)
+    values=kind_cilium_values(control_plane=f"{NAME}-control-plane", mesh_ip=str(first)),
     ca_cert_b64=ca.cert_b64,
     ca_key_b64=ca.key_b64,
+))
+metallb = MetalLBPool(NAME, MetalLBPoolArgs(
+    target=target, cluster_name=NAME, addresses=[f"{first}-{last}"], after=cilium.ready,
 ))
 pulumi.export("kubeconfig", kind.kubeconfig)
 pulumi.export("ciliumRevision", cilium.revision)

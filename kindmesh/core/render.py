@@ -162,6 +162,55 @@ def cilium_values(
     return with_extras(plan, cluster, values)
 
 
+def kind_cilium_values(
+    *,
+    control_plane: str,
+    mesh_ip: str | None = None,
+    node_port: int | None = None,
+    hubble: bool = True,
+    hubble_ui: bool = False,
+) -> dict[str, Any]:
+    """Cilium values for a kind cluster, without a plan (for components-only programs).
+
+    The same settings :func:`cilium_values` gives kindmesh's kind clusters: kube-proxy
+    replaced (``k8sServiceHost`` = ``control_plane``, the ``<kind name>-control-plane``
+    container, port 6443), Kubernetes IPAM, VXLAN tunnel, one operator replica, the
+    clustermesh-apiserver with Helm-generated TLS behind a LoadBalancer at ``mesh_ip``
+    (a MetalLB pool address; see ``kindmesh.core.planner.pool_for``) or, without one, a
+    NodePort (``node_port`` when given), and Hubble with its relay. The identity, peers and
+    CA come from :class:`CiliumRelease` (``mesh_values``); images are left to the chart.
+    """
+    if mesh_ip is not None:
+        service: dict[str, Any] = {"type": "LoadBalancer", "loadBalancerIP": mesh_ip}
+    else:
+        service = {"type": "NodePort"}
+        if node_port is not None:
+            service["nodePort"] = node_port
+    return {
+        "kubeProxyReplacement": True,
+        "k8sServiceHost": control_plane,
+        "k8sServicePort": 6443,
+        "ipam": {"mode": "kubernetes"},
+        "routingMode": "tunnel",
+        "tunnelProtocol": "vxlan",
+        "operator": {"replicas": 1},
+        "clustermesh": {
+            "useAPIServer": True,
+            "apiserver": {
+                "replicas": 1,
+                "service": service,
+                "tls": {"auto": {"enabled": True, "method": "helm"}},
+            },
+        },
+        "hubble": {
+            "enabled": hubble,
+            "tls": {"auto": {"enabled": True, "method": "helm"}},
+            "relay": {"enabled": hubble},
+            "ui": {"enabled": hubble and hubble_ui},
+        },
+    }
+
+
 def mesh_values(
     cluster_name: str,
     cluster_id: int,
