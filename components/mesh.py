@@ -184,10 +184,17 @@ class Mesh(pulumi.ComponentResource):
         for kind, key, _shown in wanted:
             claims[kind][key] = name
 
+        checked: object = None
+        if args.preflight:  # before anything is registered, this component included
+            try:
+                checked = preflight_existing.run(plan)
+            except RuntimeError as err:
+                raise pulumi.RunError(f"Mesh {name!r}: {err}") from None
+
         super().__init__("kindmesh:index:Mesh", name, None, opts)
         self.stack_graph = composition.build(
             plan,
-            preflight=preflight_existing.run if args.preflight else None,
+            preflight=(lambda _plan: checked) if args.preflight else None,
             parent=self,
             prefix=f"{name}{PREFIX_SEPARATOR}",
             kubeconfig_file=args.kubeconfig_file,

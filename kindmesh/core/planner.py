@@ -245,7 +245,11 @@ def prepull_images(config: StackConfig) -> tuple[str, ...]:
 
 
 def network_layout(subnet: str) -> tuple[IPv4Net, IPv4Net]:
-    """(node range, pool region) of a docker subnet: its lower and upper half."""
+    """(node range, pool region) of a docker subnet: its lower and upper half.
+
+    Public for programs built from the components alone: give docker the node range as the
+    network's ``ip_range`` and carve MetalLB pools from the region (:func:`pool_for`), so
+    docker never hands a node an address inside a pool."""
     net = ipaddress.IPv4Network(subnet)
     if net.prefixlen >= 31:
         raise ValueError("subnet too small")
@@ -254,7 +258,9 @@ def network_layout(subnet: str) -> tuple[IPv4Net, IPv4Net]:
 
 
 def pool_for(subnet: str, pool_size: int, cluster_id: int) -> tuple[IPv4Addr, IPv4Addr]:
-    """Pool slot (id-1) counted from the top of the subnet, below the broadcast."""
+    """Pool slot (id-1) counted from the top of the subnet, below the broadcast.
+
+    Public (see :func:`network_layout`): ``(first, last)`` of cluster ``cluster_id``'s pool."""
     net = ipaddress.IPv4Network(subnet)
     last = int(net.broadcast_address) - 1 - (cluster_id - 1) * pool_size
     first = last - pool_size + 1
