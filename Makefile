@@ -120,7 +120,7 @@ env:
 # Rewrite .kindmesh/$(STACK)/kubeconfig from the stack's outputs (if you deleted it).
 kubeconfig: $(RUNTIME) stack-exists
 	@set -o pipefail; $(PULUMI) stack output kubeconfigs --show-secrets --json --stack $(STACK) \
-	  | $(PY) -m kindmesh.deploy.kubeconfig write --stack $(STACK) --stdin
+	  | $(PY) -m kindmesh.deploy.context_file write --stack $(STACK) --stdin
 
 new-stack: $(RUNTIME)
 	@$(PY) -m kindmesh.cli.doctor --new-stack "$(NAME)"

@@ -343,9 +343,9 @@ def kubeconfig_files(stack: Stack, prefix: str = "") -> list[command.local.Comma
 
     One command per cluster (so adding/removing a cluster touches no other cluster's
     resource); its context is the cluster's name, plus kind's own context name (see
-    kindmesh/deploy/kubeconfig.py). Only the environment (the cluster's kubeconfig) is secret.
+    kindmesh/deploy/context_file.py). Only the environment (the cluster's kubeconfig) is secret.
     """
-    base = f"{shlex.quote(sys.executable)} -m kindmesh.deploy.kubeconfig"
+    base = f"{shlex.quote(sys.executable)} -m kindmesh.deploy.context_file"
     project = Path.cwd()  # the Pulumi project directory: the program runs there
     commands = []
     for name, parts in stack.clusters.items():

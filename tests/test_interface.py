@@ -35,7 +35,7 @@ TYPE_TOKENS = {
 }
 DYNAMIC_PROVIDERS = {"kindmesh.components.kind_provider": {"KindClusterInfoProvider"}}
 COMMAND_MODULES = {
-    "kindmesh.deploy.kindctl", "kindmesh.deploy.gate_cmd", "kindmesh.deploy.kubeconfig", "kindmesh.cli.verify",
+    "kindmesh.deploy.kindctl", "kindmesh.deploy.gate_cmd", "kindmesh.deploy.context_file", "kindmesh.cli.verify",
 }
 COMPONENTS = {
     "kindmesh.components.kind_cluster": ("KindCluster", "HostImages"),

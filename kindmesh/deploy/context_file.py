@@ -1,9 +1,9 @@
 """The stack's kubeconfig file: ``.kindmesh/<stack>/kubeconfig``, one context per cluster.
 
-    python -m kindmesh.deploy.kubeconfig add --stack dev --cluster us   (kind kubeconfig in $KINDMESH_KUBECONFIG)
-    python -m kindmesh.deploy.kubeconfig drop --stack dev --cluster us
-    python -m kindmesh.deploy.kubeconfig write --stack dev --stdin      (all: `pulumi stack output kubeconfigs`)
-    python -m kindmesh.deploy.kubeconfig remove --stack dev
+    python -m kindmesh.deploy.context_file add --stack dev --cluster us   (kind kubeconfig in $KINDMESH_KUBECONFIG)
+    python -m kindmesh.deploy.context_file drop --stack dev --cluster us
+    python -m kindmesh.deploy.context_file write --stack dev --stdin      (all: `pulumi stack output kubeconfigs`)
+    python -m kindmesh.deploy.context_file remove --stack dev
 
 `pulumi up` adds each cluster and `pulumi destroy` drops it: one ``command:local:Command``
 per cluster in the stack graph runs this module (so plain ``pulumi`` commands do it too, and

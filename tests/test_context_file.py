@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from kindmesh.deploy import kubeconfig as kc
+from kindmesh.deploy import context_file as kc
 from tests.helpers import ROOT, copy_sources, stack_raw
 from tests.mocks import evaluate
 
@@ -78,13 +78,13 @@ def test_concurrent_adds_and_drops_lose_nothing(tmp_path):
     """The engine runs the per-cluster commands in parallel processes."""
     project = _project(tmp_path)
     names = [f"c{i}" for i in range(5)]
-    procs = [subprocess.Popen([sys.executable, "-m", "kindmesh.deploy.kubeconfig", "add", "--stack", "dev", "--cluster", n],
+    procs = [subprocess.Popen([sys.executable, "-m", "kindmesh.deploy.context_file", "add", "--stack", "dev", "--cluster", n],
                               cwd=project, env=dict(os.environ, **{kc.ENV: kind_kubeconfig(f"km-dev-{n}", 1)}))
              for n in names]
     assert all(p.wait(60) == 0 for p in procs)
     cfg = yaml.safe_load((project / ".kindmesh/dev/kubeconfig").read_text())
     assert {c["name"] for c in cfg["contexts"]} >= set(names)
-    procs = [subprocess.Popen([sys.executable, "-m", "kindmesh.deploy.kubeconfig", "drop", "--stack", "dev", "--cluster", n],
+    procs = [subprocess.Popen([sys.executable, "-m", "kindmesh.deploy.context_file", "drop", "--stack", "dev", "--cluster", n],
                               cwd=project) for n in names]
     assert all(p.wait(60) == 0 for p in procs)
     assert not (project / ".kindmesh").exists()
@@ -107,7 +107,7 @@ def _project(tmp_path):
 
 def test_module_cli_adds_drops_and_fails_cleanly(tmp_path):
     project = _project(tmp_path)
-    run = lambda *a, **kw: subprocess.run([sys.executable, "-m", "kindmesh.deploy.kubeconfig", *a], cwd=project,  # noqa: E731
+    run = lambda *a, **kw: subprocess.run([sys.executable, "-m", "kindmesh.deploy.context_file", *a], cwd=project,  # noqa: E731
                                           capture_output=True, text=True, check=False, **kw)
     res = run("add", "--stack", "dev", "--cluster", "us", env=dict(os.environ, **{kc.ENV: TWO["us"]}))
     assert res.returncode == 0, res.stderr
@@ -129,9 +129,9 @@ def test_the_stack_registers_one_file_command_per_cluster_with_only_the_kubeconf
         cmd = rec.named(f"{c.name}-kubeconfig")
         assert cmd.type == "command:local:Command"
         where = f"--root {ROOT}"  # the Pulumi project directory (the program's working directory)
-        assert cmd.inputs["create"].endswith(f"-m kindmesh.deploy.kubeconfig add --stack dev --cluster {c.name} {where}")
+        assert cmd.inputs["create"].endswith(f"-m kindmesh.deploy.context_file add --stack dev --cluster {c.name} {where}")
         assert cmd.inputs["update"] == cmd.inputs["create"]
-        assert cmd.inputs["delete"].endswith(f"-m kindmesh.deploy.kubeconfig drop --stack dev --cluster {c.name} {where}")
+        assert cmd.inputs["delete"].endswith(f"-m kindmesh.deploy.context_file drop --stack dev --cluster {c.name} {where}")
         assert cmd.inputs["dir"] == str(ROOT)
         assert cmd.secret_inputs == {"environment"}
         assert cmd.inputs["environment"] == {kc.ENV: rec.outputs["kubeconfigs"][c.name]}
