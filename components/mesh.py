@@ -92,27 +92,6 @@ def _overlapping(subnet: str, claimed: Mapping[Any, str]) -> tuple[str, str] | N
     return None
 
 
-def _free_default_subnet(stack: str, claimed: Mapping[Any, str]) -> str | None:
-    """The first default /16 (rotated from the stack's hashed one) no claimed subnet overlaps."""
-    from kindmesh.core.planner import DEFAULT_SUBNETS, default_subnet
-
-    start = DEFAULT_SUBNETS.index(default_subnet(stack))
-    for candidate in DEFAULT_SUBNETS[start:] + DEFAULT_SUBNETS[:start]:
-        if _overlapping(candidate, claimed) is None:
-            return candidate
-    return None
-
-
-def _with_subnet(config: Mapping[str, Any], subnet: str) -> dict[str, Any] | None:
-    """``config`` with ``network.subnet`` set, or None when ``network`` is not a mapping."""
-    net = config.get("network")
-    if net is None:
-        return {**config, "network": {"subnet": subnet}}
-    if isinstance(net, Mapping):
-        return {**config, "network": {**net, "subnet": subnet}}
-    return None
-
-
 class Mesh(pulumi.ComponentResource):
     """Outputs: ``kubeconfigs`` (secret: cluster -> kubeconfig), ``clusters`` (table),
     ``peers``, ``endpoints``, ``hubble_ui``, ``mermaid``, ``outputs`` (everything the
@@ -145,19 +124,11 @@ class Mesh(pulumi.ComponentResource):
         claims = _claims()
         config: Mapping[str, Any] = args.config
 
-        def plan_of(raw: Mapping[str, Any]) -> Any:
-            try:
-                return load_plan(dict(raw), stack=stack, project=project)
-            except ConfigError as err:
-                raise pulumi.RunError(f"Mesh {name!r}: {err}") from None
-
-        plan = plan_of(config)
+        try:  # a default subnet avoids those other meshes of this program took (the planner decides)
+            plan = load_plan(dict(config), stack=stack, project=project, avoid_subnets=list(claims["subnet"]))
+        except ConfigError as err:
+            raise pulumi.RunError(f"Mesh {name!r}: {err}") from None
         has_kind = any(c.source == "kind" for c in plan.clusters)
-        if has_kind and plan.config.network.subnet is None and _overlapping(plan.network.subnet, claims["subnet"]):
-            free = _free_default_subnet(stack, claims["subnet"])
-            moved = _with_subnet(config, free) if free is not None else None
-            if moved is not None:
-                plan = plan_of(moved)
 
         wanted: list[tuple[str, Any, str]] = [("name", name, name)]
         if has_kind:

@@ -123,3 +123,17 @@ def test_stack_files_disable_default_kubernetes_and_docker_providers(stack):
 
     config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
     assert {"kubernetes", "docker"} <= set(config["pulumi:disable-default-providers"])
+
+
+def test_default_subnet_avoids_taken_ones_and_an_explicit_subnet_is_kept():
+    from kindmesh.core.planner import DEFAULT_SUBNETS, default_subnet, free_subnet
+
+    own = default_subnet("lab")
+    assert own == free_subnet("lab", [], DEFAULT_SUBNETS)  # the hashed slot when nothing is taken
+    nxt = default_subnet("lab", [own])
+    assert nxt != own and nxt == DEFAULT_SUBNETS[(DEFAULT_SUBNETS.index(own) + 1) % len(DEFAULT_SUBNETS)]
+    assert default_subnet("lab", ["172.16.0.0/12"]) == own  # nothing free: the hashed one (caller reports)
+    raw = {"clusters": [{"name": "a", "id": 1}]}
+    assert load_plan(raw, stack="lab", avoid_subnets=[own]).network.subnet == nxt
+    explicit = dict(raw, network={"subnet": own})
+    assert load_plan(explicit, stack="lab", avoid_subnets=[own]).network.subnet == own

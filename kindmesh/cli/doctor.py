@@ -20,7 +20,6 @@ No ``pulumi`` import. Tests point it at fake executables on PATH and a fake /pro
 from __future__ import annotations
 
 import argparse
-import hashlib
 import ipaddress
 import json
 import os
@@ -35,7 +34,7 @@ from typing import Any
 import yaml
 
 from kindmesh.core.config import ConfigError, strip_namespace
-from kindmesh.core.planner import StackPlan, default_subnet, load_plan
+from kindmesh.core.planner import StackPlan, default_subnet, free_subnet, load_plan
 from kindmesh.stacks.preflight import INOTIFY, MIN_KIND, parse_kind_version
 
 PY_MIN = (3, 11)  # the one floor: pyproject `requires-python`, README, Makefile PY_MIN
@@ -388,15 +387,8 @@ def used_subnets(root: Path) -> list[ipaddress.IPv4Network]:
 
 
 def pick_subnet(name: str, used: list[ipaddress.IPv4Network]) -> str | None:
-    """First of NEW_STACK_SUBNETS overlapping none of ``used``, probing from a slot the name's
-    hash picks (so names spread out, and the same name and files give the same subnet)."""
-    start = int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(NEW_STACK_SUBNETS)
-    for step in range(len(NEW_STACK_SUBNETS)):
-        candidate = NEW_STACK_SUBNETS[(start + step) % len(NEW_STACK_SUBNETS)]
-        net = ipaddress.IPv4Network(candidate)
-        if not any(net.overlaps(u) for u in used):
-            return candidate
-    return None
+    """First of NEW_STACK_SUBNETS overlapping none of ``used`` (the planner's probe by name hash)."""
+    return free_subnet(name, used, NEW_STACK_SUBNETS)
 
 
 def new_stack(name: str, root: Path | None = None) -> tuple[int, str]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,9 +222,23 @@ def kind_name_for(stack: str, cluster: str) -> str:
     return f"km--{head}-{tail}" if head else f"km--{tail}"
 
 
-def default_subnet(stack: str) -> str:
-    index = int(hashlib.sha256(stack.encode()).hexdigest(), 16) % len(DEFAULT_SUBNETS)
-    return DEFAULT_SUBNETS[index]
+def free_subnet(name: str, used: Iterable[str | IPv4Net], candidates: Sequence[str]) -> str | None:
+    """The first of ``candidates`` overlapping none of ``used``, probing from a slot the name's
+    hash picks (names spread out; the same name and ``used`` give the same subnet)."""
+    taken = [ipaddress.ip_network(u, strict=False) for u in used]
+    start = int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(candidates)
+    for step in range(len(candidates)):
+        candidate = candidates[(start + step) % len(candidates)]
+        if not any(ipaddress.IPv4Network(candidate).overlaps(t) for t in taken):
+            return candidate
+    return None
+
+
+def default_subnet(stack: str, avoid: Iterable[str | IPv4Net] = ()) -> str:
+    """The stack's docker subnet when the config sets none: its hashed DEFAULT_SUBNETS slot,
+    or the next one that overlaps nothing in ``avoid`` (another mesh of the same program)."""
+    hashed = DEFAULT_SUBNETS[int(hashlib.sha256(stack.encode()).hexdigest(), 16) % len(DEFAULT_SUBNETS)]
+    return free_subnet(stack, avoid, DEFAULT_SUBNETS) or hashed  # all taken: the caller reports the clash
 
 
 def default_pod_subnet(cluster_id: int) -> str:
@@ -288,22 +302,27 @@ def plan(config: StackConfig, *, stack: str, project: str = "kindmesh") -> Stack
     return result
 
 
-def load_plan(raw: Mapping[str, Any], *, stack: str, project: str = "kindmesh") -> StackPlan:
-    """Raw ``kindmesh:`` keys -> plan, reporting parse *and* plan problems together."""
+def load_plan(raw: Mapping[str, Any], *, stack: str, project: str = "kindmesh",
+              avoid_subnets: Iterable[str] = ()) -> StackPlan:
+    """Raw ``kindmesh:`` keys -> plan, reporting parse *and* plan problems together.
+
+    ``avoid_subnets``: docker subnets already taken (other meshes of the same program); a
+    default subnet is then the next free one. An explicit ``network.subnet`` is kept."""
     problems: list[Problem] = []
     config = parse_config(raw, problems=problems)
     if not config.clusters:
         raise ConfigError(problems)
-    result = _plan(config, stack=stack, project=project, problems=problems)
+    result = _plan(config, stack=stack, project=project, problems=problems, avoid_subnets=avoid_subnets)
     if problems:
         raise ConfigError(problems)
     return result
 
 
-def _plan(config: StackConfig, *, stack: str, project: str, problems: list[Problem]) -> StackPlan:
+def _plan(config: StackConfig, *, stack: str, project: str, problems: list[Problem],
+          avoid_subnets: Iterable[str] = ()) -> StackPlan:
     add = lambda key, msg: problems.append(Problem(key, msg))  # noqa: E731
     subnet_key = "kindmesh:network.subnet"
-    subnet = config.network.subnet or default_subnet(stack)
+    subnet = config.network.subnet or default_subnet(stack, avoid_subnets)
     net = ipaddress.IPv4Network(subnet)
     pool_size = config.network.pool_size
     kind_configs = [c for c in config.clusters if c.source == "kind"]
