@@ -17,7 +17,6 @@ Two resources per cluster:
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
@@ -31,14 +30,12 @@ from pulumi.dynamic import Resource
 from kindmesh import PACKAGE_HOME
 from kindmesh.components.cluster_target import After, after_list, check_cidr, check_int, reject_str
 from kindmesh.components.kind_provider import KindClusterInfoProvider
-from kindmesh.core.config import KIND_NODE_IMAGE
+from kindmesh.core.config import KIND_NAME_MAX, KIND_NAME_RE, KIND_NODE_IMAGE
 from kindmesh.core.images import Image
 from kindmesh.core.render import dump_yaml, kind_config_for
 from kindmesh.deploy import kindctl
 
 PROJECT_ROOT = PACKAGE_HOME  # where `python -m kindmesh.deploy.kindctl` resolves
-KIND_NAME_RE = re.compile(r"[a-z0-9.-]+")  # kind's own rule
-KIND_NAME_MAX = 48  # the planner's bound (tested equal): "<name>-control-plane" stays a hostname
 
 
 def kindctl_command(action: str) -> str:

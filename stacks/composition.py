@@ -12,7 +12,6 @@ longest chain of slow steps is the same for 2 clusters or 64.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import shlex
 import sys
@@ -43,7 +42,7 @@ from kindmesh.components.mesh_demo import MeshDemo, MeshDemoArgs
 from kindmesh.components.metallb_pool import MetalLBPool, MetalLBPoolArgs
 from kindmesh.core.config import ConfigError, decode_raw
 from kindmesh.core.demo import manifests, verification_spec
-from kindmesh.core.planner import ClusterPlan, StackPlan, load_plan
+from kindmesh.core.planner import ClusterPlan, StackPlan, check_pool_is_own, load_plan
 from kindmesh.core.render import (
     STACK_LABEL,
     cilium_values,
@@ -153,32 +152,6 @@ def build(
     if plan.config.verify.on_up:
         stack.verify = verify_on_up(stack, wire.opts(), prefix)
     return stack
-
-
-class PoolOverlapError(ValueError):
-    pass
-
-
-def check_pool_is_own(plan: StackPlan, cluster: ClusterPlan) -> None:
-    """Defensive (the planner already checks): the cluster's pool overlaps no other pool,
-    and a kind cluster's lies in the docker subnet."""
-    first, last = int(ipaddress.ip_address(cluster.pool_first)), int(ipaddress.ip_address(cluster.pool_last))
-    subnet = ipaddress.ip_network(plan.network.subnet)
-    # an existing cluster's pool is the user's (kindmesh.core.existing checked it against every range)
-    if cluster.source == "kind" and not (int(subnet.network_address) < first <= last < int(subnet.broadcast_address)):
-        raise PoolOverlapError(
-            f"MetalLB pool {cluster.pool} of cluster {cluster.name!r} is not inside the docker subnet {subnet}"
-        )
-    for other in plan.clusters:
-        if other.name == cluster.name or not other.pool_first:
-            continue
-        o_first = int(ipaddress.ip_address(other.pool_first))
-        o_last = int(ipaddress.ip_address(other.pool_last))
-        if first <= o_last and o_first <= last:
-            raise PoolOverlapError(
-                f"MetalLB pool {cluster.pool} of cluster {cluster.name!r} overlaps pool {other.pool} of "
-                f"cluster {other.name!r}; both clusters would answer ARP for the same IPs"
-            )
 
 
 def kind_cluster_args(plan: StackPlan, cluster: ClusterPlan, after: list[pulumi.Resource]) -> KindClusterArgs:

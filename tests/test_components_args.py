@@ -8,12 +8,11 @@ import pytest
 
 from kindmesh.components.cilium_release import CiliumReleaseArgs
 from kindmesh.components.cluster_target import ClusterTarget, after_list
-from kindmesh.components.kind_cluster import KIND_NAME_MAX, KindClusterArgs
+from kindmesh.components.kind_cluster import KindClusterArgs
 from kindmesh.components.mesh import MeshArgs
 from kindmesh.components.mesh_connection import MeshConnectionArgs, MeshMember
 from kindmesh.components.mesh_demo import MeshDemoArgs
 from kindmesh.components.metallb_pool import MetalLBPoolArgs
-from kindmesh.core import planner
 
 
 class FakeResource(pulumi.Resource):
@@ -37,10 +36,6 @@ def cilium(**kw):
 
 PEER = {"name": "eu", "port": 2379, "ips": ["172.30.255.1"]}
 CA = dict(ca_cert_b64="Y2VydA==", ca_key_b64="a2V5")
-
-
-def test_the_kind_name_bound_is_the_planners():
-    assert KIND_NAME_MAX == planner.KIND_NAME_MAX
 
 
 @pytest.mark.parametrize("kw, error, words", [

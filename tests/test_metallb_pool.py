@@ -8,9 +8,8 @@ import json
 
 import pytest
 
-from kindmesh.core.planner import load_plan
+from kindmesh.core.planner import PoolOverlapError, check_pool_is_own, load_plan
 from kindmesh.core.render import ip_address_pool, l2_advertisement, metallb_values
-from kindmesh.stacks.composition import PoolOverlapError, check_pool_is_own
 from tests.helpers import STACKS, stack_raw
 from tests.mocks import evaluate
 from tests.upstream import crd_errors, schema_errors, unknown_key_paths

@@ -34,6 +34,9 @@ NAMESPACE = "kindmesh"
 # Cilium's own rule for cluster.name (values.schema.json of chart 1.19.6).
 CLUSTER_NAME_RE = re.compile(r"^([a-z0-9][-a-z0-9]*)?[a-z0-9]$")
 CLUSTER_NAME_MAX = 32
+# kind's own rule for cluster names, and our bound: "<name>-control-plane" stays a 63-char hostname
+KIND_NAME_RE = re.compile(r"[a-z0-9.-]+")
+KIND_NAME_MAX = 48
 CLUSTER_ID_MIN, CLUSTER_ID_MAX = 1, 255
 
 TOPOLOGIES = ("full", "hub", "none")

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kindmesh.core.config import (
+    KIND_NAME_MAX,
     ClusterConfig,
     ConfigError,
     Problem,
@@ -52,7 +53,6 @@ MESH_PORT = 2379
 # (docker0 is usually 172.17/16 and kind's own network 172.18/16: avoided).
 DEFAULT_SUBNETS = tuple(f"172.{n}.0.0/16" for n in range(24, 32))
 NODE_POD_PREFIX = 24  # kube-controller-manager's default IPv4 node CIDR mask (kind keeps it)
-KIND_NAME_MAX = 48  # keeps "<name>-control-plane" within a 63-character hostname
 STACK_SLUG_MAX = 40  # keeps "kindmesh-<slug>" and "<project>.<slug>" short
 LABEL_MAX = 63  # Kubernetes label values and docker label values we set
 HASH_LEN = 8
@@ -519,3 +519,29 @@ def _check_cidrs(
             add(key_b, f"{b} ({what_b} CIDR) overlaps {a} ({what_a} CIDR at {key_a}); pick a disjoint range")
         if reach is None or int(b.broadcast_address) > int(reach[2].broadcast_address):
             reach = ranges[i]
+
+
+class PoolOverlapError(ValueError):
+    pass
+
+
+def check_pool_is_own(plan: StackPlan, cluster: ClusterPlan) -> None:
+    """Defensive re-check of the plan (the composition runs it before registering MetalLB):
+    the cluster's pool overlaps no other pool, and a kind cluster's lies in the docker subnet."""
+    first, last = int(ipaddress.ip_address(cluster.pool_first)), int(ipaddress.ip_address(cluster.pool_last))
+    subnet = ipaddress.ip_network(plan.network.subnet)
+    # an existing cluster's pool is the user's (kindmesh.core.existing checked it against every range)
+    if cluster.source == "kind" and not (int(subnet.network_address) < first <= last < int(subnet.broadcast_address)):
+        raise PoolOverlapError(
+            f"MetalLB pool {cluster.pool} of cluster {cluster.name!r} is not inside the docker subnet {subnet}"
+        )
+    for other in plan.clusters:
+        if other.name == cluster.name or not other.pool_first:
+            continue
+        o_first = int(ipaddress.ip_address(other.pool_first))
+        o_last = int(ipaddress.ip_address(other.pool_last))
+        if first <= o_last and o_first <= last:
+            raise PoolOverlapError(
+                f"MetalLB pool {cluster.pool} of cluster {cluster.name!r} overlaps pool {other.pool} of "
+                f"cluster {other.name!r}; both clusters would answer ARP for the same IPs"
+            )
