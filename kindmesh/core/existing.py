@@ -150,16 +150,6 @@ def parse_host_port(text: Any) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def parse_pool(text: Any) -> tuple[str, str] | None:
-    if not isinstance(text, str):
-        return None
-    first, sep, last = text.partition("-")
-    a, b = _ipv4(first), _ipv4(last)
-    if not sep or a is None or b is None or ipaddress.IPv4Address(a) > ipaddress.IPv4Address(b):
-        return None
-    return a, b
-
-
 def parse_existing(c: Any, ekey: str, entry: Mapping[str, Any], source: str) -> ExistingConfig | None:
     """The ``source: existing`` keys of one cluster (``c`` is config's problem collector)."""
     if source != "existing":
