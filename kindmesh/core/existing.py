@@ -88,13 +88,11 @@ def _clip(text: str, limit: int = 60) -> str:
 
 def _special(first: str, last: str) -> str | None:
     """Why addresses first..last are no place for nodes or LoadBalancer IPs (None when fine)."""
-    from kindmesh.core.config import SPECIAL_RANGES
+    from kindmesh.core.config import special_range
 
-    lo, hi = _range(first, last)
-    for cidr, what in SPECIAL_RANGES:
-        net = ipaddress.IPv4Network(cidr)
-        if lo <= int(net.broadcast_address) and int(net.network_address) <= hi:
-            return f"lies in the {what} range {cidr}"
+    for net in ipaddress.summarize_address_range(ipaddress.IPv4Address(first), ipaddress.IPv4Address(last)):
+        if why := special_range(net):
+            return why
     return None
 
 
