@@ -33,7 +33,7 @@ from kindmesh.core.config import (
     CLUSTER_ID_MIN,
     validate_cluster_name,
 )
-from kindmesh.core.render import CILIUM_NAMESPACE, cilium_workloads_for, mesh_values, overlay
+from kindmesh.core.render import CILIUM_NAMESPACE, mesh_values, overlay, rollout_workloads
 
 RELEASE_TIMEOUT = 900
 ROLLOUT_TIMEOUT = 900
@@ -157,11 +157,7 @@ class CiliumRelease(pulumi.ComponentResource):
             after=args.after if after_list(args.after, "CiliumReleaseArgs.after") else target.deleted_with,
         )
         self.revision = self.release.status.apply(release_revision)
-        hubble = self.values.get("hubble") or {}
-        workloads = cilium_workloads_for(
-            hubble=bool(hubble.get("enabled")) and bool((hubble.get("relay") or {}).get("enabled")),
-            hubble_ui=bool(hubble.get("enabled")) and bool((hubble.get("ui") or {}).get("enabled")),
-        )
+        workloads = rollout_workloads(self.values)
         self.ready = target.gate(
             f"{name}-cilium-rollout",
             self,

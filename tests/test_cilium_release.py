@@ -8,7 +8,7 @@ import json
 import pytest
 
 from kindmesh.core.planner import load_plan
-from kindmesh.core.render import cilium_values, cilium_workloads
+from kindmesh.core.render import cilium_values, rollout_workloads
 from tests.helpers import STACKS, stack_raw
 from tests.mocks import evaluate
 from tests.upstream import schema_errors, unknown_key_paths
@@ -48,7 +48,7 @@ def test_optional_features_render_valid_values(encryption, hubble, ui):
         assert values["encryption"] == {"enabled": True, "type": "wireguard"}
     else:
         assert "encryption" not in values
-    names = {w["name"] for w in cilium_workloads(plan)}
+    names = {w["name"] for w in rollout_workloads(values)}  # what the rollout gate waits for
     assert ("hubble-relay" in names) is hubble and ("hubble-ui" in names) is ui
 
 
@@ -163,3 +163,17 @@ def test_ca_certificate_is_public_and_key_is_secret(dev):
 
     assert _sync_await(dev.stack.ca.cert_b64.is_secret()) is False
     assert _sync_await(dev.stack.ca.key_b64.is_secret()) is True
+
+
+def test_the_rollout_gate_follows_the_values_helm_gets():
+    """Extra values that switch Hubble parts off never leave the gate waiting for them."""
+    def names(values):
+        return {w["name"] for w in rollout_workloads(values)}
+
+    on = {"hubble": {"enabled": True, "relay": {"enabled": True}, "ui": {"enabled": True}}}
+    assert {"cilium", "cilium-operator", "clustermesh-apiserver", "hubble-relay", "hubble-ui"} <= names(on)
+    relay_off = {"hubble": {"enabled": True, "relay": {"enabled": False}, "ui": {"enabled": True}}}
+    assert "hubble-relay" not in names(relay_off) and "hubble-ui" in names(relay_off)
+    off = {"hubble": {"enabled": False, "relay": {"enabled": True}, "ui": {"enabled": True}}}
+    assert not names(off) & {"hubble-relay", "hubble-ui"}
+    assert "cilium" in names({})

@@ -44,7 +44,7 @@ def test_pool_and_advertisement_validate_against_crds(stack):
         assert crd_errors(pool, "metallb-0.15.3/crd-ipaddresspools.yaml") == []
         assert crd_errors(adv, "metallb-0.15.3/crd-l2advertisements.yaml") == []
         assert adv["spec"]["ipAddressPools"] == [pool["metadata"]["name"]]
-        assert schema_errors(metallb_values(plan, c), CHART) == []
+        assert schema_errors(metallb_values(), CHART) == []
 
 
 def test_crd_check_is_not_toothless():

@@ -236,9 +236,8 @@ def hubble_ui_url(cluster: ClusterPlan) -> str | None:
 
 
 # --------------------------------------------------------------------------- metallb
-def metallb_values(plan: StackPlan | None = None, cluster: ClusterPlan | None = None) -> dict[str, Any]:
+def metallb_values() -> dict[str, Any]:
     """MetalLB chart values: L2 only (no FRR), speakers on every node (the same everywhere)."""
-    del plan, cluster
     return {
         "speaker": {
             "frr": {"enabled": False},
@@ -313,13 +312,13 @@ def cluster_table(plan: StackPlan) -> list[dict[str, Any]]:
     ]
 
 
-def cilium_workloads(plan: StackPlan) -> list[dict[str, Any]]:
-    """What must be rolled out before anything else may run in the cluster."""
-    return cilium_workloads_for(hubble=plan.config.cilium.hubble, hubble_ui=plan.config.cilium.hubble_ui)
-
-
-def cilium_workloads_for(*, hubble: bool, hubble_ui: bool) -> list[dict[str, Any]]:
-    """The Cilium DaemonSets/Deployments a rollout gate waits for."""
+def rollout_workloads(values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The Cilium DaemonSets/Deployments the rollout gate waits for, from the values Helm gets
+    (so extra values that turn Hubble parts off never leave the gate waiting for them)."""
+    hubble_values = values.get("hubble") or {}
+    on = bool(hubble_values.get("enabled"))
+    hubble = on and bool((hubble_values.get("relay") or {}).get("enabled"))
+    hubble_ui = on and bool((hubble_values.get("ui") or {}).get("enabled"))
     ns = CILIUM_NAMESPACE
     items: list[dict[str, Any]] = [
         {"kind": "DaemonSet", "namespace": ns, "name": "cilium", "optional": False},
