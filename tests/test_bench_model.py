@@ -34,7 +34,7 @@ def outputs_per_resource(n: int) -> float:
 def test_outputs_per_resource_do_not_grow_with_the_mesh():
     """Plan-time data stays plain: a quadratic deep-wrap (N×(N−1) peer dicts) cannot come back."""
     small, large = outputs_per_resource(2), outputs_per_resource(12)
-    assert small <= 40, small
+    assert 5 <= small <= 40, small  # counted at all (the SDK still tracks Outputs), and few
     assert large <= small * 1.15, (small, large)
 
 

@@ -160,7 +160,7 @@ def test_new_stack_writes_a_valid_locked_file_and_never_overwrites(tmp_path):
     assert (tmp_path / "Pulumi.lab-1.yaml").read_text() == before
     assert doctor.new_stack("", root=tmp_path)[0] == 2
     assert doctor.new_stack("../evil", root=tmp_path)[0] == 2
-    assert not list(tmp_path.parent.glob("Pulumi.*evil*"))
+    assert not [p for p in tmp_path.parent.rglob("*evil*") if p.is_file()]
 
 
 def _distro_python() -> str | None:

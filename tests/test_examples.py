@@ -61,8 +61,8 @@ def test_two_cluster_mesh_in_three_lines():
         assert spec["name"] == kind_name_for("example-lab", cluster)  # from <stack>-<component name>
         assert by_name[f"lab.{cluster}-pool"].inputs["spec"]["addresses"]
     # everything lives under the Mesh component
-    top = [r for r in rec.registered if r.parent.endswith("::example") or not r.parent]
-    assert {r.name for r in top} <= {"lab"}, {r.name for r in top}
+    top = [r for r in rec.registered if r.parent.endswith("::kindmesh-example") or not r.parent]
+    assert {r.name for r in top} == {"lab"}, {r.name for r in top}
 
 
 def test_mesh_reports_a_bad_config_before_registering_anything(tmp_path):
