@@ -40,7 +40,7 @@ from kindmesh.components.mesh_ca import MeshCA, MeshCAArgs
 from kindmesh.components.mesh_connection import MeshConnection, MeshConnectionArgs, MeshMember
 from kindmesh.components.mesh_demo import MeshDemo, MeshDemoArgs
 from kindmesh.components.metallb_pool import MetalLBPool, MetalLBPoolArgs
-from kindmesh.core.config import ConfigError, decode_raw
+from kindmesh.core.config import ConfigError, decode_raw, namespace_problems
 from kindmesh.core.demo import manifests, verification_spec
 from kindmesh.core.planner import ClusterPlan, StackPlan, check_pool_is_own, load_plan
 from kindmesh.core.render import (
@@ -51,10 +51,9 @@ from kindmesh.core.render import (
     mermaid,
     node_labels,
 )
-from kindmesh.stacks.preflight import Preflighted
+from kindmesh.stacks.preflight import MTU_OPTION, Preflighted, planned_mtu
 
 PROJECT_ROOT = PACKAGE_HOME  # where `python -m kindmesh.…` resolves (the checkout, or site-packages)
-DEFAULT_MTU = 1500
 
 
 @dataclass
@@ -93,25 +92,35 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
-def read_raw_config() -> dict[str, Any]:
-    """Every ``kindmesh:`` key of the running stack, JSON values decoded."""
+def _stack_config() -> dict[str, Any]:
+    """Every config key of the running stack (all namespaces), values as Pulumi passes them."""
     from pulumi.runtime import config as rconfig
 
     merged: dict[str, Any] = dict(rconfig.get_config_env())
     merged.update(rconfig.CONFIG.get())
-    return decode_raw(merged)  # bounded: deep nesting is a ConfigError, never RecursionError
+    return merged
+
+
+def read_raw_config() -> dict[str, Any]:
+    """Every ``kindmesh:`` key of the running stack, JSON values decoded."""
+    return decode_raw(_stack_config())  # bounded: deep nesting is a ConfigError, never RecursionError
 
 
 def plan_from_pulumi(raw: Mapping[str, Any] | None = None) -> StackPlan:
-    """Plan the running stack; a bad config becomes a clean RunError (no traceback)."""
+    """Plan the running stack; a bad config becomes a clean RunError (no traceback). A key in a
+    near miss of the ``kindmesh:`` namespace (``kindmsh:demo``) is one of the problems."""
+    problems = namespace_problems(_stack_config()) if raw is None else []
     try:
-        return load_plan(
+        plan = load_plan(
             raw if raw is not None else read_raw_config(),
             stack=pulumi.get_stack(),
             project=pulumi.get_project(),
         )
     except ConfigError as err:
-        raise pulumi.RunError(str(err)) from None
+        problems += err.problems
+    if problems:
+        raise pulumi.RunError(str(ConfigError(problems))) from None
+    return plan
 
 
 def build(
@@ -196,8 +205,9 @@ class _Wiring:
         docker_provider = docker.Provider(f"{n}docker", opts=self.opts())
         options = {"com.docker.network.bridge.enable_ip_masquerade": "true"}
         mtu = getattr(facts, "mtu", 0)  # the daemon's MTU, as kind does (None under mocks: no option)
-        if isinstance(mtu, int) and mtu > 0 and mtu != DEFAULT_MTU:
-            options["com.docker.network.driver.mtu"] = str(mtu)
+        mtu_option = planned_mtu(mtu) if isinstance(mtu, int) else None
+        if mtu_option is not None:
+            options[MTU_OPTION] = mtu_option
         network = docker.Network(
             f"{n}network",
             name=plan.network.name,

@@ -238,6 +238,9 @@ SPECIAL_RANGES: tuple[tuple[str, str], ...] = (
 )
 # Networks docker creates itself, and kind's own network: never the stack's network.
 FOREIGN_NETWORKS = ("bridge", "host", "none", "kind")
+# docker0, the default bridge, on a default Docker install (daemon.json "bip" moves it): a stack
+# network overlapping it clashes with every container on the default bridge.
+DOCKER0_SUBNET = "172.17.0.0/16"
 IMAGE_REF_MAX = 512
 _IMAGE_RE = re.compile(r"[a-z0-9][a-z0-9._/:-]*(:[\w][\w.-]*)?(@sha256:[0-9a-f]{64})?", re.ASCII)
 _VERSION_RE = re.compile(r"v?\d{1,9}\.\d{1,9}\.\d{1,9}([-+][0-9A-Za-z.+-]*)?", re.ASCII)
@@ -393,6 +396,41 @@ def _closest(word: str, options: Sequence[str]) -> str | None:
     return lowered.get(word.lower())
 
 
+NAMESPACE_NEAR_MISS = 0.75  # difflib ratio from which another namespace is taken for a typo of ours
+
+
+def namespace_typo(namespace: str) -> bool:
+    """Whether a config namespace looks like a typo of ``kindmesh`` (``kindmsh``, ``KindMesh``,
+    ``kind-mesh``, ``kindmesh `` …): such keys reach no program and would be silently ignored."""
+    import difflib
+
+    if namespace == NAMESPACE:
+        return False
+    folded = re.sub(r"[^a-z0-9]", "", namespace.lower())
+    if folded == NAMESPACE:
+        return True
+    return difflib.SequenceMatcher(None, folded, NAMESPACE).ratio() >= NAMESPACE_NEAR_MISS
+
+
+def namespace_problems(keys: Any) -> list[Problem]:
+    """One problem per config key whose namespace is a near miss of ``kindmesh:`` (bounded)."""
+    problems: list[Problem] = []
+    for key in keys:
+        ns, sep, rest = str(key).partition(":")
+        if not sep or not namespace_typo(ns):
+            continue
+        if len(problems) >= PROBLEMS_SHOWN:
+            break
+        shown, fixed = clip(f"{ns}:{rest}"), clip(f"{NAMESPACE}:{rest}")
+        problems.append(Problem(
+            shown,
+            f"the namespace {quote(ns)} is not {NAMESPACE!r} (a typo?): no program reads this key, so it would "
+            f"be silently ignored. Rename it to `{fixed}` in Pulumi.<stack>.yaml "
+            f"(or `pulumi config rm '{shown}'` and set it again as `{fixed}`)",
+        ))
+    return problems
+
+
 def strip_namespace(raw: Mapping[str, Any]) -> dict[str, Any]:
     """``{'kindmesh:clusters': …}`` -> ``{'clusters': …}``; other namespaces dropped."""
     out: dict[str, Any] = {}
@@ -513,6 +551,14 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
     net_raw = c.mapping("kindmesh:network", raw.get("network"))
     c.unknown_keys("kindmesh:network", net_raw, TOP_KEYS["network"] or ())
     subnet = c.cidr("kindmesh:network.subnet", net_raw.get("subnet"))
+    if subnet is not None and ipaddress.IPv4Network(subnet).overlaps(ipaddress.IPv4Network(DOCKER0_SUBNET)):
+        c.add(
+            "kindmesh:network.subnet",
+            f"{subnet} overlaps {DOCKER0_SUBNET}, the subnet of Docker's default bridge (docker0) on a default "
+            "install: the stack's network would clash with it. Pick another private range, e.g. 172.30.0.0/16 "
+            "(`make new-stack` picks one no other stack uses; `make doctor` lists the docker networks in use)",
+        )
+        subnet = None
     net_name = c.string("kindmesh:network.name", net_raw.get("name"))
     if net_name is not None and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}", net_name):
         c.add(
