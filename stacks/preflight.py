@@ -77,16 +77,22 @@ def parse_kind_version(text: str) -> tuple[int, int, int] | None:
 
 
 def check(plan: StackPlan, host: Host | None = None) -> list[str]:
-    host = host or Host()
+    return _check(plan, host or Host())[0]
+
+
+def _check(plan: StackPlan, host: Host) -> tuple[list[str], int]:
+    """(every problem, the daemon's default MTU: 0 when unknown)."""
     problems: list[str] = []
+    mtu = 0
     docker_ok = _check_docker(host, problems)
     kind_ok = _check_kind(host, problems)
     _check_inotify(host, plan, problems)
     if docker_ok:
-        _check_networks(host, plan, problems)
+        mtu = default_mtu(host)
+        problems += network_problems(plan, inspect_networks(host), mtu)
     if docker_ok and kind_ok:
         _check_clusters(host, plan, problems)
-    return problems
+    return problems, mtu
 
 
 def under_pulumi_mocks() -> bool:
@@ -121,11 +127,10 @@ def run(plan: StackPlan, host: Host | None = None) -> HostFacts | None:
     """
     if host is None and under_pulumi_mocks():
         return None
-    host = host or Host()
-    problems = check(plan, host)
+    problems, mtu = _check(plan, host or Host())
     if problems:
         raise PreflightError(problems)
-    return HostFacts(mtu=default_mtu(host))
+    return HostFacts(mtu=mtu)
 
 
 def default_mtu(host: Host) -> int:
@@ -184,7 +189,8 @@ def _check_kind(host: Host, problems: list[str]) -> bool:
 
 
 def _check_inotify(host: Host, plan: StackPlan, problems: list[str]) -> None:
-    if len(plan.clusters) < 2 or not host.proc_sys.is_dir():
+    kinds = sum(c.source == "kind" for c in plan.clusters)  # existing clusters run elsewhere
+    if kinds < 2 or not host.proc_sys.is_dir():
         return  # one cluster is fine on defaults; non-Linux hosts have no /proc here
     low = []
     for key, want in INOTIFY.items():
@@ -203,7 +209,8 @@ def _check_inotify(host: Host, plan: StackPlan, problems: list[str]) -> None:
         )
 
 
-def _inspect_networks(host: Host) -> list[dict[str, object]]:
+def inspect_networks(host: Host) -> list[dict[str, object]]:
+    """The host's docker networks as ``docker network inspect`` reports them ([] when unreadable)."""
     ls = host.run(host.docker, "network", "ls", "--format", "{{.Name}}")
     if ls is None or ls.returncode != 0:
         return []
@@ -217,38 +224,103 @@ def _inspect_networks(host: Host) -> list[dict[str, object]]:
         data = json.loads(proc.stdout or "[]")
     except json.JSONDecodeError:
         return []
-    return data if isinstance(data, list) else []
+    return [n for n in data if isinstance(n, dict)] if isinstance(data, list) else []
 
 
-def _check_networks(host: Host, plan: StackPlan, problems: list[str]) -> None:
+DEFAULT_MTU = 1500
+MTU_OPTION = "com.docker.network.driver.mtu"
+
+
+def planned_mtu(mtu: int) -> str | None:
+    """The MTU option the stack's network gets for the daemon's default MTU (as kind does):
+    none when it is unknown (0) or 1500."""
+    return str(mtu) if mtu > 0 and mtu != DEFAULT_MTU else None
+
+
+def _subnets(net: dict[str, object]) -> list[ipaddress.IPv4Network]:
+    ipam = net.get("IPAM") or {}
+    configs = ipam.get("Config") if isinstance(ipam, dict) else None
+    found = []
+    for cfg in configs if isinstance(configs, list) else []:
+        subnet = cfg.get("Subnet") if isinstance(cfg, dict) else None
+        if not isinstance(subnet, str) or not subnet:
+            continue
+        try:
+            theirs = ipaddress.ip_network(subnet, strict=False)
+        except ValueError:
+            continue
+        if isinstance(theirs, ipaddress.IPv4Network):
+            found.append(theirs)
+    return found
+
+
+def network_problems(plan: StackPlan, networks: list[dict[str, object]], mtu: int) -> list[str]:
+    """What the host's docker networks say about the plan's network (``docker network inspect``):
+
+    * a network with the planned name that is not this stack's;
+    * a network that is not this stack's whose subnet overlaps the planned one (named);
+    * this stack's own network, live, with another subnet, name or MTU than planned: docker
+      cannot change a network under running kind nodes (every field forces a replace, under the
+      same fixed name, and the clusters would not be recreated), so this is refused with the way
+      out, before anything is registered.
+    """
+    if not any(c.source == "kind" for c in plan.clusters):
+        return []
+    problems: list[str] = []
     ours = ipaddress.ip_network(plan.network.subnet)
-    for net in _inspect_networks(host):
+    stack = plan.stack
+    for net in networks:
         name = str(net.get("Name", ""))
         labels = net.get("Labels") or {}
         owned = isinstance(labels, dict) and labels.get(STACK_LABEL) == plan.stack_label
-        if name == plan.network.name and not owned:
+        if owned:
+            problems += _live_network_changes(plan, net, name, mtu)
+            continue
+        if name == plan.network.name:
             problems.append(
                 f"docker network {name!r} exists but is not this stack's (no label "
                 f"{STACK_LABEL}={plan.stack_label}); remove it or set kindmesh:network.name"
             )
             continue
-        if owned:
-            continue
-        ipam = net.get("IPAM") or {}
-        configs = ipam.get("Config") if isinstance(ipam, dict) else None
-        for cfg in configs or []:
-            subnet = cfg.get("Subnet") if isinstance(cfg, dict) else None
-            if not subnet:
-                continue
-            try:
-                theirs = ipaddress.ip_network(subnet, strict=False)
-            except ValueError:
-                continue
-            if theirs.version == 4 and theirs.overlaps(ours):
+        for theirs in _subnets(net):
+            if theirs.overlaps(ours):
                 problems.append(
                     f"kindmesh:network.subnet {ours} clashes with docker network {name!r} ({theirs}); "
-                    "pick a free subnet in Pulumi.<stack>.yaml"
+                    f"pick a free subnet in Pulumi.{stack}.yaml (`docker network ls` lists the networks; "
+                    "`make new-stack` writes a stack file with a free one)"
                 )
+    return problems
+
+
+def _live_network_changes(plan: StackPlan, net: dict[str, object], name: str, mtu: int) -> list[str]:
+    stack = plan.stack
+    way_out = (f"Either put it back, or recreate the stack: `make destroy STACK={stack}` (deletes its kind "
+               f"clusters and network) then `make up STACK={stack}`; or use a new stack "
+               "(`make new-stack NAME=...`)")
+    problems = []
+    live = _subnets(net)
+    if name != plan.network.name:
+        problems.append(
+            f"kindmesh:network.name: this stack's docker network is {name!r} on this host, but the config now "
+            f"plans {plan.network.name!r}; the kind clusters are attached to {name!r} and cannot move. {way_out}"
+        )
+    if live and str(live[0]) != plan.network.subnet:
+        problems.append(
+            f"kindmesh:network.subnet is {plan.network.subnet}, but this stack's live docker network {name!r} "
+            f"has {live[0]}: a docker network cannot change its subnet while kind nodes are attached to it "
+            f"(Pulumi would replace it under the same name and the clusters would not follow). {way_out}"
+        )
+    options = net.get("Options") or {}
+    have = options.get(MTU_OPTION) if isinstance(options, dict) else None
+    want = planned_mtu(mtu)
+    if mtu > 0 and str(have or DEFAULT_MTU) != str(want or DEFAULT_MTU):
+        problems.append(
+            f"the Docker daemon's default MTU is now {mtu}, but this stack's live docker network {name!r} has "
+            f"MTU {have or DEFAULT_MTU}: the network (and the kind nodes on it) cannot change MTU in place. "
+            f"Either restore the daemon's MTU (\"mtu\" in /etc/docker/daemon.json, then restart docker), or "
+            f"recreate the stack: `make destroy STACK={stack}` then `make up STACK={stack}`"
+        )
+    return problems
 
 
 def _check_clusters(host: Host, plan: StackPlan, problems: list[str]) -> None:

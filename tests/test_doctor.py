@@ -16,10 +16,16 @@ import yaml
 from kindmesh.cli import doctor
 from tests.helpers import ROOT, copy_sources
 
+HOST_INFO = {"CgroupVersion": "2", "CgroupDriver": "systemd", "KernelVersion": "6.1.0-28-amd64",
+             "SecurityOptions": ["name=apparmor", "name=seccomp,profile=builtin", "name=cgroupns"]}
 INFO_CONTAINERD = {"ServerVersion": "29.0.1", "Driver": "overlayfs", "DockerRootDir": "/",
-                   "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]}
+                   "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]], **HOST_INFO}
 INFO_CLASSIC = {"ServerVersion": "27.5.1", "Driver": "overlay2", "DockerRootDir": "/",
-                "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]]}
+                "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]], **HOST_INFO}
+BRIDGE = {"Name": "bridge", "Labels": {}, "IPAM": {"Config": [{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}]}}
+API = {"containerd": "1.52", "classic": "1.47"}
+# /proc/cgroups on a cgroup v2 host: no controller on a v1 hierarchy
+CGROUPS_V2 = "#subsys_name\thierarchy\tnum_cgroups\tenabled\nnet_cls\t0\t1\t1\nnet_prio\t0\t1\t1\n"
 DENIED = ("permission denied while trying to connect to the Docker daemon socket at "
           "unix:///var/run/docker.sock: Get \"http://%2Fvar%2Frun%2Fdocker.sock/v1.51/info\": "
           "dial unix /var/run/docker.sock: connect: permission denied")
@@ -30,15 +36,42 @@ def _script(path: Path, body: str) -> None:
     path.chmod(0o755)
 
 
+def _docker_script(info: dict, api: str | None, networks: list[dict], bridge_mtu: str | None) -> str:
+    """A fake docker CLI (POSIX sh): info, version, network ls/inspect, as Docker 28/29 answer them."""
+    names = "\n".join(n["Name"] for n in networks)
+    version = f"echo {api}" if api else 'echo "Error: cannot read the server version" >&2; exit 1'
+    return (
+        'case "$1" in\n'
+        f"  info) echo '{json.dumps(info)}' ;;\n"
+        f"  version) {version} ;;\n"
+        '  network)\n'
+        '    if [ "$2" = ls ]; then\n'
+        f"      printf '%s\\n' '{names}'\n"
+        '    elif [ "$3" = bridge ] && [ "$4" = -f ]; then\n'
+        f"      echo '{bridge_mtu or '<no value>'}'\n"
+        '    else\n'
+        f"      echo '{json.dumps(networks)}'\n"
+        '    fi ;;\n'
+        '  *) echo "unknown docker call $*" >&2; exit 2 ;;\n'
+        'esac\n'
+    )
+
+
 def make_host(base: Path, *, docker: str | None = "containerd", kind: str | None = "v0.30.0",
               pulumi: bool = True, kubectl: bool = True, watches: int = 524288, instances: int = 512,
-              mem_mib: int = 64 * 1024) -> tuple[Path, Path]:
-    """A bin dir of fake tools and a fake /proc; returns (bin, proc)."""
+              mem_mib: int = 64 * 1024, info: dict | None = None, api: str | None = "default",
+              networks: list[dict] | None = None, bridge_mtu: str | None = None,
+              cgroups: str = CGROUPS_V2, osrelease: str = "6.1.0-28-amd64") -> tuple[Path, Path]:
+    """A bin dir of fake tools and a fake /proc; returns (bin, proc). ``info`` changes keys of
+    the `docker info` answer (a value None removes the key)."""
     bin_dir, proc = base / "bin", base / "proc"
     bin_dir.mkdir()
     (proc / "sys/fs/inotify").mkdir(parents=True)
+    (proc / "sys/kernel").mkdir(parents=True)
     (proc / "sys/fs/inotify/max_user_watches").write_text(f"{watches}\n")
     (proc / "sys/fs/inotify/max_user_instances").write_text(f"{instances}\n")
+    (proc / "sys/kernel/osrelease").write_text(f"{osrelease}\n")
+    (proc / "cgroups").write_text(cgroups)
     (proc / "meminfo").write_text(f"MemTotal: {mem_mib * 2048} kB\nMemAvailable: {mem_mib * 1024} kB\n")
     if docker == "denied":
         _script(bin_dir / "docker", f"echo '{DENIED}' >&2\nexit 1\n")
@@ -46,15 +79,21 @@ def make_host(base: Path, *, docker: str | None = "containerd", kind: str | None
         _script(bin_dir / "docker", "echo 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
                                     "Is the docker daemon running?' >&2\nexit 1\n")
     elif docker is not None:
-        info = INFO_CONTAINERD if docker == "containerd" else INFO_CLASSIC
-        _script(bin_dir / "docker", f"echo '{json.dumps(info)}'\n")
+        answer = dict(INFO_CONTAINERD if docker == "containerd" else INFO_CLASSIC)
+        for key, value in (info or {}).items():
+            if value is None:
+                answer.pop(key, None)
+            else:
+                answer[key] = value
+        _script(bin_dir / "docker", _docker_script(answer, API[docker] if api == "default" else api,
+                                                   [BRIDGE] if networks is None else networks, bridge_mtu))
     if kind is not None:
         _script(bin_dir / "kind", f"echo 'kind {kind} go1.24.6 linux/amd64'\n")
     if pulumi:
         _script(bin_dir / "pulumi", "echo v3.200.0\n")
     if kubectl:
         _script(bin_dir / "kubectl", "echo 'Client Version: v1.34.0'\n")
-    for d in (base, bin_dir, proc, proc / "sys", proc / "sys/fs", proc / "sys/fs/inotify"):
+    for d in (base, bin_dir, proc, proc / "sys", proc / "sys/fs", proc / "sys/fs/inotify", proc / "sys/kernel"):
         d.chmod(0o755)
     return bin_dir, proc
 
@@ -142,8 +181,8 @@ def test_a_missing_or_invalid_stack_file_is_named(tmp_path):
     assert res.returncode == 1 and "make new-stack NAME=nosuch" in res.stdout
 
 
-def test_one_cluster_only_warns_about_inotify():
-    assert doctor.check_inotify(Path("/nonexistent"), 1).status == "ok"
+def test_unreadable_inotify_limits_are_not_a_problem():
+    assert doctor.check_inotify(Path("/nonexistent"), 2).status == "ok"
 
 
 def test_new_stack_writes_a_valid_locked_file_and_never_overwrites(tmp_path):
@@ -308,3 +347,149 @@ def test_unreadable_stack_files_do_not_break_new_stack(tmp_path):
     (tmp_path / "Pulumi.bad.yaml").write_text("config: [" * 3000)
     (tmp_path / "Pulumi.odd.yaml").write_text(yaml.safe_dump({"config": {"kindmesh:network": {"subnet": 5}}}))
     assert doctor.new_stack("lab", root=tmp_path)[0] == 0
+
+
+# ----------------------------------------------------------------------------- the kind host (issue 20)
+def _doctor(tmp_path, stack="dev", **host):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    bin_dir, proc = make_host(tmp_path, **host)
+    res = run_doctor(bin_dir, proc, "--stack", stack)
+    assert "Traceback" not in res.stderr, res.stderr
+    return res, rows(res.stdout)
+
+
+def test_healthy_kind_host_rows(tmp_path):
+    res, got = _doctor(tmp_path)
+    for name in ("cgroup", "cgroupns", "kernel", "engine", "network"):
+        assert got.get(name) == "ok", (name, res.stdout)
+    assert "cgroup v2 (driver systemd)" in res.stdout and "--cgroupns=private" in res.stdout
+    assert "6.1.0-28-amd64" in res.stdout and "daemon default: private" in res.stdout
+
+
+def test_cgroup_v1_fails_with_the_boot_fix(tmp_path):
+    res, got = _doctor(tmp_path, info={"CgroupVersion": "1"})
+    assert res.returncode == 1 and got["cgroup"] == "FAIL"
+    assert "systemd.unified_cgroup_hierarchy=1" in res.stdout and "update-grub" in res.stdout
+
+
+def test_cgroupns_needs_an_engine_that_kind_can_ask_for_private_namespaces(tmp_path):
+    res, got = _doctor(tmp_path, api="1.40", docker="classic")
+    assert res.returncode == 1 and got["cgroupns"] == "FAIL" and "1.40 < 1.41" in res.stdout
+    assert "--cgroupns=private" in res.stdout and "docs.docker.com/engine/install" in res.stdout
+
+
+def test_cgroupns_unknown_with_a_host_default_is_a_warning_with_the_daemon_fix(tmp_path):
+    res, got = _doctor(tmp_path / "a", api=None, info={"SecurityOptions": ["name=seccomp,profile=builtin"]},
+                       docker="classic")
+    assert got["cgroupns"] == "warn" and '"default-cgroupns-mode": "private"' in res.stdout
+
+
+@pytest.mark.parametrize("kernel,cgroups,status,said", [
+    ("5.4.0-150-generic", CGROUPS_V2, "FAIL", "needs Linux 5.10"),
+    ("5.10.0-9-amd64", "net_cls\t3\t1\t1\nnet_prio\t3\t1\t1\n", "FAIL", "net_cls (hierarchy 3)"),
+    ("5.10.0-9-amd64", CGROUPS_V2, "ok", "net_cls/net_prio are off"),
+    ("5.14.0", "net_cls\t3\t1\t1\n", "ok", "needs >= 5.10"),
+    ("6.12.1", CGROUPS_V2, "ok", "6.12.1"),
+])
+def test_kernel_for_kube_proxy_replacement_and_socket_lb_on_kind(tmp_path, kernel, cgroups, status, said):
+    res, got = _doctor(tmp_path, info={"KernelVersion": kernel}, cgroups=cgroups)
+    assert got["kernel"] == status and said in res.stdout, res.stdout
+    if status == "FAIL":
+        assert res.returncode == 1
+        assert ("cgroup_no_v1=net_cls,net_prio" in res.stdout) == ("net_cls (" in said)
+
+
+def test_kernel_is_read_from_proc_when_docker_does_not_say(tmp_path):
+    res, got = _doctor(tmp_path, info={"KernelVersion": None}, osrelease="5.4.0-1")
+    assert got["kernel"] == "FAIL" and "5.4.0-1 < 5.10" in res.stdout
+
+
+@pytest.mark.parametrize("store,api,status", [
+    ("containerd", "1.47", "FAIL"), ("containerd", "1.48", "ok"), ("containerd", "1.52", "ok"),
+    ("classic", "1.47", "ok"), ("containerd", None, "warn"),
+])
+def test_engine_api_for_platform_saves_on_the_containerd_store(tmp_path, store, api, status):
+    res, got = _doctor(tmp_path, docker=store, api=api)
+    assert got["engine"] == status, res.stdout
+    if status == "FAIL":
+        assert "1.47 < 1.48" in res.stdout and "docker save --platform" in res.stdout
+        assert "Docker Engine to 28" in res.stdout and "kindmesh:kind.prePull: false" in res.stdout
+
+
+def test_disk_uses_the_daemons_data_root(tmp_path):
+    res, got = _doctor(tmp_path / "a", info={"DockerRootDir": str(tmp_path)})
+    assert got["disk"] == "ok" and f"free on {tmp_path} (Docker's data root)" in res.stdout
+    res, got = _doctor(tmp_path / "b", info={"DockerRootDir": "/nonexistent/kindmesh-docker"})
+    assert got["disk"] == "warn" and "free space unknown" in res.stdout and "/nonexistent/kindmesh-docker" in res.stdout
+    assert "free on" not in res.stdout
+
+
+def test_disk_is_unknown_when_docker_is_unreachable_never_var_lib_docker(tmp_path):
+    for i, docker in enumerate(("down", "denied", None)):
+        res, got = _doctor(tmp_path / str(i), docker=docker)
+        assert got["disk"] == "warn" and "free space unknown" in res.stdout, res.stdout
+        assert "/var/lib/docker" not in res.stdout and "free on" not in res.stdout
+
+
+def test_a_subnet_another_docker_network_uses_is_named(tmp_path):
+    lab = {"Name": "lab-net", "Labels": {}, "IPAM": {"Config": [{"Subnet": "172.30.5.0/24"}]}}
+    res, got = _doctor(tmp_path, networks=[BRIDGE, lab])
+    assert res.returncode == 1 and got["network"] == "FAIL"
+    assert "kindmesh:network.subnet 172.30.0.0/16 clashes with docker network 'lab-net' (172.30.5.0/24)" in res.stdout
+
+
+def test_a_live_network_with_another_subnet_or_mtu_is_refused_with_the_way_out(tmp_path):
+    from kindmesh.core.planner import stack_label
+
+    ours = {"Name": "kindmesh-dev", "Labels": {"kindmesh.io/stack": stack_label("kindmesh", "dev")},
+            "IPAM": {"Config": [{"Subnet": "172.30.0.0/16"}]}, "Options": {}}
+    res, got = _doctor(tmp_path / "a", networks=[BRIDGE, ours])
+    assert got["network"] == "ok" and "exists: this stack's" in res.stdout
+    moved = dict(ours, IPAM={"Config": [{"Subnet": "172.29.0.0/16"}]})
+    res, got = _doctor(tmp_path / "b", networks=[BRIDGE, moved])
+    assert got["network"] == "FAIL"
+    assert "kindmesh:network.subnet is 172.30.0.0/16" in res.stdout and "has 172.29.0.0/16" in res.stdout
+    assert "make destroy STACK=dev" in res.stdout and "make new-stack" in res.stdout
+    res, got = _doctor(tmp_path / "c", networks=[BRIDGE, ours], bridge_mtu="1400")
+    assert got["network"] == "FAIL" and "default MTU is now 1400" in res.stdout and "MTU 1500" in res.stdout
+
+
+def _low_inotify(tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "sys/fs/inotify").mkdir(parents=True)
+    (proc / "sys/fs/inotify/max_user_watches").write_text("8192\n")
+    (proc / "sys/fs/inotify/max_user_instances").write_text("128\n")
+    return proc
+
+
+@pytest.mark.parametrize("clusters,status", [(0, "warn"), (1, "warn"), (2, "FAIL"), (3, "FAIL"), (16, "FAIL")])
+def test_inotify_severity_follows_the_number_of_kind_clusters(tmp_path, clusters, status):
+    finding = doctor.check_inotify(_low_inotify(tmp_path), clusters)
+    assert finding.status == status
+    assert "fs.inotify.max_user_watches is 8192 (< 524288)" in finding.detail
+    assert "sudo sysctl -w" in finding.fix
+
+
+def test_one_kind_cluster_with_low_inotify_warns_and_does_not_block(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Pulumi.solo.yaml").write_text(yaml.safe_dump({"config": {
+        "kindmesh:clusters": [{"name": "solo", "id": 1}], "kindmesh:network": {"subnet": "172.30.0.0/16"}}}))
+    bin_dir, proc = make_host(tmp_path, watches=8192, instances=128)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    got = {f.name: f.status for f in doctor.diagnose("solo", root=project, proc_root=proc)}
+    assert got["inotify"] == "warn" and "FAIL" not in got.values(), got
+    res = run_doctor(bin_dir, proc, "--stack", "dev")  # two kind clusters: blocks `make up`
+    assert rows(res.stdout)["inotify"] == "FAIL" and res.returncode == 1
+
+
+def test_help_describes_every_option(tmp_path):
+    bin_dir, proc = make_host(tmp_path)
+    res = run_doctor(bin_dir, proc, "--help")
+    assert res.returncode == 0
+    text = res.stdout.split("options:", 1)[1]
+    options = [line.split()[0] for line in text.splitlines() if line.strip().startswith("-")]
+    assert {"-h,", "--stack", "--new-stack"} <= set(options), text
+    for opt in ("--stack NAME", "--new-stack NAME"):
+        described = text.split(opt, 1)[1].split("\n  -", 1)[0]
+        assert len(described.split()) >= 5, (opt, described)

@@ -146,3 +146,59 @@ def test_invalid_utf8_and_timeouts_in_the_preflight(tmp_path, monkeypatch, plan,
     assert len(problems) == 2
     assert "docker" in problems[0] and "did not finish within 1s" in problems[0]
     assert "`kind version` did not answer as expected: garbage \ufffd" in problems[1]
+
+
+# ------------------------------------------------------------------ the live network (issue 20)
+def _ours(plan, subnet="172.30.0.0/16", **extra):
+    return {"Name": plan.network.name, "Labels": {"kindmesh.io/stack": plan.stack_label},
+            "IPAM": {"Config": [{"Subnet": subnet, "Gateway": subnet.replace("0.0/16", "0.1")}]}, "Options": {},
+            **extra}
+
+
+def test_a_changed_subnet_on_a_live_stack_is_refused_before_anything_is_registered(tmp_path, monkeypatch, plan,
+                                                                                   proc_ok):
+    fake = FakeBin(tmp_path, networks=[_ours(plan, "172.29.0.0/16")])
+    fake.activate(monkeypatch)
+    with pytest.raises(preflight.PreflightError) as err:
+        preflight.run(plan, host(proc_ok))
+    text = str(err.value)
+    assert "kindmesh:network.subnet is 172.30.0.0/16" in text and "'kindmesh-dev' has 172.29.0.0/16" in text
+    assert "make destroy STACK=dev" in text and "make new-stack" in text
+    assert len(err.value.problems) == 1  # its own network is not also "a clash"
+
+
+def test_a_changed_daemon_mtu_on_a_live_stack_is_refused(tmp_path, monkeypatch, plan, proc_ok):
+    FakeBin(tmp_path, networks=[_ours(plan)], bridge_mtu=1400).activate(monkeypatch)
+    problems = preflight.check(plan, host(proc_ok))
+    assert len(problems) == 1 and "default MTU is now 1400" in problems[0] and "MTU 1500" in problems[0]
+    assert "daemon.json" in problems[0] and "make destroy STACK=dev" in problems[0]
+    live_1400 = _ours(plan, Options={"com.docker.network.driver.mtu": "1400"})
+    FakeBin(tmp_path, networks=[live_1400], bridge_mtu=1400).activate(monkeypatch)
+    assert preflight.check(plan, host(proc_ok)) == []  # unchanged: fine
+    FakeBin(tmp_path, networks=[live_1400]).activate(monkeypatch)  # daemon MTU option unset now
+    assert preflight.check(plan, host(proc_ok)) == []  # unknown daemon MTU: nothing claimed
+    FakeBin(tmp_path, networks=[live_1400], bridge_mtu=1500).activate(monkeypatch)
+    assert "default MTU is now 1500" in preflight.check(plan, host(proc_ok))[0]
+
+
+def test_a_renamed_network_of_a_live_stack_is_refused(tmp_path, monkeypatch, plan, proc_ok):
+    FakeBin(tmp_path, networks=[_ours(plan, Name="kindmesh-old")]).activate(monkeypatch)
+    problems = preflight.check(plan, host(proc_ok))
+    assert len(problems) == 1 and problems[0].startswith("kindmesh:network.name")
+    assert "'kindmesh-old'" in problems[0] and "make destroy STACK=dev" in problems[0]
+
+
+def test_inotify_counts_kind_clusters_only(tmp_path, monkeypatch, proc_ok):
+    """Existing clusters run elsewhere: one kind cluster beside them is fine on the defaults."""
+    from tests.test_existing import kubeconfig
+
+    (proc_ok / "max_user_watches").write_text("8192\n")
+    FakeBin(tmp_path).activate(monkeypatch)
+    raw = stack_raw("dev")
+    raw["clusters"] = raw["clusters"][:1] + [dict(stack_raw("remote")["clusters"][0], id=11, kubeconfig=kubeconfig())]
+    raw["mesh"] = {"topology": "full", "routable": True}
+    mixed = load_plan(raw, stack="dev")
+    assert [c.source for c in mixed.clusters] == ["kind", "existing"]
+    assert not [p for p in preflight.check(mixed, host(proc_ok)) if "inotify" in p]
+    two_kind = load_plan(stack_raw("dev"), stack="dev")
+    assert [p for p in preflight.check(two_kind, host(proc_ok)) if "inotify" in p]

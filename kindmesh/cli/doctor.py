@@ -33,8 +33,9 @@ from typing import Any
 
 import yaml
 
-from kindmesh.core.config import ConfigError, strip_namespace
+from kindmesh.core.config import ConfigError, namespace_problems, strip_namespace
 from kindmesh.core.planner import StackPlan, default_subnet, free_subnet, load_plan
+from kindmesh.stacks import preflight
 from kindmesh.stacks.preflight import INOTIFY, MIN_KIND, parse_kind_version
 
 PY_MIN = (3, 11)  # the one floor: pyproject `requires-python`, README, Makefile PY_MIN
@@ -56,6 +57,19 @@ INSTALL = {
               "(curl -fsSL https://get.pulumi.com | sh)",
     "kubectl": "install kubectl: https://kubernetes.io/docs/tasks/tools/#kubectl",
 }
+MIN_API_CGROUPNS = (1, 41)  # kind's `--cgroupns=private` (Docker 20.10)
+MIN_API_PLATFORM_SAVE = (1, 48)  # `docker save --platform` (Docker 28)
+MIN_KERNEL = (5, 10)  # Cilium's kube-proxy replacement
+MIN_KERNEL_KIND = (5, 14)  # socket LB in kind nodes with cgroup v1 net_cls/net_prio in use
+CGROUP_V2_FIX = ("boot with cgroup v2: add systemd.unified_cgroup_hierarchy=1 to GRUB_CMDLINE_LINUX in "
+                 "/etc/default/grub, run `sudo update-grub` and reboot (Debian 11+, Ubuntu 21.10+ and Fedora 31+ "
+                 "use cgroup v2 by default)")
+CGROUPNS_FIX = ('set "default-cgroupns-mode": "private" in /etc/docker/daemon.json and restart docker '
+                "(`sudo systemctl restart docker`); check with `docker info` (Security Options: cgroupns)")
+KERNEL_FIX = "upgrade the kernel (Debian 12 ships 6.1, Ubuntu 22.04 5.15) and reboot"
+NET_CLS_FIX = ("boot a kernel >= 5.14, or turn the cgroup v1 net_cls/net_prio controllers off: add "
+               "cgroup_no_v1=net_cls,net_prio (or cgroup_no_v1=all) to GRUB_CMDLINE_LINUX in /etc/default/grub, "
+               "`sudo update-grub`, reboot")
 DOCKER_GROUP_FIX = (
     "sudo usermod -aG docker $USER, then log out and back in (or run `newgrp docker`); "
     "or use rootless Docker: https://docs.docker.com/engine/security/rootless/"
@@ -130,6 +144,137 @@ def check_docker(docker: str = "docker") -> tuple[list[Finding], dict[str, Any] 
     findings = [Finding("docker", "ok", f"Engine {info.get('ServerVersion')}, reachable by this user")]
     findings.append(Finding("image store", "ok", describe_image_store(info)))
     return findings, info
+
+
+def engine_api(docker: str = "docker") -> tuple[int, int] | None:
+    """The daemon's Engine API version (``docker version``: Server.APIVersion), None when unknown."""
+    res = run(docker, "version", "--format", "{{.Server.APIVersion}}")
+    if isinstance(res, str) or res.rc != 0:
+        return None
+    return parse_minor(res.out)
+
+
+def parse_minor(text: str) -> tuple[int, int] | None:
+    """``1.51`` / ``6.1.0-28-amd64`` -> (1, 51) / (6, 1)."""
+    m = re.match(r"\s*v?(\d+)\.(\d+)", text or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def uses_containerd_store(info: dict[str, Any]) -> bool:
+    return describe_image_store(info).startswith("containerd")
+
+
+def _v(version: tuple[int, int]) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
+def check_engine_api(info: dict[str, Any], api: tuple[int, int] | None) -> Finding:
+    """The pre-pull on the containerd image store runs ``docker save --platform`` (Engine API >= 1.48)."""
+    shown = _v(api) if api else "unknown"
+    if not uses_containerd_store(info):
+        return Finding("engine API", "ok", f"{shown} (classic image store: no `docker save --platform` needed)")
+    if api is None:
+        return Finding("engine API", "warn",
+                       f"could not read the Engine API version; the containerd image store's pre-pull runs "
+                       f"`docker save --platform`, which needs API >= {_v(MIN_API_PLATFORM_SAVE)} (Docker 28)",
+                       "check `docker version`")
+    if api < MIN_API_PLATFORM_SAVE:
+        return Finding("engine API", "FAIL",
+                       f"{shown} < {_v(MIN_API_PLATFORM_SAVE)}: on the containerd image store the pre-pull runs "
+                       "`docker save --platform`, which this daemon does not support",
+                       f"upgrade Docker Engine to 28 or newer ({INSTALL['docker'].split(': ', 1)[1]}); or set "
+                       "kindmesh:kind.prePull: false (each node then pulls its own images)")
+    return Finding("engine API", "ok", f"{shown} (containerd image store: `docker save --platform` needs "
+                                       f">= {_v(MIN_API_PLATFORM_SAVE)})")
+
+
+def check_cgroup_v2(info: dict[str, Any] | None) -> Finding:
+    """Cilium's socket LB (kube-proxy replacement) on kind needs cgroup v2 (Cilium's kind guide)."""
+    version = str((info or {}).get("CgroupVersion") or "")
+    driver = (info or {}).get("CgroupDriver") or "?"
+    if version == "2":
+        return Finding("cgroup v2", "ok", f"cgroup v2 (driver {driver})")
+    if version == "1":
+        return Finding("cgroup v2", "FAIL",
+                       "the host runs cgroup v1: Cilium's kube-proxy replacement (socket LB) on kind needs cgroup v2",
+                       CGROUP_V2_FIX)
+    return Finding("cgroup v2", "warn", "unknown: Docker did not report its cgroup version (docker not reachable?)",
+                   CGROUP_V2_FIX)
+
+
+def check_cgroupns(info: dict[str, Any] | None, api: tuple[int, int] | None) -> Finding:
+    """kind nodes need cgroup namespaces of their own (Cilium's kind guide). kind asks for
+    ``--cgroupns=private`` for every node (Engine API >= 1.41, Docker 20.10); the daemon's default
+    (``docker info`` SecurityOptions ``name=cgroupns``) is private on cgroup v2."""
+    options = [str(o) for o in (info or {}).get("SecurityOptions") or []]
+    default = "private" if any(o.split(",")[0] == "name=cgroupns" for o in options) else "host"
+    if info is None:
+        return Finding("cgroupns", "warn", "unknown: docker not reachable", CGROUPNS_FIX)
+    if api is not None and api < MIN_API_CGROUPNS:
+        return Finding("cgroupns", "FAIL",
+                       f"Engine API {_v(api)} < {_v(MIN_API_CGROUPNS)}: kind cannot give its nodes private cgroup "
+                       "namespaces (`--cgroupns=private`), which Cilium on kind needs",
+                       "upgrade Docker Engine (20.10 or newer; 28+ recommended): " + INSTALL["docker"].split(": ", 1)[1])
+    if api is None and default != "private":
+        return Finding("cgroupns", "warn",
+                       "cannot tell whether kind nodes get private cgroup namespaces (Engine API unknown, daemon "
+                       "default host)", CGROUPNS_FIX)
+    return Finding("cgroupns", "ok",
+                   f"kind nodes run in private cgroup namespaces (kind passes --cgroupns=private; daemon default: "
+                   f"{default})")
+
+
+def kernel_release(info: dict[str, Any] | None, proc_root: Path) -> str | None:
+    """The kernel the kind nodes share: the daemon's (``docker info`` KernelVersion), else this host's."""
+    text = str((info or {}).get("KernelVersion") or "")
+    if not text:
+        try:
+            text = (proc_root / "sys/kernel/osrelease").read_text().strip()
+        except OSError:
+            return None
+    return text or None
+
+
+def v1_net_controllers(proc_root: Path) -> list[str] | None:
+    """cgroup v1 controllers net_cls/net_prio that are mounted on a v1 hierarchy (``/proc/cgroups``
+    hierarchy column non-zero); None when that cannot be read."""
+    try:
+        lines = (proc_root / "cgroups").read_text().splitlines()
+    except OSError:
+        return None
+    on = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 4 and parts[0] in ("net_cls", "net_prio") and parts[1] != "0" and parts[3] == "1":
+            on.append(f"{parts[0]} (hierarchy {parts[1]})")
+    return on
+
+
+def check_kernel(info: dict[str, Any] | None, proc_root: Path) -> Finding:
+    """kube-proxy replacement needs kernel >= 5.10; Cilium's socket LB on kind needs >= 5.14, or
+    the cgroup v1 net_cls/net_prio controllers off (Cilium's kind guide; kernel commit 8520e224f547)."""
+    release = kernel_release(info, proc_root)
+    version = parse_minor(release or "")
+    if release is None or version is None:
+        return Finding("kernel", "warn", f"unknown kernel version ({release or 'not readable'})",
+                       f"kindmesh needs Linux >= {_v(MIN_KERNEL)}, and >= {_v(MIN_KERNEL_KIND)} on kind unless "
+                       "net_cls/net_prio are off")
+    if version < MIN_KERNEL:
+        return Finding("kernel", "FAIL",
+                       f"{release} < {_v(MIN_KERNEL)}: Cilium's kube-proxy replacement needs Linux {_v(MIN_KERNEL)} "
+                       "or newer", KERNEL_FIX)
+    if version >= MIN_KERNEL_KIND:
+        return Finding("kernel", "ok", f"{release} (needs >= {_v(MIN_KERNEL)}; >= {_v(MIN_KERNEL_KIND)} on kind)")
+    mounted = v1_net_controllers(proc_root)
+    if mounted is None:
+        return Finding("kernel", "warn",
+                       f"{release} < {_v(MIN_KERNEL_KIND)} and /proc/cgroups is not readable: on kind, Cilium's socket "
+                       "LB needs the cgroup v1 controllers net_cls/net_prio off", NET_CLS_FIX)
+    if mounted:
+        return Finding("kernel", "FAIL",
+                       f"{release} < {_v(MIN_KERNEL_KIND)} with cgroup v1 {', '.join(mounted)} mounted: on kind, "
+                       "Cilium's socket LB needs Linux >= 5.14 or net_cls/net_prio off", NET_CLS_FIX)
+    return Finding("kernel", "ok", f"{release} (< {_v(MIN_KERNEL_KIND)}, but net_cls/net_prio are off)")
 
 
 def describe_image_store(info: dict[str, Any]) -> str:
@@ -225,21 +370,41 @@ def check_memory(proc_root: Path, plan: StackPlan) -> Finding:
     return Finding("memory", "ok", f"{have} MiB available; {basis}")
 
 
-def check_disk(path: str, plan: StackPlan) -> Finding:
+def check_disk(path: str | None, plan: StackPlan) -> Finding:
+    """Free space where the daemon keeps its data (``docker info`` DockerRootDir); unknown when
+    the daemon did not say, or that directory is not visible from here (a remote daemon)."""
     nodes, _, need = need_for(plan)
     basis = (f"estimate {DISK_BASE_GIB:g} GiB + {DISK_PER_NODE_GIB:g} GiB per node = {need:g} GiB "
              f"for {nodes} nodes")
-    probe = Path(path)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    if not path:
+        return Finding("disk", "warn", f"free space unknown: Docker's data root is unknown (docker not reachable); "
+                                       f"{basis}", "run `make doctor` again once `docker info` works")
     try:
-        free = shutil.disk_usage(probe).free / 2**30
-    except OSError:
-        return Finding("disk", "warn", f"cannot read free space of {path}; {basis}")
+        free = shutil.disk_usage(path).free / 2**30
+    except OSError as err:
+        return Finding("disk", "warn", f"free space unknown: cannot read Docker's data root {path} from here "
+                                       f"({err.strerror or err}); {basis}",
+                       "check the daemon's disk yourself (`docker system df`, `df -h` on the Docker host)")
     if free < need:
-        return Finding("disk", "FAIL", f"{free:.1f} GiB free on {path}; {basis}",
+        return Finding("disk", "FAIL", f"{free:.1f} GiB free on {path} (Docker's data root); {basis}",
                        "free disk space (e.g. `docker system prune`) or plan fewer nodes")
-    return Finding("disk", "ok", f"{free:.1f} GiB free on {path}; {basis}")
+    return Finding("disk", "ok", f"{free:.1f} GiB free on {path} (Docker's data root); {basis}")
+
+
+def check_network(plan: StackPlan, docker: str) -> Finding:
+    """The stack's docker subnet against the host's docker networks (the preflight's own rules):
+    another network on an overlapping subnet is named; this stack's live network must still
+    match the plan (subnet, name, MTU)."""
+    host = preflight.Host(docker=docker, timeout=30)
+    networks = preflight.inspect_networks(host)
+    problems = preflight.network_problems(plan, networks, preflight.default_mtu(host))
+    subnet = plan.network.subnet
+    if problems:
+        return Finding("network", "FAIL", "\n".join(problems), "each problem above names its way out")
+    own = [n for n in networks if n.get("Name") == plan.network.name]
+    if own:
+        return Finding("network", "ok", f"{plan.network.name} ({subnet}) exists: this stack's, as planned")
+    return Finding("network", "ok", f"{subnet} is free ({len(networks)} docker networks checked)")
 
 
 def load_stack_plan(stack: str, root: Path | None = None) -> tuple[StackPlan | None, Finding]:
@@ -250,7 +415,13 @@ def load_stack_plan(stack: str, root: Path | None = None) -> tuple[StackPlan | N
     try:
         data = yaml.safe_load(path.read_text()) or {}
         config = data.get("config") or {} if isinstance(data, dict) else {}
-        plan = load_plan(strip_namespace(config), stack=stack)
+        typos = namespace_problems(config if isinstance(config, dict) else {})
+        try:
+            plan = load_plan(strip_namespace(config), stack=stack)
+        except ConfigError as err:
+            raise ConfigError(typos + err.problems) from None
+        if typos:
+            raise ConfigError(typos)
     except ConfigError as err:
         text = str(err)
         return None, Finding("stack", "FAIL", f"{path.name} is invalid:\n{text[:4000]}", "fix the keys named above")
@@ -267,6 +438,8 @@ def load_stack_plan(stack: str, root: Path | None = None) -> tuple[StackPlan | N
 
 
 NOT_NEEDED = "not needed: no kind clusters in this stack (its clusters exist elsewhere)"
+HOST_ROWS = ("docker", "image store", "cgroup v2", "cgroupns", "kernel", "kind")  # kind clusters' host needs
+CAPACITY_ROWS = ("inotify", "memory", "disk", "network")
 
 
 def has_kind_clusters(stack: str, root: Path | None = None) -> bool:
@@ -293,17 +466,22 @@ def diagnose(stack: str, *, root: Path | None = None, proc_root: Path | None = N
     local = bool(kind_clusters(plan)) if plan is not None else has_kind_clusters(stack, root)
     findings = [check_python()]
     info: dict[str, Any] | None = None
+    docker = os.environ.get("KINDMESH_DOCKER", "docker")
     if local:
-        docker_findings, info = check_docker(os.environ.get("KINDMESH_DOCKER", "docker"))
+        docker_findings, info = check_docker(docker)
         findings += docker_findings
+        api = engine_api(docker) if info is not None else None
+        if info is not None:
+            findings.append(check_engine_api(info, api))
+        findings += [check_cgroup_v2(info), check_cgroupns(info, api), check_kernel(info, proc_root)]
         findings.append(check_kind(os.environ.get("KINDMESH_KIND", "kind")))
     else:
-        findings += [Finding(name, "ok", NOT_NEEDED) for name in ("docker", "image store", "kind")]
+        findings += [Finding(name, "ok", NOT_NEEDED) for name in HOST_ROWS]
     findings.append(check_tool("pulumi", "version"))
     findings.append(check_tool("kubectl", "version", "--client"))
     findings.append(stack_finding)
     if not local:
-        findings += [Finding(name, "ok", NOT_NEEDED) for name in ("inotify", "memory", "disk")]
+        findings += [Finding(name, "ok", NOT_NEEDED) for name in CAPACITY_ROWS]
         return findings
     findings.append(check_inotify(proc_root, len(kind_clusters(plan)) if plan else 2))
     cores = os.cpu_count() or 1
@@ -311,8 +489,9 @@ def diagnose(stack: str, *, root: Path | None = None, proc_root: Path | None = N
                             f"{cores} cores (estimate: 2 or more for a 2-cluster mesh)"))
     if plan is not None:
         findings.append(check_memory(proc_root, plan))
-        docker_root = str((info or {}).get("DockerRootDir") or "/var/lib/docker")
-        findings.append(check_disk(docker_root, plan))
+        findings.append(check_disk(str((info or {}).get("DockerRootDir") or "") or None, plan))
+        if info is not None:
+            findings.append(check_network(plan, docker))
     return findings
 
 
@@ -419,9 +598,16 @@ def new_stack(name: str, root: Path | None = None) -> tuple[int, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Check this host for everything kindmesh needs")
-    parser.add_argument("--stack", default=os.environ.get("STACK", "dev"))
-    parser.add_argument("--new-stack", metavar="NAME", help="write Pulumi.NAME.yaml (refuses to overwrite)")
+    parser = argparse.ArgumentParser(
+        prog="python -m kindmesh.cli.doctor",
+        description="Check this host for everything kindmesh needs (what `make doctor` and `make up` run), "
+                    "or write a new stack file (`make new-stack`). Exit code 0: nothing blocks `make up`.")
+    parser.add_argument("--stack", metavar="NAME", default=os.environ.get("STACK", "dev"),
+                        help="the stack to check, read from Pulumi.NAME.yaml in the current directory: its "
+                             "config, and the host needs of its kind clusters (default: $STACK or dev)")
+    parser.add_argument("--new-stack", metavar="NAME",
+                        help="write Pulumi.NAME.yaml: two clusters and a docker subnet no other stack file here "
+                             "uses (refuses to overwrite); then `make up STACK=NAME`")
     args = parser.parse_args(argv)
     if args.new_stack is not None:
         rc, message = new_stack(args.new_stack)
