@@ -71,7 +71,8 @@ if tool == "kind":
         name = arg("--name")
         if state.get("race_create"):
             # someone else (another run, a manual `kind create`) made it meanwhile
-            state["clusters"].append(name); state.setdefault("containers", {{}})[name + "-control-plane"] = ["kind"]
+            winner = state.get("race_network", "kind")  # the network the winner's nodes are on
+            state["clusters"].append(name); state.setdefault("containers", {{}})[name + "-control-plane"] = [winner]
             save()
             print(f"ERROR: failed to create cluster: node(s) already exist for a cluster with the name \"{{name}}\"", file=sys.stderr); sys.exit(1)
         if name in state["clusters"]:

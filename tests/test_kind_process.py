@@ -119,6 +119,18 @@ def test_overlapping_creates_of_one_name_create_once_and_delete_nothing(tmp_path
     assert fake.state["clusters"] == ["km-dev-us"]
 
 
+def test_a_create_losing_the_race_to_a_cluster_on_our_own_network_leaves_the_winner(tmp_path, spec):
+    """The process as pulumi-command runs it: the winner (on this stack's network) survives, the
+    command fails with one clean paragraph that does not advise deleting it."""
+    fake = FakeBin(tmp_path, race_create=True, race_network=spec["network"])
+    proc = kindctl_cli("create", fake.env(), spec)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and out == "" and "Traceback" not in err
+    assert "left untouched" in err and "kind delete" not in err and "Run `make up` again" in err
+    assert not [c for c in fake.calls("kind") if c["args"][:2] == ["delete", "cluster"]]
+    assert fake.state["clusters"] == ["km-dev-us"]
+
+
 # ------------------------------------------------------------------ tools that cannot run
 
 

@@ -73,16 +73,23 @@ def test_a_foreign_cluster_with_our_name_is_refused_and_untouched(tmp_path, monk
     assert fake.state["clusters"] == ["km-dev-us"]
 
 
-def test_losing_a_create_race_never_deletes_the_winners_cluster(tmp_path, monkeypatch, spec):
-    """`kind get clusters` said no, then someone else's create won: their cluster survives."""
-    fake = FakeBin(tmp_path, race_create=True)
+@pytest.mark.parametrize("winner_network", ["kind", "kindmesh-dev"])
+def test_losing_a_create_race_never_deletes_the_winners_cluster(tmp_path, monkeypatch, spec, winner_network):
+    """`kind get clusters` said no, then someone else's create won: their cluster survives, whether
+    it is on another network or on this stack's own (the ownership rule would call it ours), and
+    no message advises deleting it."""
+    assert spec["network"] == "kindmesh-dev"
+    fake = FakeBin(tmp_path, race_create=True, race_network=winner_network)
     fake.activate(monkeypatch)
     with pytest.raises(ToolError) as err:
         kindctl.ensure(dict(spec))
-    assert "created by someone else" in str(err.value) and "left untouched" in str(err.value)
-    assert "node(s) already exist" in str(err.value)
+    text = str(err.value)
+    assert "left untouched" in text and "node(s) already exist" in text
+    assert ("on this stack's network 'kindmesh-dev'" in text) == (winner_network == "kindmesh-dev")
+    assert "kind delete" not in text and "delete it" not in text
     assert not kind_calls(fake, "delete")
     assert fake.state["clusters"] == ["km-dev-us"]
+    assert fake.state["containers"] == {"km-dev-us-control-plane": [winner_network]}
 
 
 def test_failed_create_cleans_up_what_this_call_created(tmp_path, monkeypatch, spec):

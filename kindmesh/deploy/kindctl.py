@@ -469,11 +469,8 @@ def _create(spec: dict[str, Any]) -> None:
             if proc.returncode != 0:
                 said = explain(args, proc)
                 if "already exist" in said or "already in use" in said:
-                    raise ToolError(
-                        f"kind cluster {name!r} was created by someone else while this run was starting "
-                        f"(another `pulumi up`, another stack or a manual `kind create`); it was left untouched. "
-                        f"{said}"
-                    )
+                    # Lost a race: the cluster is someone else's. Never delete it, never advise to.
+                    raise ToolError(_lost_race(name, spec["network"], said))
                 # kind removes its own half-made nodes; this call started the create, so make sure.
                 created = True
                 raise ToolError(said)
@@ -493,6 +490,21 @@ def _create(spec: dict[str, Any]) -> None:
         except ToolError as again:
             note = f"and cleanup also failed, run `kind delete cluster --name {name}`: {again}"
         raise ToolError(f"creating kind cluster {name!r} failed {note}: {exc}") from exc
+
+
+def _lost_race(name: str, network: str, said: str) -> str:
+    """Why ``kind create`` found the name taken, and what to do: the winner is left as it is."""
+    try:
+        ours = on_network(name, network)
+    except ToolError:
+        ours = False
+    if ours:
+        return (f"kind cluster {name!r} was created on this stack's network {network!r} by another run while this "
+                f"one was starting (another `pulumi up` of this stack, or a `kind create` on that network); it was "
+                f"left untouched. Run `make up` again when that run has finished: a cluster on this stack's network "
+                f"is adopted (or recreated when its config differs). {said}")
+    return (f"kind cluster {name!r} was created by someone else while this run was starting (another `pulumi up`, "
+            f"another stack or a manual `kind create`); it was left untouched. {said}")
 
 
 def ensure(spec: dict[str, Any], *, updating: bool = False) -> str:
