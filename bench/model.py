@@ -59,6 +59,7 @@ RULES: tuple[Rule, ...] = (
     Rule(COMMAND, r".*-cilium-rollout$", 120, "estimate: Cilium agents/operator ready (tutorials sleep 240)"),
     Rule("kubernetes:helm.sh/v3:Release", r".*-metallb$", 45, "estimate: install with Helm wait"),
     Rule(COMMAND, r".*-metallb-webhook$", 20, "estimate: controller serves the webhook"),
+    Rule(COMMAND, r".*-lb-ips$", 5, "estimate: MetalLB assigns the planned IPs once the pools exist"),
     Rule("kubernetes:apps/v1:Deployment", r".*", 20, "estimate: pull-free rollout of a small pod"),
     Rule(COMMAND, r"^verify$", 90, "estimate: verification with failover round-trip"),
     Rule(COMMAND, r".*kubeconfig.*", 1, "writes a file"),

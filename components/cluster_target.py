@@ -128,12 +128,12 @@ class ClusterTarget:
     def gate(
         self,
         name: str,
-        parent: pulumi.Resource,
+        parent: pulumi.Resource | None,
         *,
         gate: str,
         spec: dict[str, Any],
         triggers: list[pulumi.Input[Any]],
-        after: pulumi.Resource,
+        after: After,
     ) -> command.local.Command:
         """A readiness gate in its own process: ``python -m kindmesh.deploy.gate_cmd <gate>``.
 
@@ -154,7 +154,8 @@ class ClusterTarget:
                 GATE_SPEC_ENV: json.dumps(spec, sort_keys=True, separators=(",", ":")),
             },
             triggers=triggers,
-            opts=pulumi.ResourceOptions(parent=parent, depends_on=[after], deleted_with=self.deleted_with),
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=after_list(after, "after"),
+                                        deleted_with=self.deleted_with),
         )
 
 

@@ -1,13 +1,21 @@
-"""MetalLBPool: MetalLB (L2) in one cluster with one address pool.
+"""MetalLBPool: MetalLB (L2) in one cluster with its address pool.
 
-MetalLB release -> webhook gate -> IPAddressPool -> L2Advertisement. MetalLB's validating
+MetalLB release -> webhook gate -> IPAddressPool(s) -> L2Advertisement. MetalLB's validating
 webhook rejects pools until its controller serves it; the gate (its own process, see
 ``kindmesh.deploy.gates``) asks for a server-side dry-run create of the very pool, so the
 pool is applied exactly when the webhook admits it - no fixed sleep.
+
+``reserved`` IPs (the planned mesh and Hubble UI IPs) leave the auto-assigned pool for a pool
+of their own with ``autoAssign: false``: MetalLB gives them only to a Service that asks for one
+of them (``metallb.io/loadBalancerIPs`` / ``spec.loadBalancerIP``), so another LoadBalancer
+Service (k3s' traefik, say) cannot take them first. The reserved pool is applied after the
+auto-assigned one (on a stack made before it existed, the auto pool first shrinks: two pools
+must never overlap).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,9 +29,12 @@ from kindmesh.core.render import (
     L2_NAME,
     METALLB_NAMESPACE,
     POOL_NAME,
+    RESERVED_POOL_NAME,
     ip_address_pool_for,
     l2_advertisement_for,
     metallb_values,
+    pool_contains,
+    split_pool,
 )
 
 RELEASE_TIMEOUT = 600
@@ -52,6 +63,9 @@ class MetalLBPoolArgs:
             or a sequence.
         gate_timeout: the bound of the webhook gate, seconds.
         pool_name / advertisement_name: the IPAddressPool and L2Advertisement names.
+        reserved: IPv4 addresses inside ``addresses`` that no Service gets unless it asks for
+            that IP (the planned mesh / Hubble UI IPs): a pool of their own, ``autoAssign: false``.
+        reserved_pool_name: the name of that pool.
     """
 
     target: ClusterTarget
@@ -65,6 +79,8 @@ class MetalLBPoolArgs:
     gate_timeout: int = GATE_TIMEOUT
     pool_name: str = POOL_NAME
     advertisement_name: str = L2_NAME
+    reserved: Sequence[str] = ()
+    reserved_pool_name: str = RESERVED_POOL_NAME
 
     def __post_init__(self) -> None:
         reject_str(self.addresses, "MetalLBPoolArgs.addresses", f"addresses=[{self.addresses!r}]")
@@ -74,11 +90,23 @@ class MetalLBPoolArgs:
             if not isinstance(a, str) or not a:
                 raise TypeError(f"MetalLBPoolArgs.addresses[{i}]: expected a 'first-last' range or CIDR string")
         after_list(self.after, "MetalLBPoolArgs.after")
+        reject_str(self.reserved, "MetalLBPoolArgs.reserved", f"reserved=[{self.reserved!r}]")
+        for i, ip in enumerate(self.reserved):
+            try:
+                if not isinstance(ip, str) or ipaddress.ip_address(ip).version != 4:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"MetalLBPoolArgs.reserved[{i}]: {ip!r} is not an IPv4 address") from None
+            if not pool_contains(self.addresses, ip):
+                raise ValueError(f"MetalLBPoolArgs.reserved[{i}]: {ip} is not inside addresses {list(self.addresses)}")
+        if self.reserved and self.reserved_pool_name == self.pool_name:
+            raise ValueError("MetalLBPoolArgs.reserved_pool_name: must differ from pool_name")
 
 
 class MetalLBPool(pulumi.ComponentResource):
-    """Outputs: ``release``, ``gate``, ``pool``, ``advertisement`` (resources) and
-    ``addresses`` (plain)."""
+    """Outputs: ``release``, ``gate``, ``pool`` (the auto-assigned pool, or the reserved one when
+    every address is reserved), ``reserved_pool`` (None without ``reserved``), ``advertisement``
+    (resources) and ``addresses`` (plain)."""
 
     addresses: list[str]
 
@@ -99,17 +127,30 @@ class MetalLBPool(pulumi.ComponentResource):
             wait=True,  # no LoadBalancer Services in this chart: Helm's wait is the readiness
             after=args.after,
         )
-        pool = ip_address_pool_for(args.addresses, name=args.pool_name, labels=args.labels)
-        adv = l2_advertisement_for(args.pool_name, name=args.advertisement_name, labels=args.labels)
+        auto, kept = split_pool(args.addresses, args.reserved)
+        pools = []  # (resource name, object): the auto-assigned pool first, then the reserved one
+        if auto:
+            pools.append((f"{name}-pool", ip_address_pool_for(auto, name=args.pool_name, labels=args.labels)))
+        if kept:
+            pools.append((f"{name}-reserved-pool", ip_address_pool_for(
+                kept, name=args.reserved_pool_name, labels=args.labels, auto_assign=False)))
+        adv = l2_advertisement_for([obj["metadata"]["name"] for _, obj in pools], name=args.advertisement_name,
+                                   labels=args.labels)
         self.gate = target.gate(
             f"{name}-metallb-webhook",
             self,
             gate="metallb-webhook",
-            spec={"cluster": args.cluster_name, "pool": pool, "timeout": args.gate_timeout},
+            spec={"cluster": args.cluster_name, "pool": pools[0][1], "timeout": args.gate_timeout},
             triggers=[args.chart_version],  # another chart version: probe the webhook again
             after=self.release,
         )
-        self.pool = custom_resource(f"{name}-pool", pool, target.opts(self, self.gate))
-        self.advertisement = custom_resource(f"{name}-l2", adv, target.opts(self, self.pool))
+        previous: pulumi.Resource = self.gate
+        created = []
+        for resource_name, obj in pools:  # one after the other: pools must never overlap, even mid-update
+            previous = custom_resource(resource_name, obj, target.opts(self, previous))
+            created.append(previous)
+        self.pool = created[0]
+        self.reserved_pool = created[-1] if kept else None
+        self.advertisement = custom_resource(f"{name}-l2", adv, target.opts(self, previous))
         self.addresses = list(args.addresses)
         self.register_outputs({"addresses": self.addresses})

@@ -2,7 +2,8 @@
 
     docker provider -> docker network -> (host images) -> KindCluster xN (in parallel)
       -> Kubernetes provider per cluster -> CiliumRelease (+ rollout gate)
-      -> MetalLBPool (release -> webhook gate -> pool -> L2 advertisement)
+      -> MetalLBPool (release -> webhook gate -> pools -> L2 advertisement)
+      -> LoadBalancer gate (the planned mesh / Hubble UI IPs were assigned)
       -> MeshDemo (optional)
     MeshCA and MeshConnection feed every CiliumRelease.
 
@@ -50,10 +51,13 @@ from kindmesh.core.render import (
     hubble_ui_url,
     mermaid,
     node_labels,
+    planned_lb_services,
+    reserved_ips,
 )
 from kindmesh.stacks.preflight import MTU_OPTION, Preflighted, planned_mtu
 
 PROJECT_ROOT = PACKAGE_HOME  # where `python -m kindmesh.…` resolves (the checkout, or site-packages)
+LB_GATE_TIMEOUT = 300  # seconds for MetalLB (or the cluster's own provider) to assign the planned IPs
 
 
 @dataclass
@@ -63,6 +67,7 @@ class ClusterParts:
     cilium: CiliumRelease
     metallb: MetalLBPool | None  # None: an existing cluster whose LoadBalancer is not ours
     demo: Any = None
+    lb_ips: command.local.Command | None = None  # gate: the planned LoadBalancer IPs were assigned
 
 
 @dataclass
@@ -280,11 +285,19 @@ class _Wiring:
                 target=target,
                 cluster_name=cluster.name,
                 addresses=[cluster.pool],
+                reserved=reserved_ips(cluster),  # the planned IPs: never auto-assigned to another Service
                 labels=node_labels(plan, cluster),
                 chart_version=plan.config.metallb.version,
                 after=cilium.ready,
             ), opts=self.opts())
         parts = ClusterParts(kind=access, provider=provider, cilium=cilium, metallb=metallb)
+        services = planned_lb_services(cilium.values)
+        if services:  # `up` fails unless the mesh (and Hubble UI) got the IPs the peers were given
+            parts.lb_ips = target.gate(
+                f"{name}-lb-ips", self.parent, gate="loadbalancer",
+                spec={"cluster": cluster.name, "services": services, "timeout": LB_GATE_TIMEOUT},
+                triggers=[cilium.revision], after=[cilium.ready] + ([metallb] if metallb is not None else []),
+            )
         if plan.config.demo.enabled:
             parts.demo = MeshDemo(name, MeshDemoArgs(
                 target=target, manifests=manifests(plan, cluster), after=cilium.ready,
@@ -301,6 +314,7 @@ def verify_on_up(stack: Stack, opts: pulumi.ResourceOptions | None = None, prefi
     last: list[pulumi.Resource] = []
     for parts in stack.clusters.values():
         last += [parts.cilium.ready] + ([parts.metallb.advertisement] if parts.metallb is not None else [])
+        last += [parts.lb_ips] if parts.lb_ips is not None else []
         if parts.demo is not None:
             last += parts.demo.resources
     # The kubeconfigs are secret outputs, so the payload (and the command's state) is too.

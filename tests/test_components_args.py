@@ -93,6 +93,11 @@ def test_cilium_release_args_accept_peers_with_a_ca():
     (dict(addresses=[]), ValueError, "at least one range"),
     (dict(addresses=["a", 1]), TypeError, "MetalLBPoolArgs.addresses[1]"),
     (dict(addresses=["a"], after=42), TypeError, "MetalLBPoolArgs.after"),
+    (dict(addresses=["10.0.0.0/28"], reserved="10.0.0.1"), TypeError, "reserved=['10.0.0.1']"),
+    (dict(addresses=["10.0.0.0/28"], reserved=["10.0.0.300"]), ValueError, "reserved[0]: '10.0.0.300' is not"),
+    (dict(addresses=["10.0.0.0/28"], reserved=["10.0.1.1"]), ValueError, "10.0.1.1 is not inside addresses"),
+    (dict(addresses=["10.0.0.0/28"], reserved=["10.0.0.1"], reserved_pool_name="kindmesh-pool"), ValueError,
+     "reserved_pool_name"),
 ])
 def test_metallb_pool_args_refuse(kw, error, words):
     with pytest.raises(error) as err:

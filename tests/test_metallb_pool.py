@@ -9,7 +9,13 @@ import json
 import pytest
 
 from kindmesh.core.planner import PoolOverlapError, check_pool_is_own, load_plan
-from kindmesh.core.render import ip_address_pool, l2_advertisement, metallb_values
+from kindmesh.core.render import (
+    ip_address_pool,
+    l2_advertisement,
+    metallb_values,
+    reserved_address_pool,
+    split_pool,
+)
 from tests.helpers import STACKS, stack_raw
 from tests.mocks import evaluate
 from tests.upstream import crd_errors, schema_errors, unknown_key_paths
@@ -35,16 +41,55 @@ def test_release_chart_version_repo_and_values(dev):
         assert unknown_key_paths(r.inputs["values"], CHART) == []
 
 
+@pytest.mark.parametrize("crds", ["metallb-0.15.3", "metallb-0.16.1"])
 @pytest.mark.parametrize("stack", STACKS)
-def test_pool_and_advertisement_validate_against_crds(stack):
+def test_pools_and_advertisement_validate_against_crds(stack, crds):
     plan = load_plan(stack_raw(stack), stack=stack)
     for c in plan.clusters:
-        pool = ip_address_pool(plan, c)
+        pool, reserved = ip_address_pool(plan, c), reserved_address_pool(plan, c)
         adv = l2_advertisement(plan, c)
-        assert crd_errors(pool, "metallb-0.15.3/crd-ipaddresspools.yaml") == []
-        assert crd_errors(adv, "metallb-0.15.3/crd-l2advertisements.yaml") == []
-        assert adv["spec"]["ipAddressPools"] == [pool["metadata"]["name"]]
+        for obj in (pool, reserved):
+            assert crd_errors(obj, f"{crds}/crd-ipaddresspools.yaml") == []
+        assert crd_errors(adv, f"{crds}/crd-l2advertisements.yaml") == []
+        assert adv["spec"]["ipAddressPools"] == [pool["metadata"]["name"], reserved["metadata"]["name"]]
         assert schema_errors(metallb_values(), CHART) == []
+
+
+def _ints(entries):
+    out = set()
+    for e in entries:
+        if "-" in e:
+            a, b = (int(ipaddress.ip_address(x)) for x in e.split("-"))
+        else:
+            net = ipaddress.ip_network(e)
+            a, b = int(net.network_address), int(net.broadcast_address)
+        out |= set(range(a, b + 1))
+    return out
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_planned_ips_are_reserved_and_never_auto_assigned(stack):
+    """The auto-assigned pool and the reserved one partition the planned range; the reserved
+    one holds exactly the mesh (and Hubble UI) IPs and is never auto-assigned (issue 20: a k3s
+    traefik LoadBalancer Service must not take the mesh IP first)."""
+    plan = load_plan(stack_raw(stack), stack=stack)
+    for c in plan.clusters:
+        pool, reserved = ip_address_pool(plan, c), reserved_address_pool(plan, c)
+        auto, kept = _ints(pool["spec"]["addresses"]), _ints(reserved["spec"]["addresses"])
+        assert auto | kept == _ints([c.pool]) and not auto & kept
+        assert kept == _ints([c.mesh_ip + "/32"] + ([c.hubble_ui_ip + "/32"] if c.hubble_ui_ip else []))
+        assert pool["spec"]["autoAssign"] is True and reserved["spec"]["autoAssign"] is False
+
+
+@pytest.mark.parametrize("addresses,reserved,auto,kept", [
+    (["10.0.0.0-10.0.0.15"], ["10.0.0.0", "10.0.0.1"], ["10.0.0.2-10.0.0.15"], ["10.0.0.0-10.0.0.1"]),
+    (["10.0.0.0/28"], ["10.0.0.5"], ["10.0.0.0-10.0.0.4", "10.0.0.6-10.0.0.15"], ["10.0.0.5/32"]),
+    (["10.0.0.1-10.0.0.1"], ["10.0.0.1"], [], ["10.0.0.1/32"]),
+    (["10.0.0.0/30", "10.0.1.0/30"], ["10.0.1.3"], ["10.0.0.0/30", "10.0.1.0-10.0.1.2"], ["10.0.1.3/32"]),
+    (["10.0.0.0/30"], [], ["10.0.0.0/30"], []),
+])
+def test_split_pool(addresses, reserved, auto, kept):
+    assert split_pool(addresses, reserved) == (auto, kept)
 
 
 def test_crd_check_is_not_toothless():
@@ -54,15 +99,17 @@ def test_crd_check_is_not_toothless():
     assert crd_errors(pool, "metallb-0.15.3/crd-ipaddresspools.yaml")
 
 
-def test_pool_holds_exactly_the_planned_range_and_the_mesh_ip(dev):
+def test_pools_hold_exactly_the_planned_range_with_the_mesh_ip_reserved(dev):
     for c in dev.plan.clusters:
-        pool = dev.named(f"{c.name}-pool")
-        assert pool.type == "kubernetes:metallb.io/v1beta1:IPAddressPool"
-        (rng,) = pool.inputs["spec"]["addresses"]
-        first, last = (ipaddress.ip_address(x) for x in rng.split("-"))
-        assert rng == c.pool
-        assert first <= ipaddress.ip_address(c.mesh_ip) <= last
-        assert pool.inputs["metadata"]["namespace"] == "metallb-system"
+        pool, reserved = dev.named(f"{c.name}-pool"), dev.named(f"{c.name}-reserved-pool")
+        for r in (pool, reserved):
+            assert r.type == "kubernetes:metallb.io/v1beta1:IPAddressPool"
+            assert r.inputs["metadata"]["namespace"] == "metallb-system"
+        assert pool.inputs["spec"] == ip_address_pool(dev.plan, c)["spec"]
+        assert reserved.inputs["spec"] == reserved_address_pool(dev.plan, c)["spec"]
+        assert reserved.inputs["spec"]["addresses"] == [f"{c.mesh_ip}-{c.hubble_ui_ip}"]
+        assert reserved.inputs["spec"]["autoAssign"] is False
+        assert dev.named(f"{c.name}-l2").inputs["spec"]["ipAddressPools"] == ["kindmesh-pool", "kindmesh-reserved"]
 
 
 def test_order_cilium_metallb_gate_pool_advertisement(dev):
@@ -74,12 +121,14 @@ def test_order_cilium_metallb_gate_pool_advertisement(dev):
         adv = dev.named(f"{c.name}-l2")
         assert cilium.urn in release.dependencies
         assert release.urn in gate.dependencies and gate.type == "command:local:Command"
+        reserved = dev.named(f"{c.name}-reserved-pool")
         assert gate.urn in pool.dependencies
-        assert pool.urn in adv.dependencies
+        assert pool.urn in reserved.dependencies  # the auto pool shrinks before the reserved one exists
+        assert reserved.urn in adv.dependencies
         assert not dev.depends_on(release, pool)
         kind = dev.named(f"{c.name}-kind")
         provider = dev.named(f"{c.name}-k8s")
-        for r in (release, pool, adv):
+        for r in (release, pool, reserved, adv):
             assert r.provider.startswith(provider.urn)
             assert r.deleted_with == kind.urn
         assert gate.deleted_with == kind.urn

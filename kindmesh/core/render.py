@@ -19,6 +19,7 @@ KIND_API_VERSION = "kind.x-k8s.io/v1alpha4"
 METALLB_NAMESPACE = "metallb-system"
 CILIUM_NAMESPACE = "kube-system"
 POOL_NAME = "kindmesh-pool"
+RESERVED_POOL_NAME = "kindmesh-reserved"
 L2_NAME = "kindmesh-l2"
 MESH_LB_ANNOTATION = "metallb.io/loadBalancerIPs"
 STACK_LABEL = "kindmesh.io/stack"
@@ -258,23 +259,99 @@ def _metallb_object(kind: str, name: str, labels: Mapping[str, str], spec: dict[
 
 
 def ip_address_pool_for(addresses: Sequence[str], *, name: str = POOL_NAME,
-                        labels: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """A MetalLB IPAddressPool of ``addresses`` (``first-last`` ranges or CIDRs)."""
-    return _metallb_object("IPAddressPool", name, labels or {}, {"addresses": list(addresses), "autoAssign": True})
+                        labels: Mapping[str, str] | None = None, auto_assign: bool = True) -> dict[str, Any]:
+    """A MetalLB IPAddressPool of ``addresses`` (``first-last`` ranges or CIDRs). With
+    ``auto_assign=False`` MetalLB gives its addresses only to Services that ask for one of them
+    (``metallb.io/loadBalancerIPs`` or ``spec.loadBalancerIP``)."""
+    return _metallb_object("IPAddressPool", name, labels or {},
+                           {"addresses": list(addresses), "autoAssign": auto_assign})
 
 
-def l2_advertisement_for(pool: str = POOL_NAME, *, name: str = L2_NAME,
+def l2_advertisement_for(pool: str | Sequence[str] = POOL_NAME, *, name: str = L2_NAME,
                          labels: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """A MetalLB L2Advertisement of one pool."""
-    return _metallb_object("L2Advertisement", name, labels or {}, {"ipAddressPools": [pool]})
+    """A MetalLB L2Advertisement of one pool or several."""
+    pools = [pool] if isinstance(pool, str) else list(pool)
+    return _metallb_object("L2Advertisement", name, labels or {}, {"ipAddressPools": pools})
+
+
+def _span(entry: str) -> tuple[int, int] | None:
+    """``a-b`` or an IPv4 CIDR -> (first, last) as integers; None for anything else (left as given)."""
+    import ipaddress
+
+    try:
+        if "-" in entry:
+            a, b = (ipaddress.IPv4Address(x.strip()) for x in entry.split("-", 1))
+            return int(a), int(b)
+        net = ipaddress.IPv4Network(entry.strip(), strict=False)
+        return int(net.network_address), int(net.broadcast_address)
+    except ValueError:
+        return None
+
+
+def _range_text(first: int, last: int) -> str:
+    import ipaddress
+
+    a, b = ipaddress.IPv4Address(first), ipaddress.IPv4Address(last)
+    return f"{a}/32" if first == last else f"{a}-{b}"
+
+
+def pool_contains(addresses: Sequence[str], ip: str) -> bool:
+    """Whether one of the ``a-b`` / CIDR entries holds the IPv4 address ``ip``."""
+    import ipaddress
+
+    value = int(ipaddress.IPv4Address(ip))
+    return any(span is not None and span[0] <= value <= span[1] for span in map(_span, addresses))
+
+
+def split_pool(addresses: Sequence[str], reserved: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(auto-assigned ranges, reserved ranges): ``addresses`` without the ``reserved`` IPs, and
+    those IPs as ranges of their own. An entry holding no reserved IP is kept as written."""
+    import ipaddress
+
+    keep = sorted({int(ipaddress.IPv4Address(ip)) for ip in reserved})
+    auto: list[str] = []
+    for entry in addresses:
+        span = _span(entry)
+        inside = [ip for ip in keep if span is not None and span[0] <= ip <= span[1]]
+        if span is None or not inside:
+            auto.append(entry)
+            continue
+        start = span[0]
+        for ip in inside:
+            if ip > start:
+                auto.append(_range_text(start, ip - 1))
+            start = ip + 1
+        if start <= span[1]:
+            auto.append(_range_text(start, span[1]))
+    runs: list[list[int]] = []
+    for ip in keep:
+        if runs and runs[-1][1] == ip - 1:
+            runs[-1][1] = ip
+        else:
+            runs.append([ip, ip])
+    return auto, [_range_text(a, b) for a, b in runs]
+
+
+def reserved_ips(cluster: ClusterPlan) -> list[str]:
+    """The planned LoadBalancer IPs of a cluster (mesh, Hubble UI): kept out of auto-assignment."""
+    return [ip for ip in (cluster.mesh_ip, cluster.hubble_ui_ip) if ip]
 
 
 def ip_address_pool(plan: StackPlan, cluster: ClusterPlan) -> dict[str, Any]:
-    return ip_address_pool_for([cluster.pool], labels=node_labels(plan, cluster))
+    """The cluster's auto-assigned pool: its range without the planned mesh and Hubble UI IPs."""
+    auto, _ = split_pool([cluster.pool], reserved_ips(cluster))
+    return ip_address_pool_for(auto, labels=node_labels(plan, cluster))
+
+
+def reserved_address_pool(plan: StackPlan, cluster: ClusterPlan) -> dict[str, Any]:
+    """The cluster's reserved pool: the planned IPs, never auto-assigned (so another LoadBalancer
+    Service, e.g. k3s' traefik, cannot take them first)."""
+    _, kept = split_pool([cluster.pool], reserved_ips(cluster))
+    return ip_address_pool_for(kept, name=RESERVED_POOL_NAME, labels=node_labels(plan, cluster), auto_assign=False)
 
 
 def l2_advertisement(plan: StackPlan, cluster: ClusterPlan) -> dict[str, Any]:
-    return l2_advertisement_for(labels=node_labels(plan, cluster))
+    return l2_advertisement_for([POOL_NAME, RESERVED_POOL_NAME], labels=node_labels(plan, cluster))
 
 
 # --------------------------------------------------------------------------- outputs
@@ -331,3 +408,22 @@ def rollout_workloads(values: Mapping[str, Any]) -> list[dict[str, Any]]:
     if hubble_ui:
         items.append({"kind": "Deployment", "namespace": ns, "name": "hubble-ui", "optional": False})
     return items
+
+
+def planned_lb_services(values: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The Services of a Cilium release that must get a planned LoadBalancer IP, from the values
+    Helm gets: the clustermesh-apiserver (``clustermesh.apiserver.service.loadBalancerIP``) and,
+    when enabled, Hubble UI (``metallb.io/loadBalancerIPs`` on ``hubble.ui.service``). What the
+    LoadBalancer gate waits for; a Service whose IP is not planned here is not waited on."""
+    out: list[dict[str, str]] = []
+    mesh = ((values.get("clustermesh") or {}).get("apiserver") or {}).get("service") or {}
+    if mesh.get("type") == "LoadBalancer" and isinstance(mesh.get("loadBalancerIP"), str) and mesh["loadBalancerIP"]:
+        out.append({"namespace": CILIUM_NAMESPACE, "name": "clustermesh-apiserver", "ip": mesh["loadBalancerIP"]})
+    hubble = values.get("hubble") or {}
+    ui = hubble.get("ui") or {}
+    ui_service = ui.get("service") or {}
+    ui_ip = (ui_service.get("annotations") or {}).get(MESH_LB_ANNOTATION)
+    if (hubble.get("enabled") and ui.get("enabled") and ui_service.get("type") == "LoadBalancer"
+            and isinstance(ui_ip, str) and ui_ip and "," not in ui_ip):
+        out.append({"namespace": CILIUM_NAMESPACE, "name": "hubble-ui", "ip": ui_ip})
+    return out

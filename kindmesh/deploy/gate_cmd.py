@@ -1,12 +1,14 @@
 """Run one readiness gate as its own process (what the gates' ``local.Command`` executes).
 
-    python -m kindmesh.deploy.gate_cmd rollout|metallb-webhook
+    python -m kindmesh.deploy.gate_cmd rollout|metallb-webhook|loadbalancer
 
 Input comes from the environment, so nothing secret is on a command line:
 
 - ``KINDMESH_GATE_KUBECONFIG``: the cluster's kubeconfig (a secret in Pulumi state);
 - ``KINDMESH_GATE_SPEC``: JSON ``{"cluster", "timeout", "workloads": [...]}`` for ``rollout``,
-  ``{"cluster", "timeout", "pool": {...}}`` for ``metallb-webhook``.
+  ``{"cluster", "timeout", "pool": {...}}`` for ``metallb-webhook``,
+  ``{"cluster", "timeout", "services": [{"namespace", "name", "ip"}]}`` for ``loadbalancer``
+  (the Services got their planned LoadBalancer IPs).
 
 Exit 0 with one line on stdout when the condition holds; otherwise exit 1 (the gate
 failed or timed out) or 2 (bad invocation) with one paragraph on stderr and no traceback.
@@ -24,12 +26,18 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from kindmesh.deploy.gates import GateError, GateResult, wait_for_metallb_webhook, wait_for_rollouts
+from kindmesh.deploy.gates import (
+    GateError,
+    GateResult,
+    wait_for_lb_ips,
+    wait_for_metallb_webhook,
+    wait_for_rollouts,
+)
 from kindmesh.deploy.kubeapi import ClientSetupError, KubeClient, KubeconfigError, snippet
 
 KUBECONFIG_ENV = "KINDMESH_GATE_KUBECONFIG"
 SPEC_ENV = "KINDMESH_GATE_SPEC"
-GATES = ("rollout", "metallb-webhook")
+GATES = ("rollout", "metallb-webhook", "loadbalancer")
 HARD_LIMIT_GRACE = 15.0
 MAX_SPEC = 1024 * 1024
 
@@ -68,6 +76,14 @@ def read_spec(gate: str, environ: Mapping[str, str]) -> tuple[str, dict[str, Any
             for w in workloads
         ):
             raise UsageError(f"{SPEC_ENV}: 'workloads' must list {{kind: DaemonSet|Deployment, namespace, name}}")
+    elif gate == "loadbalancer":
+        services = spec.get("services")
+        if not isinstance(services, list) or not services or not all(
+            isinstance(s, dict) and isinstance(s.get("namespace"), str) and isinstance(s.get("name"), str)
+            and _is_ipv4(s.get("ip"))
+            for s in services
+        ):
+            raise UsageError(f"{SPEC_ENV}: 'services' must list {{namespace, name, ip: an IPv4 address}}")
     else:
         pool = spec.get("pool")
         if not (isinstance(pool, dict) and isinstance(pool.get("metadata"), dict)
@@ -75,6 +91,15 @@ def read_spec(gate: str, environ: Mapping[str, str]) -> tuple[str, dict[str, Any
                 and isinstance(pool.get("apiVersion"), str) and isinstance(pool.get("kind"), str)):
             raise UsageError(f"{SPEC_ENV}: 'pool' must be an IPAddressPool object")
     return kubeconfig, spec
+
+
+def _is_ipv4(value: object) -> bool:
+    import ipaddress
+
+    try:
+        return isinstance(value, str) and ipaddress.ip_address(value).version == 4
+    except ValueError:
+        return False
 
 
 def run_gate(gate: str, kubeconfig: str, spec: dict[str, Any]) -> GateResult:
@@ -88,6 +113,8 @@ def run_gate(gate: str, kubeconfig: str, spec: dict[str, Any]) -> GateResult:
     try:
         if gate == "rollout":
             return wait_for_rollouts(client, cluster, spec["workloads"], timeout=float(spec["timeout"]))
+        if gate == "loadbalancer":
+            return wait_for_lb_ips(client, cluster, spec["services"], timeout=float(spec["timeout"]))
         return wait_for_metallb_webhook(client, cluster, spec["pool"], timeout=float(spec["timeout"]))
     finally:
         client.close()

@@ -18,6 +18,7 @@ Pure logic with an injectable API, clock, sleep and randomness; no ``pulumi`` im
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -238,6 +239,60 @@ def workload_ready(obj: dict[str, Any]) -> tuple[bool, str]:
     return False, f"unexpected object kind {snippet(kind, 60)!r}"
 
 
+@dataclass(frozen=True)
+class _Target:
+    """One object a gate waits on: where to read it, where to watch it, when it is done."""
+
+    label: str  # e.g. "DaemonSet kube-system/cilium"
+    path: str
+    watch: str
+    ready: Callable[[dict[str, Any]], tuple[bool, str]]
+    not_done: str  # "was not ready", "did not get its planned LoadBalancer IP 10.0.0.1"
+    hint: str  # where to look when it never is
+    optional: bool = False  # absent (404) counts as done
+
+
+def _wait_each(api: Api, cluster: str, targets: list[_Target], *, timeout: float, first_backoff: float,
+               max_backoff: float, clock: Clock) -> GateResult:
+    """Wait until every target is done, one deadline for all; between checks, watch the target
+    (returns on its next change or at the backoff bound); report what was last seen."""
+    start = clock.now()
+    deadline = start + timeout
+    attempts = 0
+    errors: list[str] = []
+    for t in targets:
+        backoff = Backoff(first_backoff, max_backoff, clock.random)
+        reason = "not read yet"
+        last_watch = ""
+        while True:
+            left = deadline - clock.now()
+            if left <= 0:
+                elapsed = clock.now() - start
+                raise GateError(
+                    f"{t.label} in cluster {cluster!r} {t.not_done} after {attempts} checks in {elapsed:.0f}s "
+                    f"(limit {timeout:.0f}s); last seen: {reason}{_watch_note(last_watch)}. {t.hint}"
+                )
+            attempts += 1
+            try:
+                ok, reason = t.ready(api.get(t.path, timeout=min(left, REQUEST_CAP)).body)
+                if ok:
+                    break
+            except KubeError as err:
+                if err.status == 404 and t.optional:
+                    break
+                if is_auth_failure(err):
+                    raise auth_error(cluster, err, f"reading {t.label}") from None
+                if not (err.status == 404 or is_retryable(err)):
+                    raise GateError(f"cannot read {t.label} in cluster {cluster!r}: {err}") from None
+                reason = "not created yet" if err.status == 404 else str(err)
+            errors.append(reason)
+            watch_error = _pause(api, t.watch, min(backoff.delay(), deadline - clock.now()), clock)
+            if watch_error:
+                errors.append(watch_error)
+                last_watch = watch_error
+    return GateResult(attempts=attempts, waited=clock.now() - start, errors=errors)
+
+
 def wait_for_rollouts(
     api: Api,
     cluster: str,
@@ -253,44 +308,72 @@ def wait_for_rollouts(
     Between checks it watches the workload (returns on its next change or at the backoff
     bound). An ``optional`` workload that does not exist is skipped. One deadline for all.
     """
-    clock = clock or Clock()
-    start = clock.now()
-    deadline = start + timeout
-    attempts = 0
-    errors: list[str] = []
+    targets = []
     for w in workloads:
         base = WORKLOAD_PATHS[w["kind"]].format(ns=w["namespace"])
-        path = f"{base}/{w['name']}"
-        watch = f"{base}?fieldSelector=metadata.name%3D{w['name']}"
-        label = f"{w['kind']} {w['namespace']}/{w['name']}"
-        backoff = Backoff(first_backoff, max_backoff, clock.random)
-        reason = "not read yet"
-        last_watch = ""
-        while True:
-            left = deadline - clock.now()
-            if left <= 0:
-                elapsed = clock.now() - start
-                raise GateError(
-                    f"{label} in cluster {cluster!r} was not ready after {attempts} checks in {elapsed:.0f}s "
-                    f"(limit {timeout:.0f}s); last seen: {reason}{_watch_note(last_watch)}. "
-                    f"Look at: kubectl -n {w['namespace']} describe {w['kind'].lower()} {w['name']}"
-                )
-            attempts += 1
-            try:
-                ok, reason = workload_ready(api.get(path, timeout=min(left, REQUEST_CAP)).body)
-                if ok:
-                    break
-            except KubeError as err:
-                if err.status == 404 and w.get("optional"):
-                    break
-                if is_auth_failure(err):
-                    raise auth_error(cluster, err, f"reading {label}") from None
-                if not (err.status == 404 or is_retryable(err)):
-                    raise GateError(f"cannot read {label} in cluster {cluster!r}: {err}") from None
-                reason = "not created yet" if err.status == 404 else str(err)
-            errors.append(reason)
-            watch_error = _pause(api, watch, min(backoff.delay(), deadline - clock.now()), clock)
-            if watch_error:
-                errors.append(watch_error)
-                last_watch = watch_error
-    return GateResult(attempts=attempts, waited=clock.now() - start, errors=errors)
+        targets.append(_Target(
+            label=f"{w['kind']} {w['namespace']}/{w['name']}",
+            path=f"{base}/{w['name']}",
+            watch=f"{base}?fieldSelector=metadata.name%3D{w['name']}",
+            ready=workload_ready,
+            not_done="was not ready",
+            hint=f"Look at: kubectl -n {w['namespace']} describe {w['kind'].lower()} {w['name']}",
+            optional=bool(w.get("optional")),
+        ))
+    return _wait_each(api, cluster, targets, timeout=timeout, first_backoff=first_backoff,
+                      max_backoff=max_backoff, clock=clock or Clock())
+
+
+# --------------------------------------------------------------------------- LoadBalancer IPs
+SERVICES_PATH = "/api/v1/namespaces/{ns}/services"
+
+
+def lb_ip_assigned(obj: dict[str, Any], ip: str) -> tuple[bool, str]:
+    """Whether a Service got ``ip`` as LoadBalancer ingress (``status.loadBalancer.ingress[].ip``)."""
+    spec = _mapping(obj.get("spec"))
+    if spec.get("type") != "LoadBalancer":
+        return False, f"the Service is of type {snippet(str(spec.get('type') or 'ClusterIP'), 40)}, not LoadBalancer"
+    ingress = _mapping(_mapping(obj.get("status")).get("loadBalancer")).get("ingress")
+    ips = [str(i.get("ip")) for i in ingress if isinstance(i, dict) and i.get("ip")] if isinstance(ingress, list) else []
+    if ip in ips:
+        return True, f"LoadBalancer IP {ip}"
+    if ips:
+        return False, f"it got {', '.join(ips[:4])} instead of the planned {ip}"
+    return False, f"no LoadBalancer IP yet (planned {ip})"
+
+
+def _lb_ready(obj: dict[str, Any], *, ip: str) -> tuple[bool, str]:
+    return lb_ip_assigned(obj, ip)
+
+
+def wait_for_lb_ips(
+    api: Api,
+    cluster: str,
+    services: list[dict[str, Any]],
+    *,
+    timeout: float = 300.0,
+    first_backoff: float = 1.0,
+    max_backoff: float = 15.0,
+    clock: Clock | None = None,
+) -> GateResult:
+    """Wait until every Service ``{namespace, name, ip}`` has its planned LoadBalancer IP.
+
+    The mesh is only reachable at the IPs its peers were given: a Service that got another IP
+    (another LoadBalancer Service took the planned one first) or none never meshes, though
+    ``up`` would otherwise succeed. One deadline for all; watches between checks."""
+    targets = []
+    for svc in services:
+        ns, name, ip = svc["namespace"], svc["name"], svc["ip"]
+        base = SERVICES_PATH.format(ns=ns)
+        targets.append(_Target(
+            label=f"Service {ns}/{name}",
+            path=f"{base}/{name}",
+            watch=f"{base}?fieldSelector=metadata.name%3D{name}",
+            ready=functools.partial(_lb_ready, ip=ip),
+            not_done=f"did not get its planned LoadBalancer IP {ip}",
+            hint=(f"Look at the Service's events (kubectl -n {ns} describe service {name}), at which Service "
+                  f"holds {ip} (kubectl get services -A -o wide | grep -F {ip}), and at MetalLB's pools "
+                  "(kubectl -n metallb-system get ipaddresspools)"),
+        ))
+    return _wait_each(api, cluster, targets, timeout=timeout, first_backoff=first_backoff,
+                      max_backoff=max_backoff, clock=clock or Clock())
