@@ -40,7 +40,9 @@ def test_single_cluster_from_the_components_alone():
     ipam = by_name["network"].inputs["ipamConfigs"][0]
     assert ipam == {"subnet": "172.27.0.0/24", "ipRange": "172.27.0.0/25"}
     pool = by_name["solo-pool"].inputs["spec"]["addresses"]
-    assert pool == ["172.27.0.247-172.27.0.254"]
+    assert pool == ["172.27.0.248-172.27.0.254"]  # the mesh IP .247 is reserved: a pool of its own
+    reserved = by_name["solo-reserved-pool"].inputs["spec"]
+    assert reserved == {"addresses": ["172.27.0.247/32"], "autoAssign": False}
     service = values["clustermesh"]["apiserver"]["service"]
     assert service == {"type": "LoadBalancer", "loadBalancerIP": "172.27.0.247"}
     assert rec.registered and by_name["solo-metallb"].type == "kubernetes:helm.sh/v3:Release"

@@ -119,3 +119,28 @@ def test_no_component_takes_planner_types():
             text = " ".join(_annotations(args_cls)) + str(inspect.signature(cls.__init__))
             assert "Plan" not in text, (name, text)
             assert args_cls.__doc__ and "Attributes:" in args_cls.__doc__, f"{name}Args is not documented"
+
+
+def test_public_components_and_their_args_import_from_kindmesh_components():
+    """`from kindmesh.components import Mesh` (issue 20): every public component and its Args."""
+    import subprocess
+    import sys
+
+    import kindmesh.components as package
+
+    expected = {name for names in COMPONENTS.values() for cls in names for name in (cls, f"{cls}Args")}
+    expected |= {"MeshMember", "ClusterTarget"}
+    assert set(package.__all__) == expected == set(package._EXPORTS)
+    for name in sorted(expected):
+        obj = getattr(package, name)
+        assert obj is getattr(importlib.import_module(f"kindmesh.components.{package._EXPORTS[name]}"), name)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        package.Nope  # noqa: B018
+    # in a fresh interpreter (outside the checkout's test session): the documented one-liner, and
+    # the dynamic provider's module alone does not drag in every component and provider SDK
+    code = ("import sys\nimport kindmesh.components.kind_provider\n"
+            "assert 'kindmesh.components.mesh' not in sys.modules\n"
+            "from kindmesh.components import Mesh, MeshArgs, CiliumRelease, CiliumReleaseArgs\n"
+            "print(Mesh.__module__, MeshArgs.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["kindmesh.components.mesh", "MeshArgs"]

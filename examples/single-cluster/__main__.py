@@ -3,18 +3,24 @@
 No kindmesh config and no stack plan: the components take typed args, the pure helpers
 ``kind_cilium_values`` (Cilium values for kind) and ``network_layout``/``pool_for`` (node
 addresses in the lower half of the docker subnet, MetalLB pools at the top of it) fill them.
-    pip install -r requirements.txt && pulumi up
+    pip install -r requirements.txt && pulumi up      (see README.md here)
 """
 
 import pulumi
 import pulumi_docker as docker
 import pulumi_kubernetes as k8s
 
-from kindmesh.components.cilium_release import CiliumRelease, CiliumReleaseArgs
-from kindmesh.components.cluster_target import ClusterTarget
-from kindmesh.components.kind_cluster import KindCluster, KindClusterArgs
-from kindmesh.components.mesh_ca import MeshCA, MeshCAArgs
-from kindmesh.components.metallb_pool import MetalLBPool, MetalLBPoolArgs
+from kindmesh.components import (
+    CiliumRelease,
+    CiliumReleaseArgs,
+    ClusterTarget,
+    KindCluster,
+    KindClusterArgs,
+    MeshCA,
+    MeshCAArgs,
+    MetalLBPool,
+    MetalLBPoolArgs,
+)
 from kindmesh.core.planner import network_layout, pool_for
 from kindmesh.core.render import kind_cilium_values
 
@@ -46,6 +52,7 @@ cilium = CiliumRelease(NAME, CiliumReleaseArgs(
 ))
 metallb = MetalLBPool(NAME, MetalLBPoolArgs(
     target=target, cluster_name=NAME, addresses=[f"{first}-{last}"], after=cilium.ready,
+    reserved=[str(first)],  # the mesh IP: never handed to another LoadBalancer Service
 ))
 pulumi.export("kubeconfig", kind.kubeconfig)
 pulumi.export("ciliumRevision", cilium.revision)

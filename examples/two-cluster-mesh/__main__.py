@@ -1,11 +1,11 @@
 """Two kind clusters joined by Cilium ClusterMesh, MetalLB and the demo: the Mesh component.
 
-    pip install -r requirements.txt && pulumi up
+    pip install -r requirements.txt && pulumi up      (see README.md here)
 """
 
 import pulumi
 
-from kindmesh.components.mesh import Mesh, MeshArgs
+from kindmesh.components import Mesh, MeshArgs
 
 mesh = Mesh("lab", MeshArgs(config={
     "clusters": [{"name": "east", "id": 1, "workers": 0}, {"name": "west", "id": 2, "workers": 0}],
