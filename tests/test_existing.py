@@ -188,7 +188,11 @@ def test_mixed_stack_graph(mixed_raw):
         assert rec.named(f"{name}-cilium").deleted_with == ""
         assert rec.named(f"{name}-k8s").inputs["deleteUnreachable"] in (False, "false")
     # MetalLB only where the pool is ours: kind clusters and the pool endpoint
-    assert rec.named("edge-pool").inputs["spec"]["addresses"] == ["192.168.60.240-192.168.60.250"]
+    # the mesh and Hubble UI IPs are reserved: another LoadBalancer Service (traefik) cannot take them
+    assert rec.named("edge-pool").inputs["spec"]["addresses"] == ["192.168.60.242-192.168.60.250"]
+    assert rec.named("edge-reserved-pool").inputs["spec"] == {"addresses": ["192.168.60.240-192.168.60.241"],
+                                                               "autoAssign": False}
+    assert rec.named("edge-lb-ips").inputs["create"].endswith("gate_cmd loadbalancer")
     assert not [r for r in rec.resources if r.name == "k3s-a-pool"]
     # peers: kind's LB IP on 2379, NodePort on node IPs, the existing pool's first IP
     us = rec.named("us-cilium").inputs["values"]["clustermesh"]["config"]["clusters"]

@@ -20,7 +20,10 @@ def test_every_cluster_has_its_parts(rec):
     for c in rec.plan.clusters:
         assert rec.named(f"{c.name}-kind").inputs["name"] == c.kind_name
         assert rec.named(f"{c.name}-cilium").inputs["chart"] == "cilium"
-        assert rec.named(f"{c.name}-pool").inputs["spec"]["addresses"] == [c.pool]
+        first, last = c.pool.split("-")  # the planned IPs (mesh, Hubble UI) are in the reserved pool
+        auto = rec.named(f"{c.name}-pool").inputs["spec"]["addresses"]
+        reserved = rec.named(f"{c.name}-reserved-pool").inputs["spec"]["addresses"]
+        assert auto[0].endswith(f"-{last}") and reserved[0].startswith(f"{first}")
         assert rec.named(f"{c.name}-k8s").type == "pulumi:providers:kubernetes"
     assert len(rec.of_type("docker:index/network:Network")) == 1
 
