@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from kindmesh.cli import doctor
-from tests.helpers import ROOT, copy_sources
+from tests.helpers import ROOT, SHIPPED_STACKS, copy_sources
 
 HOST_INFO = {"CgroupVersion": "2", "CgroupDriver": "systemd", "KernelVersion": "6.1.0-28-amd64",
              "SecurityOptions": ["name=apparmor", "name=seccomp,profile=builtin", "name=cgroupns"]}
@@ -297,8 +297,8 @@ def test_capacity_counts_only_kind_nodes():
 
 # ----------------------------------------------------------------------------- new-stack subnets
 def _copy_stacks(root: Path) -> None:
-    for path in ROOT.glob("Pulumi.*.yaml"):
-        (root / path.name).write_text(path.read_text())
+    for stack in SHIPPED_STACKS:
+        (root / f"Pulumi.{stack}.yaml").write_text((ROOT / f"Pulumi.{stack}.yaml").read_text())
 
 
 def test_new_stack_gets_a_subnet_no_other_stack_uses(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import ROOT, copy_sources
+from tests.helpers import ROOT, SHIPPED_STACKS, copy_sources
 from tests.test_doctor import make_host
 
 FAKE_PULUMI = """#!{python}
@@ -48,7 +48,7 @@ class Project:
         self.dir = tmp / "project"
         self.dir.mkdir()
         for name in ["Makefile", "requirements.txt", "requirements-dev.txt", "Pulumi.yaml",
-                     *[p.name for p in ROOT.glob("Pulumi.*.yaml")]]:
+                     *[f"Pulumi.{stack}.yaml" for stack in SHIPPED_STACKS]]:
             shutil.copy(ROOT / name, self.dir / name)
         copy_sources(self.dir)
         (self.dir / ".venv").symlink_to(ROOT / ".venv")
