@@ -27,7 +27,7 @@ from kindmesh.deploy import kindctl
 from kindmesh.deploy.kindctl import ToolError
 from kindmesh.stacks.composition import cluster_inputs
 from tests.fakes import FakeBin
-from tests.helpers import ROOT, stack_raw
+from tests.helpers import ROOT, copy_sources, stack_raw
 
 NOBODY = 65534
 
@@ -38,12 +38,12 @@ def spec():
     return cluster_inputs(plan, plan.clusters[0])
 
 
-def kindctl_cli(action, env, spec=None, python=sys.executable, **kw):
+def kindctl_cli(action, env, spec=None, python=sys.executable, cwd=ROOT, **kw):
     env = dict(env)
     env.pop("PYTHONPATH", None)
     if spec is not None:
         env[kindctl.SPEC_ENV] = json.dumps(spec)
-    return subprocess.Popen([python, "-m", "kindmesh.deploy.kindctl", action], cwd=ROOT, env=env,
+    return subprocess.Popen([python, "-m", "kindmesh.deploy.kindctl", action], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
@@ -206,12 +206,15 @@ def test_a_squatted_runtime_dir_is_refused(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ as an unprivileged user
 
 
-def _python_for(uid: int) -> str | None:
-    """An interpreter the unprivileged user can run with PyYAML (kindctl's only dependency)."""
-    for python in (sys.executable, "/usr/bin/python3"):
+def _python_for(uid: int, project: Path) -> str | None:
+    """An interpreter the unprivileged user can run that imports PyYAML (kindctl's only
+    dependency) in ``project``: ours may sit where that user cannot go (a checkout in a 0700
+    directory, an interpreter under /root), so ``project`` holds a copy of the sources and of
+    the yaml package (pure Python; its C speedups load only on the same Python version)."""
+    for python in (sys.executable, os.path.realpath(sys.executable), "/usr/bin/python3"):
         try:
             ok = subprocess.run([python, "-c", "import yaml"], user=uid, capture_output=True, timeout=30,
-                                cwd="/").returncode == 0
+                                cwd=project).returncode == 0
         except (OSError, subprocess.SubprocessError):
             ok = False
         if ok:
@@ -221,16 +224,30 @@ def _python_for(uid: int) -> str | None:
 
 @pytest.fixture
 def nobody_dir():
+    """(base, python, project): a directory uid 65534 owns, beside a copy of the sources it can
+    read, wherever this checkout is (even under a directory that user cannot enter)."""
     if os.geteuid() != 0:
         pytest.skip("runs as root only: drops to uid 65534 to prove the non-root path")
-    python = _python_for(NOBODY)
-    if python is None:
-        pytest.skip("no Python with PyYAML that uid 65534 may run on this machine")
-    base = Path(tempfile.mkdtemp(prefix="kindmesh-nobody-"))
-    base.chmod(0o755)
-    os.chown(base, NOBODY, NOBODY)
-    yield base, python
-    shutil.rmtree(base, ignore_errors=True)
+    import yaml
+
+    top = Path(tempfile.mkdtemp(prefix="kindmesh-nobody-"))
+    top.chmod(0o755)
+    try:
+        project = top / "project"
+        copy_sources(project)
+        shutil.copytree(Path(yaml.__file__).parent, project / "yaml", ignore=shutil.ignore_patterns("__pycache__"))
+        for p in [project, *project.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        python = _python_for(NOBODY, project)
+        if python is None:
+            pytest.skip("no Python that uid 65534 may run on this machine (tried this interpreter, its real path "
+                        "and /usr/bin/python3)")
+        base = top / "home"
+        base.mkdir(mode=0o755)
+        os.chown(base, NOBODY, NOBODY)
+        yield base, python, project
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def _chown_tree(path: Path, uid: int) -> None:
@@ -239,13 +256,13 @@ def _chown_tree(path: Path, uid: int) -> None:
 
 
 def test_create_and_delete_as_an_unprivileged_user(nobody_dir, spec):
-    base, python = nobody_dir
+    base, python, project = nobody_dir
     fake = FakeBin(base / "fake", python=python)
     env = fake.env()
     env.pop("XDG_RUNTIME_DIR")  # a user without a session: falls back to $TMPDIR/kindmesh-<uid>
     env.update(TMPDIR=str(base), HOME=str(base), XDG_CACHE_HOME=str(base / "cache"))
     _chown_tree(base, NOBODY)
-    proc = kindctl_cli("create", env, spec, python=python, user=NOBODY, group=NOBODY)
+    proc = kindctl_cli("create", env, spec, python=python, cwd=project, user=NOBODY, group=NOBODY)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert json.loads(out)["action"] == "created"
@@ -253,13 +270,13 @@ def test_create_and_delete_as_an_unprivileged_user(nobody_dir, spec):
     st = run.stat()
     assert st.st_uid == NOBODY and st.st_mode & 0o777 == 0o700
     assert (run / "kind-km-dev-us.lock").stat().st_uid == NOBODY
-    proc = kindctl_cli("delete", env, spec, python=python, user=NOBODY, group=NOBODY)
+    proc = kindctl_cli("delete", env, spec, python=python, cwd=project, user=NOBODY, group=NOBODY)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and json.loads(out)["action"] == "deleted", err
 
 
 def test_an_unprivileged_user_refuses_a_runtime_dir_planted_by_root(nobody_dir, spec):
-    base, python = nobody_dir
+    base, python, project = nobody_dir
     fake = FakeBin(base / "fake", python=python)
     env = fake.env()
     env.pop("XDG_RUNTIME_DIR")
@@ -267,7 +284,7 @@ def test_an_unprivileged_user_refuses_a_runtime_dir_planted_by_root(nobody_dir, 
     _chown_tree(base, NOBODY)
     planted = base / f"kindmesh-{NOBODY}"
     planted.mkdir(mode=0o755)  # owned by root
-    proc = kindctl_cli("create", env, spec, python=python, user=NOBODY, group=NOBODY)
+    proc = kindctl_cli("create", env, spec, python=python, cwd=project, user=NOBODY, group=NOBODY)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "not a private directory owned by uid 65534" in err
     assert "Traceback" not in err and fake.state["clusters"] == []
