@@ -141,7 +141,7 @@ class MetalLBPool(pulumi.ComponentResource):
             self,
             gate="metallb-webhook",
             spec={"cluster": args.cluster_name, "pool": pools[0][1], "timeout": args.gate_timeout},
-            triggers=[args.chart_version],  # another chart version: probe the webhook again
+            rerun_on=[args.chart_version],  # another chart version: probe the webhook again
             after=self.release,
         )
         previous: pulumi.Resource = self.gate
