@@ -4,6 +4,7 @@ package outside the repository."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -153,9 +154,9 @@ def test_installed_package_runs_both_examples_outside_the_repository(tmp_path):
         assert ("solo-cilium" in names) if example == "single-cluster" else ("lab.east-cilium" in names)
 
 
-def test_readme_three_cluster_sketch_runs_from_the_components_alone(tmp_path):
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Components (use them in any Pulumi program)"):]
+def test_documented_three_cluster_sketch_runs_from_the_components_alone(tmp_path):
+    doc = (ROOT / "docs" / "components.md").read_text()
+    section = doc[doc.index("# Components (use them in any Pulumi program)"):]
     blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
     sketch = next(b for b in blocks if "MeshConnection(" in b)
     program = tmp_path / "__main__.py"
@@ -170,5 +171,6 @@ def test_readme_three_cluster_sketch_runs_from_the_components_alone(tmp_path):
         assert sorted(p["name"] for p in values["clustermesh"]["config"]["clusters"]) == sorted(set("abc") - {n})
         mesh_ips[n] = values["clustermesh"]["apiserver"]["service"]["loadBalancerIP"]
         first, last = by_name[f"{n}-pool"].inputs["spec"]["addresses"][0].split("-")
-        assert first == mesh_ips[n]
+        assert by_name[f"{n}-reserved-pool"].inputs["spec"]["addresses"] == [f"{mesh_ips[n]}/32"]
+        assert ipaddress.ip_address(first) == ipaddress.ip_address(mesh_ips[n]) + 1  # the rest is auto-assigned
     assert len(set(mesh_ips.values())) == 3

@@ -4,6 +4,7 @@ docker0's subnet, and the public import names of the components."""
 from __future__ import annotations
 
 import json
+import re
 import runpy
 
 import pulumi
@@ -88,3 +89,44 @@ def test_docker0s_subnet_is_refused(subnet):
 
 def test_a_subnet_beside_docker0_is_fine():
     assert load_plan(dict(stack_raw("dev"), network={"subnet": "172.16.0.0/16"}), stack="dev")
+
+
+# --------------------------------------------------------------------------- the README's path
+def test_the_readme_opens_with_the_newcomers_path():
+    text = (ROOT / "README.md").read_text()
+    lines = text.splitlines()
+    assert len(lines) < 150, "the reference belongs in docs/"
+    first = "\n".join(lines[:75])
+    steps = ["git clone", "docs.docker.com/engine/install", "usermod -aG docker", "v0.30.0+", "sysctl -w fs.inotify",
+             "sysctl -w fs.inotify", "cgroup v2", "5.10", "```bash\nmake up", "make -s env", "kubectl --context us",
+             "```bash\nmake test"]
+    where = [first.find(s) for s in steps]
+    assert -1 not in where, [s for s, w in zip(steps, where, strict=True) if w == -1]
+    assert where == sorted(where), "clone, prerequisites, make up, kubectl, then make test"
+    assert "make doctor" in first
+
+
+def test_no_test_counts_that_differ_between_root_and_other_users():
+    for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        found = re.findall(r"\b\d+ (?:passed|failed|skipped|tests?)\b", path.read_text())
+        assert not found, (path.name, found)
+
+
+def test_every_local_link_of_the_docs_resolves():
+    import re as _re
+
+    for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "examples").glob("*/README.md")]:
+        for target in _re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", path.read_text()):
+            if "://" in target:
+                continue
+            assert (path.parent / target).exists(), (path.relative_to(ROOT), target)
+
+
+def test_each_example_has_a_readme_for_running_it():
+    for example in sorted(p for p in (ROOT / "examples").iterdir() if (p / "__main__.py").exists()):
+        text = (example / "README.md").read_text()
+        for needed in ("python3 -m venv venv", "pip install -r requirements.txt", "PULUMI_BACKEND_URL=",
+                       "PULUMI_CONFIG_PASSPHRASE", "pulumi up", "pulumi destroy", "Without a Docker host",
+                       "tests/test_examples.py"):
+            assert needed in text, (example.name, needed)
+        assert "virtualenv: venv" in (example / "Pulumi.yaml").read_text()
