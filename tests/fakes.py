@@ -152,6 +152,8 @@ if tool == "docker":
             print("cat: /kind/kindmesh.json: No such file or directory", file=sys.stderr); sys.exit(1)
         print(markers[container]); sys.exit(0)
     if args[:1] == ["save"]:
+        if state.get("save_error"):
+            print(state["save_error"], file=sys.stderr); sys.exit(1)
         out = arg("-o")
         if state.get("store") == "containerd" and "--platform" not in args:
             print(MULTI.format(img=args[-1]), file=sys.stderr); sys.exit(1)

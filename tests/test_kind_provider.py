@@ -247,6 +247,18 @@ def test_containerd_store_uses_single_platform_archives_once_for_n_clusters(tmp_
     assert {a["args"][-1] for a in archives} == {c.kind_name for c in dev_plan.clusters}
 
 
+@pytest.mark.parametrize("said", [
+    '"--platform" requires API version 1.48, but the Docker daemon API version is 1.47',
+    "unknown flag: --platform",
+])
+def test_a_docker_too_old_for_platform_saves_says_so(tmp_path, monkeypatch, dev_plan, said):
+    FakeBin(tmp_path, store="containerd", save_error=said).activate(monkeypatch)
+    with pytest.raises(ToolError) as err:
+        kindctl.prepull(host_image_specs(dev_plan.images))
+    assert said in str(err.value) and "Docker 28 (Engine API 1.48)" in str(err.value)
+    assert "kindmesh:kind.prePull: false" in str(err.value)
+
+
 def test_containerd_store_makes_a_missing_archive_again(tmp_path, monkeypatch, spec):
     fake = FakeBin(tmp_path, store="containerd")
     fake.activate(monkeypatch)

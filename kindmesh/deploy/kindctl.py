@@ -404,7 +404,11 @@ def save_archive(image: dict[str, str], host: HostDocker) -> Path:
             timeout=CREATE_TIMEOUT)
         os.replace(part, path)
     except ToolError as exc:
-        raise ToolError(f"saving {image['tag']} ({host.platform}) for kind failed: {exc}") from exc
+        hint = ""
+        if "--platform" in str(exc) or "unknown flag" in str(exc):
+            hint = ("; `docker save --platform` needs Docker 28 (Engine API 1.48) on both the CLI and the daemon: "
+                    "upgrade Docker (`make doctor` checks it), or set kindmesh:kind.prePull: false")
+        raise ToolError(f"saving {image['tag']} ({host.platform}) for kind failed: {exc}{hint}") from exc
     finally:
         with contextlib.suppress(OSError):
             part.unlink()
