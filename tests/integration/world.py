@@ -18,7 +18,8 @@ plays them, per cluster, and nothing else does (never the program under test):
    ("failed calling webhook"). Pools are validated the way MetalLB does the basics
    (each address a CIDR or an ``a-b`` range, no overlap with another pool).
 3. **MetalLB's controller assigns LoadBalancer IPs**: a LoadBalancer Service gets the IPs
-   in ``metallb.io/loadBalancerIPs`` when they lie in a pool and are free, else the lowest
+   in ``metallb.io/loadBalancerIPs`` (or ``spec.loadBalancerIP``, which MetalLB honours too)
+   when they lie in a pool and are free, else the lowest
    free IP of an auto-assign pool (``metallb.io/address-pool`` picks the pool); only while
    MetalLB's controller is available.
 
@@ -223,6 +224,8 @@ class World:
                 continue
             ann = svc.metadata.annotations or {}
             wanted = [x.strip() for x in ann.get("metallb.io/loadBalancerIPs", "").split(",") if x.strip()]
+            if not wanted and svc.spec.load_balancer_ip:  # MetalLB honours the (deprecated) spec field too
+                wanted = [svc.spec.load_balancer_ip]
             candidates = [p for p in pools if p["metadata"]["name"] == ann.get("metallb.io/address-pool")] \
                 if ann.get("metallb.io/address-pool") else pools
             ips: list[str] = []
