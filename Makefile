@@ -26,7 +26,7 @@ export PULUMI_SKIP_UPDATE_CHECK := true
 KUBECONFIG_FILE := $(CURDIR)/.kindmesh/$(STACK)/kubeconfig
 
 .PHONY: venv dev-venv test lint typecheck check doctor up preview refresh destroy outputs verify \
-        env kubeconfig new-stack bench e2e clean python-check stack-exists stack-create
+        env kubeconfig new-stack bench e2e integration clean python-check stack-exists stack-create
 
 # ------------------------------------------------------------------------ virtualenv
 python-check:
@@ -128,6 +128,11 @@ new-stack: $(RUNTIME)
 # ------------------------------------------------------------------------ other
 bench: $(DEV)
 	$(PY) bench/bench.py
+
+# The real-engine tier (docs/integration.md): `make tools` once, then this. STACK_FILE=path runs
+# one stack file's lifecycle; SCENARIOS="ci dev" picks shipped scenarios.
+integration: $(DEV)
+	$(PY) -m tests.integration.lifecycle $(if $(STACK_FILE),--stack-file $(STACK_FILE)) $(foreach s,$(SCENARIOS),--scenario $(s))
 
 e2e: $(DEV) .pulumi-state
 	KINDMESH_E2E=1 $(PY) -m pytest -q tests/e2e -rs
