@@ -116,8 +116,8 @@ class ClusterTier:
         return plan.network.name
 
     def kind_clusters(self) -> str:
-        from stacks.composition import cluster_inputs
         from kindmesh.components.kind_cluster import host_image_specs
+        from stacks.composition import cluster_inputs
         images = {"images": host_image_specs(list(self.plan.images))}
         self.cmd([sys.executable, "-m", "kindmesh.deploy.kindctl", "prepull"],
                  {"KINDMESH_IMAGES_SPEC": json.dumps(images)}, "kindctl prepull")
@@ -173,8 +173,14 @@ class ClusterTier:
         return self.cmd([sys.executable, "-m", "kindmesh.deploy.gate_cmd", gate], env, f"gate {gate} ({cluster.name})").strip()
 
     def charts(self, version: str | None = None) -> str:
-        from kindmesh.core.render import CILIUM_NAMESPACE, METALLB_NAMESPACE, metallb_values, rollout_workloads
-        from kindmesh.core.render import ip_address_pool, l2_advertisement
+        from kindmesh.core.render import (
+            CILIUM_NAMESPACE,
+            METALLB_NAMESPACE,
+            ip_address_pool,
+            l2_advertisement,
+            metallb_values,
+            rollout_workloads,
+        )
         said = []
         for c in self.plan.clusters:
             values = self.cilium_values(c)
