@@ -183,7 +183,7 @@ def test_every_problem_of_every_cluster_at_once(servers):
         ("k3s-a", "k3s runs its embedded flannel", "--flannel-backend=none --disable-network-policy"),
         ("k3s-a", "k3s runs its embedded kube-proxy", "--disable-kube-proxy"),
         ("k3s-a", "servicelb", "--disable=servicelb"),
-        ("k3s-b", "Kubernetes v1.31.4 is outside 1.32-1.35", "Cilium 1.19"),
+        ("k3s-b", "Kubernetes v1.31.4 is outside 1.33-1.36", "Cilium 1.20"),
         ("k3s-b", "kube-proxy runs (DaemonSet kube-system/kube-proxy)", "--skip-phases=addon/kube-proxy"),
         ("k3s-b", "another CNI runs: Calico (DaemonSet kube-system/calico-node)", "/etc/cni/net.d"),
         ("k3s-b", "Cilium is already installed and not by this stack", "helm -n kube-system uninstall cilium"),
