@@ -290,3 +290,22 @@ def _check_clusters(host: Host, plan: StackPlan, problems: list[str]) -> None:
                 f"stack's (its nodes are not on docker network {plan.network.name!r}); delete it with "
                 f"`kind delete cluster --name {c.kind_name}` or rename the cluster"
             )
+        elif plan.config.kind.node_image is None and plan.node_image:
+            _check_node_image(host, plan, c.name, c.kind_name, c.control_plane, problems)
+
+
+def _check_node_image(host: Host, plan: StackPlan, name: str, kind_name: str, container: str,
+                      problems: list[str]) -> None:
+    """A cluster of this stack runs another node image than the plan's (kind was upgraded since
+    it was created): `up` would delete and recreate it, so say so and how to keep it."""
+    proc = host.run(host.docker, "inspect", "--format", "{{.Config.Image}}", container)
+    running = (proc.stdout or "").strip() if proc is not None and proc.returncode == 0 else ""
+    if not running or running == plan.node_image or running.startswith("sha256:"):
+        return
+    stack = plan.stack
+    problems.append(
+        f"kind cluster {kind_name!r} (cluster {name!r}) runs node image {running}, but the installed kind "
+        f"{fmt_release(plan.kind_version) if plan.kind_version else ''} creates {plan.node_image}: `up` would delete "
+        "and recreate the cluster. To keep it, pin its image: pulumi config set --stack "
+        f"{stack} --path 'kindmesh:kind.nodeImage' '{running}'; to move to the new image, recreate it on "
+        f"purpose (kind delete cluster --name {kind_name}, then make up STACK={stack})")

@@ -308,3 +308,15 @@ def test_unreadable_stack_files_do_not_break_new_stack(tmp_path):
     (tmp_path / "Pulumi.bad.yaml").write_text("config: [" * 3000)
     (tmp_path / "Pulumi.odd.yaml").write_text(yaml.safe_dump({"config": {"kindmesh:network": {"subnet": 5}}}))
     assert doctor.new_stack("lab", root=tmp_path)[0] == 0
+
+
+@pytest.mark.parametrize("kind,status,shown", [
+    ("v0.31.0", "ok", "kindest/node:v1.35.0"),
+    ("v0.33.0", "ok", "kindest/node:v1.37.0"),
+    ("v0.35.0", "warn", "newer than kindmesh knows"),
+    ("v0.29.0", "FAIL", "too old"),
+])
+def test_kind_row_names_the_node_image_of_the_installed_release(tmp_path, kind, status, shown):
+    bin_dir, _proc = make_host(tmp_path, kind=kind)
+    finding = doctor.check_kind(str(bin_dir / "kind"))
+    assert finding.status == status and shown in finding.detail
