@@ -306,6 +306,9 @@ def diagnose(stack: str, *, root: Path | None = None, proc_root: Path | None = N
     findings.append(check_tool("pulumi", "version"))
     findings.append(check_tool("kubectl", "version", "--client"))
     findings.append(stack_finding)
+    if plan is not None and plan.config.warnings:  # versions kindmesh accepts but has not validated
+        findings.append(Finding("versions", "warn", "\n".join(plan.config.warnings),
+                                "use a validated version (docs/versions.md)"))
     if not local:
         findings += [Finding(name, "ok", NOT_NEEDED) for name in ("inotify", "memory", "disk")]
         return findings
