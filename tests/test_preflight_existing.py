@@ -264,3 +264,15 @@ def test_exec_plugin_kubeconfigs_are_reported_not_run(tmp_path):
     with pytest.raises(preflight.PreflightError, match="exec plugin") as err:
         run(plan)
     assert str(err.value).count("exec plugin") == 2
+
+
+def test_each_existing_cluster_is_checked_against_its_own_cilium_versions_window(servers, capsys):
+    # k3s 1.32: inside 1.19's window (1.32-1.35), older than 1.20's (1.33-1.36)
+    old_k8s = k3s_api(version="v1.32.9+k3s1")
+    a, b = servers(old_k8s), servers(dict(k3s_b_api(), **{"/version": {"gitVersion": "v1.37.1+k3s1"}}))
+    plan = remote_plan(a.url, b.url, c0={"cilium": {"version": "1.19.6"}})
+    run(plan)  # a on 1.19: fine; b (1.37) is newer than 1.20's window: a note, not a problem
+    assert "Kubernetes v1.37.1+k3s1 is newer than 1.33-1.36" in capsys.readouterr().out
+    with pytest.raises(preflight.PreflightError) as err:
+        run(remote_plan(a.url, b.url))  # a on the stack's 1.20
+    assert "cluster 'k3s-a': Kubernetes v1.32.9+k3s1 is outside 1.33-1.36" in str(err.value)

@@ -373,3 +373,39 @@ def test_metallb_minor_change_updates_the_release_in_place():
         gate_a, gate_b = old.named(f"{c.name}-metallb-webhook"), new.named(f"{c.name}-metallb-webhook")
         assert gate_a.inputs["triggers"] != gate_b.inputs["triggers"]  # the webhook is probed again
         assert old.named(f"{c.name}-pool").inputs == new.named(f"{c.name}-pool").inputs
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.sampled_from([19, 20, 21, 22]), min_size=1, max_size=6), st.booleans())
+def test_planner_accepts_a_mesh_iff_its_minors_are_at_most_one_apart(minors, stack_level):
+    """Property of the planner over a catalogue with four minors (two of them made up here)."""
+    from unittest import mock
+
+    wide = dict(CILIUM)
+    for m in (21, 22):
+        wide[(1, m)] = versions.ChartLine(minor=(1, m), charts={f"1.{m}.0": {}}, k8s_window=((1, 30), (1, 40)),
+                                          k8s_source="test")
+    wide[(1, 19)] = versions.ChartLine(minor=(1, 19), charts=CILIUM[(1, 19)].charts,
+                                       k8s_window=((1, 30), (1, 40)), k8s_source="test")
+    wide[(1, 20)] = versions.ChartLine(minor=(1, 20), charts=CILIUM[(1, 20)].charts,
+                                       k8s_window=((1, 30), (1, 40)), k8s_source="test",
+                                       moved=CILIUM[(1, 20)].moved, removed=CILIUM[(1, 20)].removed,
+                                       added=CILIUM[(1, 20)].added)
+    chart = {19: "1.19.6", 20: "1.20.0", 21: "1.21.0", 22: "1.22.0"}
+    clusters = [{"name": f"c{i}", "id": i + 1, "workers": 0} for i in range(len(minors))]
+    raw: dict[str, Any] = {"clusters": clusters, "network": {"subnet": "172.30.0.0/16"}}
+    if stack_level:  # the first cluster takes the stack's version, the others their own
+        raw["cilium"] = {"version": chart[minors[0]]}
+    for i, c in enumerate(clusters):
+        if i or not stack_level:
+            c["cilium"] = {"version": chart[minors[i]]}
+    with mock.patch.dict(versions.CILIUM, wide, clear=True):
+        ok = max(minors) - min(minors) <= 1
+        try:
+            plan = load_plan(raw, stack="prop")
+        except ConfigError as err:
+            assert not ok
+            (problem,) = err.problems
+            assert "more than 1 minor" in problem.message
+            return
+        assert ok and [c.cilium_version for c in plan.clusters] == [chart[m] for m in minors]
