@@ -106,7 +106,7 @@ class MetalLBPool(pulumi.ComponentResource):
             self,
             gate="metallb-webhook",
             spec={"cluster": args.cluster_name, "pool": pool, "timeout": args.gate_timeout},
-            triggers=[args.chart_version],  # another chart version: probe the webhook again
+            rerun_on=[args.chart_version],  # another chart version: probe the webhook again
             after=self.release,
         )
         self.pool = custom_resource(f"{name}-pool", pool, target.opts(self, self.gate))

@@ -113,8 +113,10 @@ def test_network_is_created_before_clusters_with_explicit_docker_provider(dev):
     ipam = net.inputs["ipamConfigs"][0]
     assert ipam == {"subnet": "172.30.0.0/16", "gateway": "172.30.0.1", "ipRange": "172.30.0.0/17"}
     assert {"label": "kindmesh.io/stack", "value": "kindmesh.dev"} in net.inputs["labels"]
-    # under mocks the host is not asked for its MTU: no option set
-    assert net.inputs["options"] == {"com.docker.network.bridge.enable_ip_masquerade": "true"}
+    # under mocks the host is not asked for its MTU: no MTU option; the flags Docker reports, asked for
+    assert net.inputs["options"] == {"com.docker.network.bridge.enable_ip_masquerade": "true",
+                                     "com.docker.network.enable_ipv4": "true",
+                                     "com.docker.network.enable_ipv6": "false"}
     for c in ("us-kind-cluster", "eu-kind-cluster"):
         assert net.urn in dev.named(c).dependencies
 

@@ -371,7 +371,9 @@ def test_metallb_minor_change_updates_the_release_in_place():
             assert schema_errors(values, f"metallb-{version}") == []
             assert unknown_key_paths(values, f"metallb-{version}") == []
         gate_a, gate_b = old.named(f"{c.name}-metallb-webhook"), new.named(f"{c.name}-metallb-webhook")
-        assert gate_a.inputs["triggers"] != gate_b.inputs["triggers"]  # the webhook is probed again
+        rerun = "KINDMESH_GATE_RERUN"  # the webhook is probed again (an update of the gate)
+        assert gate_a.inputs["environment"][rerun] != gate_b.inputs["environment"][rerun]
+        assert not gate_b.inputs.get("triggers")  # pulumi-command replaces on triggers: none used
         assert old.named(f"{c.name}-pool").inputs == new.named(f"{c.name}-pool").inputs
 
 
@@ -409,3 +411,17 @@ def test_planner_accepts_a_mesh_iff_its_minors_are_at_most_one_apart(minors, sta
             assert "more than 1 minor" in problem.message
             return
         assert ok and [c.cilium_version for c in plan.clusters] == [chart[m] for m in minors]
+
+
+def test_a_local_chart_directory_must_hold_every_clusters_version(tmp_path):
+    charts = tmp_path / "charts"
+    charts.mkdir()
+    (charts / "cilium-1.19.6.tgz").write_bytes(b"x")
+    raw = mixed("1.19.6", "1.20.0")
+    raw["charts"] = {"cilium": str(charts)}
+    with pytest.raises(ConfigError) as err:
+        load_plan(raw, stack="dev")
+    (problem,) = err.value.problems
+    assert problem.key == "kindmesh:clusters[0].cilium.version" and "cilium-1.20.0.tgz" in problem.message
+    (charts / "cilium-1.20.0.tgz").write_bytes(b"x")
+    load_plan(raw, stack="dev")

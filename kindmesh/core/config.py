@@ -192,6 +192,16 @@ class MetalLBConfig:
 
 
 @dataclass(frozen=True)
+class ChartsConfig:
+    """Where each chart comes from: a Helm repository URL, or a local directory of chart
+    archives (``<chart>-<version>.tgz``, e.g. the released archives on an air-gapped host)
+    or one chart archive/directory. Local paths are taken relative to the project."""
+
+    cilium: str = CILIUM_CHART_REPO
+    metallb: str = METALLB_CHART_REPO
+
+
+@dataclass(frozen=True)
 class KindConfig:
     node_image: str | None = None  # None: the image of the installed kind release (the planner decides)
     prepull: bool = True
@@ -220,6 +230,7 @@ class StackConfig:
     kind: KindConfig = field(default_factory=KindConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    charts: ChartsConfig = field(default_factory=ChartsConfig)
     # versions accepted with a warning (not validated by kindmesh); shown by `up` and the doctor
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
@@ -238,6 +249,7 @@ TOP_KEYS: dict[str, tuple[str, ...] | None] = {
     "kind": ("nodeImage", "prePull"),
     "demo": ("enabled", "policy", "backendImage", "clientImage"),
     "verify": ("onUp",),
+    "charts": ("cilium", "metallb"),
 }
 CLUSTER_KEYS = ("name", "id", "workers", "podSubnet", "serviceSubnet", "source", "demo", *EXISTING_KEYS)
 CLUSTER_DEMO_KEYS = ("affinity", "shared")
@@ -345,6 +357,20 @@ class _Collector:
             self.add(key, f"must be a non-empty string, got {quote(value)}")
             return default
         return value.strip()
+
+    def chart_source(self, key: str, value: Any, chart: str, version: str, default: str) -> str:
+        """A repository URL, or a local chart directory/archive that holds ``chart`` at ``version``."""
+        from kindmesh.core.charts import ChartSourceError, chart_location
+
+        text = self.string(key, value, default) or default
+        try:
+            chart_location(text, chart, version)
+        except ChartSourceError as err:
+            self.add(key, str(err))
+        except (OSError, ValueError) as err:  # e.g. a path too long for the file system: never a traceback
+            self.add(key, f"{quote(text)} cannot be used as a chart path ({getattr(err, 'strerror', None) or err}); "
+                          "give a repository URL or an existing chart directory or archive")
+        return text
 
     def version(self, key: str, value: Any, default: str) -> str:
         """A chart version: semver, optionally with a leading v (``1.19.6``)."""
@@ -615,6 +641,16 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
     c.unknown_keys("kindmesh:verify", ver_raw, TOP_KEYS["verify"] or ())
     verify = VerifyConfig(on_up=c.boolean("kindmesh:verify.onUp", ver_raw.get("onUp"), False))
 
+    charts_raw = c.mapping("kindmesh:charts", raw.get("charts"))
+    c.unknown_keys("kindmesh:charts", charts_raw, TOP_KEYS["charts"] or ())
+    charts = ChartsConfig(
+        cilium=c.chart_source("kindmesh:charts.cilium", charts_raw.get("cilium"), "cilium", cilium.version,
+                              CILIUM_CHART_REPO),
+        metallb=c.chart_source("kindmesh:charts.metallb", charts_raw.get("metallb"), "metallb", metallb.version,
+                               METALLB_CHART_REPO),
+    )
+    _check_cluster_charts(c, clusters, charts.cilium, cilium.version)
+
     config = StackConfig(
         clusters=tuple(clusters),
         mesh=MeshConfig(
@@ -628,6 +664,7 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
         kind=kind,
         demo=demo,
         verify=verify,
+        charts=charts,
         warnings=tuple(dict.fromkeys(c.warnings)),
     )
     if problems is not None:
@@ -648,6 +685,26 @@ def _catalogued(c: _Collector, key: str, value: Any, default: str) -> str:
     if warning:
         c.warnings.append(warning)
     return resolved.version if resolved else default
+
+
+def _check_cluster_charts(c: _Collector, clusters: Sequence[ClusterConfig], source: str, stack_version: str) -> None:
+    """A local Cilium chart source must hold the chart of every cluster's own version too."""
+    from kindmesh.core.charts import REMOTE_SCHEMES, ChartSourceError, chart_location
+
+    if source.startswith(REMOTE_SCHEMES):
+        return
+    try:
+        chart_location(source, "cilium", stack_version)
+    except (ChartSourceError, OSError, ValueError):
+        return  # kindmesh:charts.cilium itself is reported
+    for cluster in clusters:
+        version = cluster.cilium_version
+        if version is None or version == stack_version:
+            continue
+        try:
+            chart_location(source, "cilium", version)
+        except (ChartSourceError, OSError, ValueError) as err:
+            c.add(f"kindmesh:clusters[{cluster.index}].cilium.version", f"{err} (kindmesh:charts.cilium)")
 
 
 def free_ids(used: set[int], count: int) -> list[int]:
