@@ -281,3 +281,11 @@ def test_the_command_end_to_end_against_simulated_api_servers(tmp_path):
         {"stack": OLD, "clusters": [NEW, None]}, {"stack": OLD, "clusters": [NEW, NEW]}]
     assert "us: ready, Cilium 1.20.0, ClusterMesh peers eu" in res.stderr
     assert config_of(proj, "dev")["kindmesh:cilium"] == {"version": NEW}
+
+
+def test_a_kubeconfig_the_client_cannot_use_is_a_problem_not_a_traceback():
+    import time
+    checks = upgrade.KubeChecks({"us": "not: a kubeconfig"}, {"us": []}, log=lambda m: None)
+    (problem,) = checks({"us": NEW}, time.monotonic() + 5)
+    assert problem.startswith("us: cannot use its kubeconfig from the stack's outputs")
+    assert checks({"eu": NEW}, time.monotonic() + 5) == ["eu: no kubeconfig in the stack's outputs"]

@@ -101,11 +101,14 @@ def read_stack_file(cwd: Path, stack: str) -> StackFile:
     stack_version = cilium.get("version") if isinstance(cilium, dict) else None
     members = []
     for i, c in enumerate(clusters):
-        if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not isinstance(c.get("id"), int):
+        cid = c.get("id") if isinstance(c, dict) else None
+        if isinstance(cid, str) and cid.strip().isdigit():
+            cid = int(cid)
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not isinstance(cid, int):
             raise UpgradeError(f"{NS}:clusters[{i}] has no name and id; run `make doctor STACK={stack}`")
         own: dict[str, Any] = c["cilium"] if isinstance(c.get("cilium"), dict) else {}
         version = own.get("version")
-        members.append(Member(i, c["name"], c["id"], str(version) if version is not None else None,
+        members.append(Member(i, c["name"], cid, str(version) if version is not None else None,
                               tuple(own)))
     return StackFile(path, str(stack_version) if stack_version is not None else None, tuple(members))
 
@@ -238,7 +241,11 @@ class KubeChecks:
             if name not in self.kubeconfigs:
                 problems.append(f"{name}: no kubeconfig in the stack's outputs")
                 continue
-            api = self.connect(self.kubeconfigs[name])
+            try:
+                api = self.connect(self.kubeconfigs[name])
+            except ValueError as err:  # kubeapi's KubeconfigError / ClientSetupError
+                problems.append(f"{name}: cannot use its kubeconfig from the stack's outputs: {err}")
+                continue
             try:
                 try:
                     wait_for_rollouts(api, name, WORKLOADS, timeout=max(0.0, deadline - clock.now()), clock=clock)
