@@ -300,7 +300,7 @@ def _check_node_image(host: Host, plan: StackPlan, name: str, kind_name: str, co
     it was created): `up` would delete and recreate it, so say so and how to keep it."""
     proc = host.run(host.docker, "inspect", "--format", "{{.Config.Image}}", container)
     running = (proc.stdout or "").strip() if proc is not None and proc.returncode == 0 else ""
-    if not running or running == plan.node_image or running.startswith("sha256:"):
+    if not running or running.startswith("sha256:") or same_image(running, plan.node_image):
         return
     stack = plan.stack
     problems.append(
@@ -309,3 +309,9 @@ def _check_node_image(host: Host, plan: StackPlan, name: str, kind_name: str, co
         "and recreate the cluster. To keep it, pin its image: pulumi config set --stack "
         f"{stack} --path 'kindmesh:kind.nodeImage' '{running}'; to move to the new image, recreate it on "
         f"purpose (kind delete cluster --name {kind_name}, then make up STACK={stack})")
+
+
+def same_image(a: str, b: str) -> bool:
+    """Same ``repo:tag``, and the same digest when both name one."""
+    (name_a, _, digest_a), (name_b, _, digest_b) = a.partition("@"), b.partition("@")
+    return name_a == name_b and (not digest_a or not digest_b or digest_a == digest_b)

@@ -200,3 +200,11 @@ def test_the_program_plans_for_the_kind_it_finds(tmp_path, monkeypatch):
     assert len(fake.calls("kind")) == 1
     monkeypatch.setattr(preflight, "under_pulumi_mocks", lambda: True)
     assert composition.detect_kind_version(stack_raw("dev")) is None
+
+
+def test_a_node_image_is_the_same_by_tag_when_one_side_has_no_digest():
+    pinned = "kindest/node:v1.34.0@sha256:" + "7" * 64
+    assert preflight.same_image("kindest/node:v1.34.0", pinned)
+    assert preflight.same_image(pinned, pinned)
+    assert not preflight.same_image(pinned, "kindest/node:v1.34.0@sha256:" + "8" * 64)
+    assert not preflight.same_image("kindest/node:v1.35.0", pinned)
