@@ -55,6 +55,7 @@ from kindmesh.core.versions import (
     minor_of,
     moved_paths_in,
     node_k8s_minor,
+    parse_version,
     value_problems,
     window_text,
     window_verdict,
@@ -289,8 +290,6 @@ def prepull_images(config: StackConfig, cilium_versions: Sequence[str] = ()) -> 
 
 
 def _version_key(version: str) -> tuple[Any, ...]:
-    from kindmesh.core.versions import parse_version
-
     parsed = parse_version(version)
     return (parsed[0], parsed[1], version) if parsed else ((0, 0, 0), "", version)
 
