@@ -425,3 +425,9 @@ def test_a_local_chart_directory_must_hold_every_clusters_version(tmp_path):
     assert problem.key == "kindmesh:clusters[0].cilium.version" and "cilium-1.20.0.tgz" in problem.message
     (charts / "cilium-1.20.0.tgz").write_bytes(b"x")
     load_plan(raw, stack="dev")
+
+
+def test_the_clusters_output_names_each_clusters_cilium_version():
+    rec = evaluate(mixed(), "dev")
+    rows = {row["name"]: row["ciliumVersion"] for row in rec.stack_outputs["clusters"]}
+    assert rows == {"us": "1.20.0", "eu": "1.19.6"}

@@ -306,6 +306,7 @@ def cluster_table(plan: StackPlan) -> list[dict[str, Any]]:
             "meshIp": c.mesh_ip,
             "hubbleUi": hubble_ui_url(c),
             "peers": list(c.peers),
+            "ciliumVersion": plan.cilium_version(c),
             **table_extras(c),
         }
         for c in plan.clusters
