@@ -157,7 +157,7 @@ def test_nothing_changes_when_the_mesh_is_unhealthy_or_drifted_before_the_first_
     assert run(proj, "--cilium", NEW, "--clusters", "1", checks=checks) == 1
     out = capsys.readouterr().out
     assert f.calls() == []
-    assert "pulumi config set --stack trio --path 'kindmesh:clusters[1].cilium.version' <running version>" in out
+    assert "pulumi config set --stack trio --path 'kindmesh:cilium.version' <running version>" in out
 
 
 @pytest.mark.parametrize("args,said", [
@@ -289,3 +289,26 @@ def test_a_kubeconfig_the_client_cannot_use_is_a_problem_not_a_traceback():
     (problem,) = checks({"us": NEW}, time.monotonic() + 5)
     assert problem.startswith("us: cannot use its kubeconfig from the stack's outputs")
     assert checks({"eu": NEW}, time.monotonic() + 5) == ["eu: no kubeconfig in the stack's outputs"]
+
+
+def test_a_stack_on_the_old_default_is_not_rewritten_to_the_new_one(tmp_path, fake, capsys):
+    """No pinned version, clusters running 1.19.6 (the old default), CILIUM=1.20.0 (the new
+    default): nothing to step, but the file must not be pinned to what the clusters do not run."""
+    proj, f = project(tmp_path, version=None), fake()
+    checks = FakeChecks(fail={1: ["us: cilium agents run 1.19.6 (expected 1.20.0)",
+                                  "eu: cilium agents run 1.19.6 (expected 1.20.0)"]})
+    assert run(proj, "--cilium", NEW, checks=checks) == 1
+    assert checks.rounds == [{"us": NEW, "eu": NEW, "ap": NEW}]
+    assert f.calls() == [] and "kindmesh:cilium" not in config_of(proj)
+    assert "pulumi config set --stack trio --path 'kindmesh:cilium.version' <running version>" in \
+        capsys.readouterr().out
+
+
+def test_a_cluster_running_other_than_its_own_pin_is_named_with_its_key(tmp_path, fake, capsys):
+    proj, f = project(tmp_path, us=NEW), fake()
+    checks = FakeChecks(fail={1: ["us: cilium agents run 1.19.6 (expected 1.20.0)"]})
+    assert run(proj, "--cilium", NEW, "--clusters", "2", checks=checks) == 1
+    out = capsys.readouterr().out
+    assert f.calls() == []
+    assert "us runs another version than Pulumi.trio.yaml says" in out
+    assert "--path 'kindmesh:clusters[0].cilium.version' <running version>" in out

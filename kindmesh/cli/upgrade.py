@@ -366,7 +366,8 @@ class Upgrade:
         # the stack file says (else the first `up` would move it too). The first step's clusters
         # may be anything (a continued run repeats the step that failed).
         expected: dict[str, str | None] = {m.name: sf.version_of(m) for m in sf.members if m.index not in first}
-        self.out(f"kindmesh upgrade: checking the clusters of stack {stack!r} outside the first step")
+        self.out(f"kindmesh upgrade: checking the clusters of stack {stack!r}"
+                 + (" outside the first step" if first else ""))
         problems = checks(expected, deadline_for()) if expected else []
         if problems:
             drift = [m for m in sf.members if m.index not in first and any(p.startswith(f"{m.name}:") and
@@ -374,10 +375,15 @@ class Upgrade:
             self.out("kindmesh upgrade: nothing changed; the mesh is not healthy as configured:")
             for p in problems:
                 self.out(f"  - {p}")
+            unpinned = [m for m in drift if m.own is None and sf.stack_version is None]
+            if unpinned:  # the stack follows kindmesh's default, which moved since the clusters were made
+                self.out(f"  {sf.path.name} sets no {STACK_KEY}, so it follows kindmesh's default ({DEFAULT_CILIUM}); "
+                         f"pin what the clusters run first: pulumi config set --stack {stack} --path "
+                         f"'{STACK_KEY}' <running version>, then run this command again")
             for m in drift:
-                self.out(f"  if {m.name} runs another version than {self.pulumi.cwd.name}/{sf.path.name} says "
-                         f"(e.g. the stack relied on an older kindmesh default), pin what it runs first: "
-                         f"pulumi config set --stack {stack} --path '{m.key}' <running version>")
+                if m not in unpinned:
+                    self.out(f"  {m.name} runs another version than {sf.path.name} says: pin what it runs first: "
+                             f"pulumi config set --stack {stack} --path '{m.key}' <running version>")
             return 1
         done: list[list[Member]] = []
         for n, wave in enumerate(self.steps, 1):
@@ -431,6 +437,7 @@ class Upgrade:
 
 def main(argv: list[str] | None = None, checks: Checks | None = None) -> int:
     parser = argparse.ArgumentParser(
+        prog="python -m kindmesh.cli.upgrade",
         description="Move a running kindmesh mesh to another Cilium version, one cluster (or wave) at a time")
     parser.add_argument("--stack", default=os.environ.get("STACK", "dev"), help="the Pulumi stack (default dev)")
     parser.add_argument("--cilium", required=True, help="the Cilium version to move to (up or down), e.g. 1.20.0")
@@ -449,10 +456,8 @@ def main(argv: list[str] | None = None, checks: Checks | None = None) -> int:
             print(f"kindmesh upgrade: warning: {warning}", file=sys.stderr)
         sf = read_stack_file(cwd, args.stack)
         steps = parse_steps(sf, args.cilium, args.clusters, args.waves)
-        if not steps:
+        if not steps:  # still checked: the clusters must run what the file says before it is rewritten
             print(f"kindmesh upgrade: every cluster of {args.stack!r} is configured for Cilium {args.cilium}")
-            up = Upgrade(Pulumi(args.stack, cwd), args.cilium, [], args.timeout, checks)
-            return up.finish()
         check_path(sf, args.cilium, steps)
         up = Upgrade(Pulumi(args.stack, cwd), args.cilium, steps, args.timeout, checks,
                      waves_given=bool(args.waves))
