@@ -10,6 +10,7 @@ import yaml
 
 from kindmesh.core.planner import load_plan
 from kindmesh.core.render import kind_config, kind_config_yaml
+from kindmesh.core.versions import DEFAULT_CILIUM
 from kindmesh.deploy import kindctl
 from tests.helpers import STACKS, stack_raw
 from tests.mocks import DYNAMIC, evaluate
@@ -70,7 +71,7 @@ def test_kind_cluster_is_a_command_in_its_own_process_plus_a_quick_reader(dev):
     assert spec["name"] == "km-dev-us" and spec["network"] == "kindmesh-dev"
     assert spec["pod_subnet"] == "10.1.0.0/17"
     assert yaml.safe_load(spec["config"])["networking"]["podSubnet"] == "10.1.0.0/17"
-    assert "quay.io/cilium/cilium:v1.19.6" in {i["tag"] for i in spec["images"]}
+    assert f"quay.io/cilium/cilium:v{DEFAULT_CILIUM}" in {i["tag"] for i in spec["images"]}
     assert cmd.inputs["triggers"] == [kindctl.spec_hash(spec)]
     assert cmd.delete_before_replace
     assert not cmd.secret_inputs  # the spec holds no secret; stdout never carries the kubeconfig

@@ -16,11 +16,13 @@ from kindmesh.core.render import (
     reserved_address_pool,
     split_pool,
 )
+from kindmesh.core.versions import DEFAULT_METALLB, METALLB
 from tests.helpers import STACKS, stack_raw
 from tests.mocks import evaluate
 from tests.upstream import crd_errors, schema_errors, unknown_key_paths
 
-CHART = "metallb-0.15.3"
+CHART = f"metallb-{DEFAULT_METALLB}"
+VERSIONS = [v for line in METALLB.values() for v in line.validated]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def test_release_chart_version_repo_and_values(dev):
     for c in dev.plan.clusters:
         r = dev.named(f"{c.name}-metallb")
         assert r.type == "kubernetes:helm.sh/v3:Release"
-        assert (r.inputs["chart"], r.inputs["version"]) == ("metallb", "0.15.3")
+        assert (r.inputs["chart"], r.inputs["version"]) == ("metallb", DEFAULT_METALLB)
         assert r.inputs["repositoryOpts"] == {"repo": "https://metallb.github.io/metallb"}
         assert r.inputs["namespace"] == "metallb-system" and r.inputs["createNamespace"] is True
         assert r.inputs["values"]["speaker"]["frr"]["enabled"] is False
@@ -41,18 +43,19 @@ def test_release_chart_version_repo_and_values(dev):
         assert unknown_key_paths(r.inputs["values"], CHART) == []
 
 
-@pytest.mark.parametrize("crds", ["metallb-0.15.3", "metallb-0.16.1"])
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("stack", STACKS)
-def test_pools_and_advertisement_validate_against_crds(stack, crds):
+def test_pools_and_advertisement_validate_against_crds(stack, version):
     plan = load_plan(stack_raw(stack), stack=stack)
     for c in plan.clusters:
         pool, reserved = ip_address_pool(plan, c), reserved_address_pool(plan, c)
         adv = l2_advertisement(plan, c)
         for obj in (pool, reserved):
-            assert crd_errors(obj, f"{crds}/crd-ipaddresspools.yaml") == []
-        assert crd_errors(adv, f"{crds}/crd-l2advertisements.yaml") == []
+            assert crd_errors(obj, f"metallb-{version}/crd-ipaddresspools.yaml") == []
+        assert crd_errors(adv, f"metallb-{version}/crd-l2advertisements.yaml") == []
         assert adv["spec"]["ipAddressPools"] == [pool["metadata"]["name"], reserved["metadata"]["name"]]
-        assert schema_errors(metallb_values(), CHART) == []
+        assert schema_errors(metallb_values(), f"metallb-{version}") == []
+        assert unknown_key_paths(metallb_values(), f"metallb-{version}") == []
 
 
 def _ints(entries):
@@ -96,7 +99,7 @@ def test_crd_check_is_not_toothless():
     plan = load_plan(stack_raw("dev"), stack="dev")
     pool = ip_address_pool(plan, plan.clusters[0])
     pool["spec"]["addresses"] = "172.30.255.239-172.30.255.254"  # must be a list
-    assert crd_errors(pool, "metallb-0.15.3/crd-ipaddresspools.yaml")
+    assert crd_errors(pool, f"{CHART}/crd-ipaddresspools.yaml")
 
 
 def test_pools_hold_exactly_the_planned_range_with_the_mesh_ip_reserved(dev):
