@@ -133,7 +133,7 @@ class ClusterTarget:
         gate: str,
         spec: dict[str, Any],
         triggers: list[pulumi.Input[Any]],
-        after: pulumi.Resource,
+        after: After,
     ) -> command.local.Command:
         """A readiness gate in its own process: ``python -m kindmesh.deploy.gate_cmd <gate>``.
 
@@ -141,7 +141,7 @@ class ClusterTarget:
         what to wait for, timeout) as JSON in another. pulumi-command runs ``update`` when
         an input or a ``triggers`` value changes (a new Helm revision, another chart
         version), so the gate waits again; nothing changed, no diff. No delete command: a
-        gate leaves nothing behind.
+        gate leaves nothing behind. ``after``: one resource or a sequence.
         """
         run = f"{shlex.quote(sys.executable)} -m kindmesh.deploy.gate_cmd {gate}"
         return command.local.Command(
@@ -154,7 +154,8 @@ class ClusterTarget:
                 GATE_SPEC_ENV: json.dumps(spec, sort_keys=True, separators=(",", ":")),
             },
             triggers=triggers,
-            opts=pulumi.ResourceOptions(parent=parent, depends_on=[after], deleted_with=self.deleted_with),
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=after_list(after, "after"),
+                                        deleted_with=self.deleted_with),
         )
 
 
