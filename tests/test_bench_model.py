@@ -177,3 +177,23 @@ def test_the_edges_issue_19_removed_stay_removed(two):
         assert f"{c}-image-load" in waits[f"{c}-cilium"] and f"{c}-image-load" in waits[f"{c}-metallb"]
         assert not {f"{c}-cilium", f"{c}-cilium-rollout"} & waits[f"{c}-metallb"]
         assert {f"{c}-cilium-rollout", f"{c}-metallb"} <= waits[f"{c}-metallb-webhook"]
+
+
+def test_bench_says_what_is_measured_what_is_modelled_and_on_which_host(capsys):
+    import platform
+
+    from bench.bench import host_facts, main
+
+    facts = host_facts()
+    assert facts["cpus"] >= 1 and facts["memory_gib"] > 0
+    assert facts["python"].endswith(platform.python_version()) and platform.system() in facts["os"]
+    assert main(["--runs", "1", "2"]) == 0
+    out = capsys.readouterr().out
+    first = out.splitlines()[0]
+    assert first.startswith(f"host: {facts['cpus']} CPUs (nproc), {facts['memory_gib']} GiB memory, ")
+    assert "measured on this host:" in out and "modelled, any host:" in out
+    assert "(s, measured)" in out and "`up` (min, modelled)" in out
+    row = next(line for line in out.splitlines() if line.startswith("| 2 |"))
+    assert float(row.rstrip(" |").rsplit("|", 1)[-1]) <= 5.0
+    for rule in RULES:  # every nominal duration is printed with its source
+        assert rule.source in out
