@@ -31,7 +31,7 @@ from kindmesh.core.render import (
 )
 
 RELEASE_TIMEOUT = 600
-GATE_TIMEOUT = 300
+GATE_TIMEOUT = 600  # the rollout of controller and speakers (once under Helm's 600 s wait) + the webhook
 
 
 def custom_resource(name: str, obj: Mapping[str, Any], opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:

@@ -82,4 +82,4 @@ def test_gate_specs_are_plain_and_stable():
     for name in ("us-cilium-rollout", "eu-metallb-webhook"):
         env_a, env_b = a.named(name).inputs["environment"], b.named(name).inputs["environment"]
         assert env_a == env_b
-        assert json.loads(env_a[SPEC_ENV])["timeout"] in (300, 900)
+        assert json.loads(env_a[SPEC_ENV])["timeout"] in (600, 900)

@@ -88,7 +88,7 @@ def test_order_cilium_metallb_gate_pool_advertisement(dev):
         assert gate.deleted_with == kind.urn
         spec = json.loads(gate.inputs["environment"]["KINDMESH_GATE_SPEC"])
         assert spec["pool"] == ip_address_pool(dev.plan, c)  # the gate probes the very pool that is applied
-        assert spec["pool"]["spec"] == pool.inputs["spec"] and spec["timeout"] == 300
+        assert spec["pool"]["spec"] == pool.inputs["spec"] and spec["timeout"] == 600
         # what Helm's wait used to cover: the controller and the speakers rolled out
         assert spec["workloads"] == [
             {"kind": "Deployment", "namespace": "metallb-system", "name": "metallb-controller"},
