@@ -163,7 +163,7 @@ class CiliumRelease(pulumi.ComponentResource):
             self,
             gate="rollout",
             spec={"cluster": args.cluster_name, "workloads": workloads, "timeout": args.rollout_timeout},
-            triggers=[self.revision],  # a new Helm revision: wait for the rollout again
+            rerun_on=[self.revision],  # a new Helm revision: wait for the rollout again
             after=self.release,
         )
         self.status = self.release.status

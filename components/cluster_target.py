@@ -14,6 +14,7 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 
 from kindmesh import PACKAGE_HOME
+from kindmesh.core.charts import chart_location
 
 PROJECT_ROOT = PACKAGE_HOME  # where `python -m kindmesh.deploy.gate_cmd` resolves
 GATE_KUBECONFIG_ENV = "KINDMESH_GATE_KUBECONFIG"  # = kindmesh.deploy.gate_cmd.KUBECONFIG_ENV
@@ -107,14 +108,19 @@ class ClusterTarget:
         after: After,
         create_namespace: bool = False,
     ) -> k8s.helm.v3.Release:
-        """A pinned Helm release (embedded Helm, no helm binary) in this cluster."""
+        """A pinned Helm release (embedded Helm, no helm binary) in this cluster.
+
+        ``repo``: a repository URL, or a local chart directory/archive (see
+        :func:`kindmesh.core.charts.chart_location`).
+        """
+        where = chart_location(repo, chart, version)
         return k8s.helm.v3.Release(
             name,
             k8s.helm.v3.ReleaseArgs(
                 name=chart,
-                chart=chart,
+                chart=where.chart,
                 version=version,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=repo),
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=where.repo) if where.repo else None,
                 namespace=namespace,
                 create_namespace=create_namespace,
                 values=values,
@@ -132,16 +138,18 @@ class ClusterTarget:
         *,
         gate: str,
         spec: dict[str, Any],
-        triggers: list[pulumi.Input[Any]],
+        rerun_on: list[pulumi.Input[Any]],
         after: After,
     ) -> command.local.Command:
         """A readiness gate in its own process: ``python -m kindmesh.deploy.gate_cmd <gate>``.
 
         The kubeconfig goes in a secret environment variable, the plain ``spec`` (cluster,
-        what to wait for, timeout) as JSON in another. pulumi-command runs ``update`` when
-        an input or a ``triggers`` value changes (a new Helm revision, another chart
-        version), so the gate waits again; nothing changed, no diff. No delete command: a
-        gate leaves nothing behind. ``after``: one resource or a sequence.
+        what to wait for, timeout) as JSON in another. ``rerun_on`` (a new Helm revision,
+        another chart version) goes into the environment too, as JSON: a changed environment
+        is an *update* of the command, which runs ``update`` (the same gate) — whereas
+        pulumi-command 1.2.1 marks ``triggers`` replaceOnChanges, so a trigger would
+        *replace* the gate. Nothing changed, no diff. No delete command: a gate leaves
+        nothing behind. ``after``: one resource or a sequence.
         """
         run = f"{shlex.quote(sys.executable)} -m kindmesh.deploy.gate_cmd {gate}"
         return command.local.Command(
@@ -152,11 +160,20 @@ class ClusterTarget:
             environment={
                 GATE_KUBECONFIG_ENV: pulumi.Output.secret(self.kubeconfig),
                 GATE_SPEC_ENV: json.dumps(spec, sort_keys=True, separators=(",", ":")),
+                GATE_RERUN_ENV: rerun_json(rerun_on),
             },
-            triggers=triggers,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=after_list(after, "after"),
                                         deleted_with=self.deleted_with),
         )
+
+
+GATE_RERUN_ENV = "KINDMESH_GATE_RERUN"
+
+
+def rerun_json(values: Sequence[pulumi.Input[Any]]) -> pulumi.Output[str]:
+    """What makes a command run again, as one JSON string for its environment (an update,
+    never a replace: see :meth:`ClusterTarget.gate`)."""
+    return pulumi.Output.all(*values).apply(lambda vs: json.dumps(list(vs), sort_keys=True, separators=(",", ":")))
 
 
 def release_revision(status: object) -> object:

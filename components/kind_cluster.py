@@ -12,9 +12,9 @@ Two resources per cluster, three with images to load:
   nodes of the cluster, and on refresh notices when it was deleted behind Pulumi's back.
 * ``<name>-image-load`` (``command:local:Command``, ``kindctl load``): loads the images into
   the nodes once both the cluster and ``images_after`` (the host's pre-pull) are done, so
-  ``kind create`` does not wait for the pull. New images run ``update`` (loads what is
-  missing); a new cluster (the create command's id changes on every create) replaces it,
-  which loads everything again. :attr:`KindCluster.ready` is what charts wait for.
+  ``kind create`` does not wait for the pull. New images, or a new cluster (the create
+  command's id, in its environment, changes on every create), run its ``update``, which
+  loads what the cluster's marker lacks. :attr:`KindCluster.ready` is what charts wait for.
 
 :class:`HostImages` pulls each image once on the host (``kindctl prepull``).
 """
@@ -240,11 +240,14 @@ class KindCluster(pulumi.ComponentResource):
                 create=kindctl_command("load"),
                 update=kindctl_command("load"),
                 dir=str(PROJECT_ROOT),
-                environment={kindctl.SPEC_ENV: json.dumps(load_spec(spec), sort_keys=True)},
                 # The create command's id is new on every create (pulumi-command: a random
-                # suffix): a recreated cluster replaces this step, which loads all again. The
-                # id of one cluster's command never changes when another cluster is added.
-                triggers=[self.command.id],
+                # suffix): a recreated cluster changes this environment, an update, which loads
+                # what the new cluster's marker lacks (all). Not `triggers`: pulumi-command
+                # 1.2.1 marks them replaceOnChanges. Another cluster never changes this id.
+                environment={
+                    kindctl.SPEC_ENV: json.dumps(load_spec(spec), sort_keys=True),
+                    kindctl.CLUSTER_ID_ENV: self.command.id,
+                },
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     depends_on=[self.command, *images_after],

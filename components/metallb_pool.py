@@ -116,7 +116,7 @@ class MetalLBPool(pulumi.ComponentResource):
             gate="metallb-webhook",
             spec={"cluster": args.cluster_name, "pool": pool, "timeout": args.gate_timeout,
                   "workloads": metallb_workloads(args.values)},
-            triggers=[args.chart_version],  # another chart version: probe the webhook again
+            rerun_on=[args.chart_version],  # another chart version: probe the webhook again
             after=[self.release, *after_list(args.cni, "MetalLBPoolArgs.cni")],
         )
         self.pool = custom_resource(f"{name}-pool", pool, target.opts(self, self.gate))

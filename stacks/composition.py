@@ -31,7 +31,7 @@ import pulumi_kubernetes as k8s
 
 from kindmesh import PACKAGE_HOME
 from kindmesh.components.cilium_release import CiliumRelease, CiliumReleaseArgs
-from kindmesh.components.cluster_target import ClusterTarget
+from kindmesh.components.cluster_target import GATE_RERUN_ENV, ClusterTarget, rerun_json
 from kindmesh.components.existing_cluster import ExistingCluster, ExistingClusterArgs
 from kindmesh.components.kind_cluster import (
     HostImages,
@@ -59,6 +59,10 @@ from kindmesh.stacks.preflight import Preflighted
 
 PROJECT_ROOT = PACKAGE_HOME  # where `python -m kindmesh.…` resolves (the checkout, or site-packages)
 DEFAULT_MTU = 1500
+# The driver options Docker 28+ reports for every bridge network, asked or not (moby
+# daemon/network.go: IPv4 on, IPv6 off unless asked). Asking for them explicitly makes the
+# state pulumi-docker reads back equal to the configuration on any Docker version.
+DOCKER_REPORTED_OPTIONS = {"com.docker.network.enable_ipv4": "true", "com.docker.network.enable_ipv6": "false"}
 
 
 @dataclass
@@ -200,7 +204,7 @@ class _Wiring:
     def host(self, facts: object) -> tuple[docker.Network, HostImages | None]:
         plan, n = self.plan, self.prefix
         docker_provider = docker.Provider(f"{n}docker", opts=self.opts())
-        options = {"com.docker.network.bridge.enable_ip_masquerade": "true"}
+        options = {"com.docker.network.bridge.enable_ip_masquerade": "true", **DOCKER_REPORTED_OPTIONS}
         mtu = getattr(facts, "mtu", 0)  # the daemon's MTU, as kind does (None under mocks: no option)
         if isinstance(mtu, int) and mtu > 0 and mtu != DEFAULT_MTU:
             options["com.docker.network.driver.mtu"] = str(mtu)
@@ -217,7 +221,11 @@ class _Wiring:
             ],
             options=options,
             labels=[docker.NetworkLabelArgs(label=STACK_LABEL, value=plan.stack_label)],
-            opts=self.opts(provider=docker_provider),
+            # Every field of the network forces a replace (pulumi-docker), and `options` is also
+            # computed: whatever else a daemon reports (its default-network-opts) must not
+            # replace a network the kind nodes are attached to. Live changes the network cannot
+            # take (subnet, MTU) are refused before anything is registered instead.
+            opts=self.opts(provider=docker_provider, ignore_changes=["options"]),
         )
         images = None
         if plan.config.kind.prepull and plan.images:
@@ -273,6 +281,7 @@ class _Wiring:
             ca_cert_b64=ca.cert_b64,
             ca_key_b64=ca.key_b64,
             chart_version=plan.config.cilium.version,
+            repo=plan.config.charts.cilium,
             after=charts_after or None,
         ), opts=self.opts())
         metallb = None
@@ -283,6 +292,7 @@ class _Wiring:
                 addresses=[cluster.pool],
                 labels=node_labels(plan, cluster),
                 chart_version=plan.config.metallb.version,
+                repo=plan.config.charts.metallb,
                 after=charts_after or None,
                 cni=cilium.ready,  # only the webhook gate waits for Cilium's rollout
             ), opts=self.opts())
@@ -314,8 +324,8 @@ def verify_on_up(stack: Stack, opts: pulumi.ResourceOptions | None = None, prefi
         create=f"{shlex.quote(sys.executable)} -m kindmesh.cli.verify --outputs-env {VERIFY_ENV}",
         update=f"{shlex.quote(sys.executable)} -m kindmesh.cli.verify --outputs-env {VERIFY_ENV}",
         dir=str(PROJECT_ROOT),
-        environment={VERIFY_ENV: payload},
-        triggers=[p.cilium.revision for p in stack.clusters.values()],
+        # new Helm revisions: verify again (an update of this command, never a replace)
+        environment={VERIFY_ENV: payload, GATE_RERUN_ENV: rerun_json([p.cilium.revision for p in stack.clusters.values()])},
         opts=pulumi.ResourceOptions.merge(opts or pulumi.ResourceOptions(), pulumi.ResourceOptions(depends_on=last)),
     )
 

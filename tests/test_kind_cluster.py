@@ -107,11 +107,14 @@ def test_each_cluster_loads_the_images_in_a_step_of_its_own(dev):
         assert load.inputs["create"].endswith(" -m kindmesh.deploy.kindctl load")
         assert load.inputs["update"] == load.inputs["create"]  # new images: load what is missing
         assert "delete" not in load.inputs  # the cluster's deletion takes its images
-        spec = json.loads(load.inputs["environment"]["KINDMESH_KIND_SPEC"])
+        env = load.inputs["environment"]
+        spec = json.loads(env["KINDMESH_KIND_SPEC"])
         assert (spec["name"], spec["network"]) == (c.kind_name, dev.plan.network.name)
         assert [i["pinned"] for i in spec["images"]] == list(dev.plan.images)
-        # a new cluster (its create command gets a new id) replaces the load: all images again
-        assert load.inputs["triggers"] == [f"{cluster.name}-id"]  # the mocks' id
+        # a new cluster (its create command gets a new id) changes the environment: an update,
+        # which loads what the new cluster lacks; never `triggers` (a replace in pulumi-command 1.2.1)
+        assert env[kindctl.CLUSTER_ID_ENV] == f"{cluster.name}-id"  # the mocks' id
+        assert "triggers" not in load.inputs
         assert not load.secret_inputs
         # every chart of the cluster waits for the load
         for chart in ("cilium", "metallb"):
@@ -152,8 +155,10 @@ def test_network_is_created_before_clusters_with_explicit_docker_provider(dev):
     ipam = net.inputs["ipamConfigs"][0]
     assert ipam == {"subnet": "172.30.0.0/16", "gateway": "172.30.0.1", "ipRange": "172.30.0.0/17"}
     assert {"label": "kindmesh.io/stack", "value": "kindmesh.dev"} in net.inputs["labels"]
-    # under mocks the host is not asked for its MTU: no option set
-    assert net.inputs["options"] == {"com.docker.network.bridge.enable_ip_masquerade": "true"}
+    # under mocks the host is not asked for its MTU: no MTU option; the flags Docker reports, asked for
+    assert net.inputs["options"] == {"com.docker.network.bridge.enable_ip_masquerade": "true",
+                                     "com.docker.network.enable_ipv4": "true",
+                                     "com.docker.network.enable_ipv6": "false"}
     for c in ("us-kind-cluster", "eu-kind-cluster"):
         assert net.urn in dev.named(c).dependencies
 

@@ -183,6 +183,16 @@ class MetalLBConfig:
 
 
 @dataclass(frozen=True)
+class ChartsConfig:
+    """Where each chart comes from: a Helm repository URL, or a local directory of chart
+    archives (``<chart>-<version>.tgz``, e.g. the released archives on an air-gapped host)
+    or one chart archive/directory. Local paths are taken relative to the project."""
+
+    cilium: str = CILIUM_CHART_REPO
+    metallb: str = METALLB_CHART_REPO
+
+
+@dataclass(frozen=True)
 class KindConfig:
     node_image: str = KIND_NODE_IMAGE
     prepull: bool = True
@@ -211,6 +221,7 @@ class StackConfig:
     kind: KindConfig = field(default_factory=KindConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    charts: ChartsConfig = field(default_factory=ChartsConfig)
 
 
 # Documented keys: top-level key -> allowed sub-keys (None = not a mapping).
@@ -223,6 +234,7 @@ TOP_KEYS: dict[str, tuple[str, ...] | None] = {
     "kind": ("nodeImage", "prePull"),
     "demo": ("enabled", "policy", "backendImage", "clientImage"),
     "verify": ("onUp",),
+    "charts": ("cilium", "metallb"),
 }
 CLUSTER_KEYS = ("name", "id", "workers", "podSubnet", "serviceSubnet", "source", "demo", *EXISTING_KEYS)
 CLUSTER_DEMO_KEYS = ("affinity", "shared")
@@ -329,6 +341,17 @@ class _Collector:
             self.add(key, f"must be a non-empty string, got {quote(value)}")
             return default
         return value.strip()
+
+    def chart_source(self, key: str, value: Any, chart: str, version: str, default: str) -> str:
+        """A repository URL, or a local chart directory/archive that holds ``chart`` at ``version``."""
+        from kindmesh.core.charts import ChartSourceError, chart_location
+
+        text = self.string(key, value, default) or default
+        try:
+            chart_location(text, chart, version)
+        except ChartSourceError as err:
+            self.add(key, str(err))
+        return text
 
     def version(self, key: str, value: Any, default: str) -> str:
         """A chart version: semver, optionally with a leading v (``1.19.6``)."""
@@ -602,6 +625,15 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
     c.unknown_keys("kindmesh:verify", ver_raw, TOP_KEYS["verify"] or ())
     verify = VerifyConfig(on_up=c.boolean("kindmesh:verify.onUp", ver_raw.get("onUp"), False))
 
+    charts_raw = c.mapping("kindmesh:charts", raw.get("charts"))
+    c.unknown_keys("kindmesh:charts", charts_raw, TOP_KEYS["charts"] or ())
+    charts = ChartsConfig(
+        cilium=c.chart_source("kindmesh:charts.cilium", charts_raw.get("cilium"), "cilium", cilium.version,
+                              CILIUM_CHART_REPO),
+        metallb=c.chart_source("kindmesh:charts.metallb", charts_raw.get("metallb"), "metallb", metallb.version,
+                               METALLB_CHART_REPO),
+    )
+
     config = StackConfig(
         clusters=tuple(clusters),
         mesh=MeshConfig(
@@ -615,6 +647,7 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
         kind=kind,
         demo=demo,
         verify=verify,
+        charts=charts,
     )
     if problems is not None:
         problems.extend(c.problems)

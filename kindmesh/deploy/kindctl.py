@@ -49,6 +49,9 @@ import yaml
 
 SPEC_ENV = "KINDMESH_KIND_SPEC"
 IMAGES_ENV = "KINDMESH_IMAGES_SPEC"
+# The image load's environment also holds its cluster's create-command id (not read here):
+# a recreated cluster changes it, so pulumi-command runs the load's update again.
+CLUSTER_ID_ENV = "KINDMESH_KIND_CLUSTER_ID"
 CREATE_TIMEOUT = 900
 CALL_TIMEOUT = 120
 LOCK_TIMEOUT = 1200

@@ -1,0 +1,715 @@
+"""The real-engine tier: every lifecycle step of a stack, run by the real Pulumi CLI.
+
+    python -m tests.integration.lifecycle [--scenario NAME ...] [--stack-file PATH] [--report FILE]
+
+(``make integration`` runs it; ``make integration STACK_FILE=path`` runs one stack file.)
+
+Each scenario copies the project (what git tracks) into a work directory, writes a stack
+file, and runs the real ``pulumi`` with the real provider plugins (built by ``make tools``)
+on a local file backend, against a world of simulated clusters (tests/integration/
+fake_kind.py, simcluster.py, world.py) and a fake Docker Engine (fake_docker.py). The whole
+run happens inside a network namespace this module makes (loopback only): anything the API
+servers, providers or webhooks dial outside 127.0.0.0/8 fails at once.
+
+The engine's own plan of each step is read from Pulumi's event log (``--event-log``): the
+operation of every resource (same, create, update, replace, delete …) and the summary. Each
+step states what it expects of that plan; a table is printed and a JSON report written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"
+CHARTS = SHARED / "upstream" / "charts"
+NETNS_ENV = "KINDMESH_TIER_NETNS"
+PASSPHRASE = "kindmesh-engine-tier"
+REPLACE_OPS = {"replace", "create-replacement", "delete-replaced", "discard-replaced", "import-replacement"}
+STEP_TIMEOUT = 1800
+
+
+# ====================================================================== network namespace
+
+
+def _set_loopback_up() -> None:
+    """``ip link set lo up`` without iproute2: SIOCGIFFLAGS/SIOCSIFFLAGS on ``lo``."""
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifreq = struct.pack("16sH14s", b"lo", 0, b"")
+        flags = struct.unpack("16sH14s", fcntl.ioctl(s.fileno(), siocgifflags, ifreq))[1]
+        fcntl.ioctl(s.fileno(), siocsifflags, struct.pack("16sH14s", b"lo", flags | iff_up, b""))
+
+
+def enter_netns() -> str:
+    """Move this process into a new network namespace with only loopback (up).
+
+    Root: ``unshare(CLONE_NEWNET)``. Otherwise a user namespace first (mapping this user to
+    root inside it), which unprivileged users may create on most distributions.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    clone_newnet, clone_newuser = 0x40000000, 0x10000000
+    how = "unshare(CLONE_NEWNET)"
+    if os.geteuid() != 0:
+        uid, gid = os.geteuid(), os.getegid()
+        if libc.unshare(clone_newuser | clone_newnet) != 0:
+            err = ctypes.get_errno()
+            raise SystemExit(f"engine tier: cannot create a user+network namespace ({os.strerror(err)}); "
+                             "run as root, or enable unprivileged user namespaces (kernel.unprivileged_userns_clone=1)")
+        Path("/proc/self/setgroups").write_text("deny")
+        Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
+        Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
+        how = "unshare(CLONE_NEWUSER|CLONE_NEWNET)"
+    elif libc.unshare(clone_newnet) != 0:
+        raise SystemExit(f"engine tier: unshare(CLONE_NEWNET) failed: {os.strerror(ctypes.get_errno())}")
+    _set_loopback_up()
+    os.environ[NETNS_ENV] = "1"
+    return how
+
+
+def check_isolation() -> dict[str, Any]:
+    """Loopback works; a non-loopback destination fails at once (no route)."""
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        with socket.create_connection(srv.getsockname(), timeout=2):
+            pass
+    # TEST-NET-1 (RFC 5737, never assigned): with no route it must fail immediately.
+    t0 = time.monotonic()
+    with socket.socket() as s:
+        s.settimeout(2)
+        code = s.connect_ex(("192.0.2.1", 9))
+    elapsed = time.monotonic() - t0
+    if code not in (errno.ENETUNREACH, errno.EHOSTUNREACH) or elapsed > 0.5:
+        raise SystemExit(f"engine tier: the namespace is not isolated (connect to 192.0.2.1 gave {code} in {elapsed:.2f}s)")
+    interfaces = sorted(os.listdir("/sys/class/net"))
+    return {"interfaces": interfaces, "outside": os.strerror(code)}
+
+
+# ====================================================================== tools and world
+
+
+@dataclass
+class Tools:
+    dir: Path
+
+    @property
+    def bin(self) -> Path:
+        return self.dir / "bin"
+
+    @property
+    def plugins(self) -> Path:
+        return self.dir / "pulumi-home" / "plugins"
+
+
+def find_tools() -> Tools | None:
+    proc = subprocess.run(["make", "-s", "--no-print-directory", "tools-dir"], cwd=REPO, capture_output=True, text=True)
+    path = proc.stdout.strip()
+    if proc.returncode != 0 or not path or not (Path(path) / "READY").exists():
+        return None
+    return Tools(Path(path))
+
+
+class World:
+    """The fake Docker Engine, the fake ``kind``/``docker`` on PATH, the simulated clusters."""
+
+    def __init__(self, root: Path, tools: Tools):
+        self.root, self.tools = root, tools
+        self.bin = root / "bin"
+        self.bin.mkdir(parents=True)
+        py = sys.executable
+        for name, module, sub in (("kind", "tests.integration.fake_kind", ""), ("docker", "tests.integration.fake_docker", " cli")):
+            wrapper = self.bin / name
+            wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{REPO}" exec "{py}" -m {module}{sub} "$@"\n')
+            wrapper.chmod(0o755)
+        self.socket = root / "docker.sock"
+        self.daemon: subprocess.Popen[bytes] | None = None
+        home = root / "pulumi-home"
+        home.mkdir()
+        (home / "plugins").symlink_to(tools.plugins)
+        self.env = {
+            k: v for k, v in os.environ.items()
+            if not k.lower().endswith("_proxy") and not k.startswith(("PULUMI_", "KUBECONFIG", "DOCKER_"))
+        }
+        self.env.update({
+            "PATH": os.pathsep.join([str(self.bin), str(tools.bin), str(Path(py).parent), os.environ.get("PATH", "")]),
+            "KINDMESH_WORLD": str(root), "KINDMESH_TOOLS_BIN": str(tools.bin),
+            "DOCKER_HOST": f"unix://{self.socket}", "HOME": str(root / "home"),
+            "PULUMI_HOME": str(home), "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true", "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1",
+            "XDG_RUNTIME_DIR": str(root / "run"), "KINDMESH_RUNTIME_DIR": str(root / "run"),
+        })
+        (root / "home").mkdir()
+        (root / "run").mkdir(mode=0o700)
+        os.environ.update({"KINDMESH_WORLD": str(root), "KINDMESH_TOOLS_BIN": str(tools.bin),
+                           "DOCKER_HOST": f"unix://{self.socket}"})
+
+    def start(self) -> None:
+        log = open(self.root / "docker-daemon.log", "ab")  # noqa: SIM115 - the daemon keeps writing to it
+        self.daemon = subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.fake_docker", "daemon", "--state", str(self.root / "docker"),
+             "--socket", str(self.socket)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            env={**self.env, "PYTHONPATH": str(REPO)})
+        wait_until(lambda: (self.root / "docker" / "daemon.ready").exists(), 30, "the fake Docker Engine")
+
+    def clusters(self) -> list[str]:
+        d = self.root / "clusters"
+        return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+    def networks(self) -> list[str]:
+        from tests.integration import fake_docker
+        return sorted(n["Name"] for n in fake_docker.api_json("GET", "/networks"))
+
+    def requests(self) -> list[dict[str, Any]]:
+        path = self.root / "docker" / "requests.log"
+        return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+    def start_existing(self, name: str, pod_subnet: str, service_subnet: str, workers: int = 1) -> Path:
+        """A simulated existing cluster (as a k3s/kubeadm cluster would be): its kubeconfig path."""
+        from tests.integration import simcluster
+        nodes = [simcluster.NodeSpec(f"{name}-server", "control-plane", "127.0.0.1")]
+        nodes += [simcluster.NodeSpec(f"{name}-agent{i}", "worker", "127.0.0.1") for i in range(1, workers + 1)]
+        state = simcluster.ClusterState(
+            name=name, network="", pod_subnet=pod_subnet, service_subnet=service_subnet,
+            image="rancher/k3s:v1.34.1-k3s1", api_port=simcluster.free_port(), etcd_port=simcluster.free_port(),
+            egress_port=simcluster.free_port(), nodes=nodes)
+        state.dir.mkdir(parents=True)
+        simcluster.start(state)
+        path = self.root / "existing" / f"{name}.kubeconfig"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(simcluster.kubeconfig(state).replace(f"kind-{name}", name))
+        path.chmod(0o600)
+        return path
+
+    def stop(self) -> None:
+        from tests.integration import simcluster
+        for name in self.clusters():
+            simcluster.stop(name)
+        if self.daemon:
+            self.daemon.terminate()
+            self.daemon.wait(10)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    import random
+    deadline, delay = time.monotonic() + timeout, 0.05
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come up in {timeout:.0f}s")
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 1.0)
+
+
+# ====================================================================== the engine's plan
+
+
+@dataclass
+class Plan:
+    """What the engine did (or would do) in one step, from its event log."""
+
+    ops: dict[str, str] = field(default_factory=dict)  # urn -> op
+    types: dict[str, str] = field(default_factory=dict)
+    diffs: dict[str, list[str]] = field(default_factory=dict)
+    summary: dict[str, int] = field(default_factory=dict)
+    order: list[dict[str, Any]] = field(default_factory=list)  # (urn, op, start, end)
+    diagnostics: list[str] = field(default_factory=list)
+
+    def changed(self) -> dict[str, str]:
+        return {u: o for u, o in self.ops.items() if o not in ("same", "read", "refresh")}
+
+    def by_op(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for urn, op in sorted(self.changed().items()):
+            out.setdefault(op, []).append(short(urn))
+        return out
+
+
+def short(urn: str) -> str:
+    """``type::name`` of a URN (the parent chain left out)."""
+    parts = urn.split("::")
+    typ = parts[2].rsplit("$", 1)[-1] if len(parts) > 2 else ""
+    return f"{typ}::{parts[-1]}"
+
+
+def read_plan(event_log: Path) -> Plan:
+    plan = Plan()
+    starts: dict[str, float] = {}
+    if not event_log.exists():
+        return plan
+    for line in event_log.read_text().splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        t = float(ev.get("timestamp", 0))
+        if "resourcePreEvent" in ev:
+            md = ev["resourcePreEvent"]["metadata"]
+            urn = md["urn"]
+            plan.ops[urn] = "replace" if md["op"] in REPLACE_OPS else md["op"]
+            plan.types[urn] = md.get("type", "")
+            plan.diffs[urn] = sorted(md.get("diffs") or [])
+            starts.setdefault(urn, t)
+        elif "resOutputsEvent" in ev:
+            md = ev["resOutputsEvent"]["metadata"]
+            urn = md["urn"]
+            plan.order.append({"urn": urn, "op": md["op"], "start": starts.get(urn, t), "end": t})
+        elif "diagnosticEvent" in ev:
+            d = ev["diagnosticEvent"]
+            if d.get("severity") in ("error",):
+                plan.diagnostics.append(d.get("message", "").strip()[:2000])
+        elif "summaryEvent" in ev:
+            plan.summary = {k: int(v) for k, v in (ev["summaryEvent"].get("resourceChanges") or {}).items()}
+    return plan
+
+
+# ====================================================================== scenarios
+
+
+def owner(urn: str, clusters: list[str]) -> str | None:
+    """The cluster a resource belongs to (its name is ``<cluster>`` or ``<cluster>-…``)."""
+    name = urn.split("::")[-1]
+    for c in sorted(clusters, key=len, reverse=True):
+        if name == c or name.startswith(c + "-"):
+            return c
+    return None
+
+
+Expect = Callable[[Plan, "Scenario"], list[str]]
+
+
+def expect_only(*ops: str) -> Expect:
+    def check(plan: Plan, sc: Scenario) -> list[str]:
+        bad = {short(u): o for u, o in plan.changed().items() if o not in ops}
+        return [f"unexpected {o}: {u}" for u, o in sorted(bad.items())]
+    check.__doc__ = "only " + (", ".join(ops) if ops else "no changes")
+    return check
+
+
+def expect_nothing(plan: Plan, sc: Scenario) -> list[str]:
+    """no changes"""
+    return [f"expected no changes, got {o}: {short(u)}" for u, o in sorted(plan.changed().items())]
+
+
+UPDATABLE_ON_PEER_CHANGE = ("kubernetes:helm.sh/v3:Release", "command:local:Command")
+
+
+def expect_cluster_added(name: str) -> Expect:
+    def check(plan: Plan, sc: Scenario) -> list[str]:
+        problems = []
+        clusters = sc.cluster_names()
+        created = [u for u, o in plan.changed().items() if o == "create"]
+        for urn, op in sorted(plan.changed().items()):
+            who = owner(urn, clusters)
+            if op == "create" and who != name:
+                problems.append(f"create of a resource that is not cluster {name}'s: {short(urn)}")
+            elif op == "update" and (who == name or plan.types[urn] not in UPDATABLE_ON_PEER_CHANGE):
+                problems.append(f"update that a new peer does not explain: {short(urn)} {plan.diffs.get(urn)}")
+            elif op not in ("create", "update"):
+                problems.append(f"{op} of {short(urn)} (adding a cluster must only create and update)")
+        if not created:
+            problems.append(f"nothing was created for cluster {name}")
+        return problems
+    check.__doc__ = f"creates of {name}'s resources; updates of peers' releases/commands only"
+    return check
+
+
+def expect_cluster_removed(name: str) -> Expect:
+    def check(plan: Plan, sc: Scenario) -> list[str]:
+        problems = []
+        clusters = [*sc.cluster_names(), name]
+        deleted = [u for u, o in plan.changed().items() if o == "delete"]
+        for urn, op in sorted(plan.changed().items()):
+            who = owner(urn, clusters)
+            if op == "delete" and who != name:
+                problems.append(f"delete of a resource that is not cluster {name}'s: {short(urn)}")
+            elif op == "update" and plan.types[urn] not in UPDATABLE_ON_PEER_CHANGE:
+                problems.append(f"update that a removed peer does not explain: {short(urn)}")
+            elif op not in ("delete", "update"):
+                problems.append(f"{op} of {short(urn)} (removing a cluster must only delete and update)")
+        if not deleted:
+            problems.append(f"nothing was deleted for cluster {name}")
+        return problems
+    check.__doc__ = f"deletes of {name}'s resources; updates of peers' releases/commands only"
+    return check
+
+
+def expect_updates_of(*types: str) -> Expect:
+    def check(plan: Plan, sc: Scenario) -> list[str]:
+        problems = [f"{o} of {short(u)}" for u, o in sorted(plan.changed().items())
+                    if o != "update" or plan.types[u] not in types]
+        if not plan.changed():
+            problems.append("the change produced no update at all")
+        return problems
+    check.__doc__ = "updates of " + ", ".join(t.split(":")[-1] for t in types) + " only"
+    return check
+
+
+def expect_destroyed(plan: Plan, sc: Scenario) -> list[str]:
+    """deletes only; nothing of ours left"""
+    problems = [f"{o} of {short(u)} during destroy" for u, o in sorted(plan.changed().items()) if o != "delete"]
+    world = sc.world
+    assert world is not None
+    kinds = [c for c in world.clusters() if c not in sc.existing]
+    if kinds:
+        problems.append(f"kind clusters left: {kinds}")
+    nets = [n for n in world.networks() if n not in ("bridge", "host", "none")]
+    if nets:
+        problems.append(f"docker networks left: {nets}")
+    kc = sc.workdir / ".kindmesh" / sc.stack / "kubeconfig"
+    if kc.exists():
+        problems.append(f"kubeconfig file left: {kc}")
+    for name, path in sc.existing.items():
+        left = leftover_objects(path)
+        if left:
+            problems.append(f"objects of ours left in existing cluster {name}: {left[:8]}")
+    state = sc.pulumi(["stack", "export"], capture=True)
+    resources = json.loads(state.stdout or "{}").get("deployment", {}).get("resources") or []
+    if resources:
+        problems.append(f"the stack still has {len(resources)} resource(s)")
+    return problems
+
+
+def leftover_objects(kubeconfig: Path) -> list[str]:
+    from kubernetes import client, config
+    api = config.new_client_from_config(str(kubeconfig))
+    out = []
+    for ns in client.CoreV1Api(api).list_namespace().items:
+        if ns.metadata.name not in ("default", "kube-system", "kube-public", "kube-node-lease") \
+                and ns.status.phase != "Terminating":
+            out.append(f"namespace/{ns.metadata.name}")
+    for ds in client.AppsV1Api(api).list_daemon_set_for_all_namespaces().items:
+        out.append(f"daemonset/{ds.metadata.namespace}/{ds.metadata.name}")
+    for dep in client.AppsV1Api(api).list_deployment_for_all_namespaces().items:
+        out.append(f"deployment/{dep.metadata.namespace}/{dep.metadata.name}")
+    return out
+
+
+@dataclass
+class Step:
+    name: str
+    command: str  # preview | up | refresh | destroy | diff
+    expect: Expect | None = None
+    edit: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    after: Callable[[Scenario], list[str]] | None = None
+
+
+@dataclass
+class Scenario:
+    name: str
+    stack: str
+    config: dict[str, Any]  # the stack file
+    project: Path = REPO
+    steps: list[Step] = field(default_factory=list)
+    existing: dict[str, Path] = field(default_factory=dict)
+    workdir: Path = Path()
+    world: World | None = None
+    plans: list[Plan] = field(default_factory=list)
+
+    def cluster_names(self) -> list[str]:
+        return [c["name"] for c in self.config["config"].get("kindmesh:clusters") or []]
+
+    def pulumi(self, args: list[str], *, capture: bool = True, event_log: Path | None = None) -> subprocess.CompletedProcess[str]:
+        assert self.world is not None
+        argv = ["pulumi", *args, "--stack", self.stack, "--non-interactive"]
+        if event_log:
+            argv += ["--event-log", str(event_log)]
+        return subprocess.run(argv, cwd=self.workdir, env=self.world.env, capture_output=capture, text=True,
+                              timeout=STEP_TIMEOUT, check=False)
+
+
+def with_charts(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = copy.deepcopy(doc)
+    cfg = doc.setdefault("config", {})
+    cfg["kindmesh:charts"] = {"cilium": str(CHARTS), "metallb": str(CHARTS)}
+    return doc
+
+
+def _edit_clusters(fn: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def edit(doc: dict[str, Any]) -> dict[str, Any]:
+        doc = copy.deepcopy(doc)
+        doc["config"]["kindmesh:clusters"] = fn(list(doc["config"]["kindmesh:clusters"]))
+        return doc
+    return edit
+
+
+def full_lifecycle(doc: dict[str, Any], *, kind: bool = True) -> list[Step]:
+    clusters = doc["config"]["kindmesh:clusters"]
+    ids = [int(c["id"]) for c in clusters]
+    new = {"name": "zz", "id": max(ids) + 1, "workers": 0} if kind else None
+    steps = [
+        Step("preview", "preview", expect_only("create")),
+        Step("up", "up", expect_only("create"), after=check_kubectl),
+        Step("preview again", "preview", expect_nothing),
+        Step("up again", "up", expect_nothing),
+        Step("refresh", "refresh", expect_nothing),
+    ]
+    if new is not None:
+        steps += [
+            Step("add cluster zz", "up", expect_cluster_added("zz"), edit=_edit_clusters(lambda cs: [*cs, new]),
+                 after=check_kubectl),
+            Step("up after add", "up", expect_nothing),
+            Step("remove cluster zz", "up", expect_cluster_removed("zz"),
+                 edit=_edit_clusters(lambda cs: [c for c in cs if c["name"] != "zz"])),
+        ]
+    steps += [
+        Step("reorder clusters", "up", expect_nothing, edit=_edit_clusters(lambda cs: list(reversed(cs)))),
+        Step("hubble UI toggled (preview --diff)", "diff", expect_updates_of(*UPDATABLE_ON_PEER_CHANGE),
+             edit=toggle_hubble_ui, after=check_diff_secrets),
+        Step("hubble UI toggled", "up", expect_updates_of(*UPDATABLE_ON_PEER_CHANGE)),
+        Step("destroy", "destroy", expect_destroyed),
+    ]
+    return steps
+
+
+def toggle_hubble_ui(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = copy.deepcopy(doc)
+    cilium = dict(doc["config"].get("kindmesh:cilium") or {})
+    cilium["hubbleUi"] = not cilium.get("hubbleUi", True)
+    doc["config"]["kindmesh:cilium"] = cilium
+    return doc
+
+
+def check_kubectl(sc: Scenario) -> list[str]:
+    """kubectl works with the kubeconfig file the stack wrote, for every cluster's context."""
+    assert sc.world is not None
+    kc = sc.workdir / ".kindmesh" / sc.stack / "kubeconfig"
+    if not kc.exists():
+        return [f"no kubeconfig file at {kc}"]
+    problems = []
+    for name in sc.cluster_names():
+        proc = subprocess.run(["kubectl", "--kubeconfig", str(kc), "--context", name, "get", "nodes", "-o", "name"],
+                              env=sc.world.env, capture_output=True, text=True, timeout=60, check=False)
+        if proc.returncode != 0 or "node/" not in proc.stdout:
+            problems.append(f"kubectl --context {name} get nodes failed: {proc.stderr.strip()[:300]}")
+    return problems
+
+
+def check_diff_secrets(sc: Scenario) -> list[str]:
+    """preview --diff: Cilium values readable, and only the CA key shown as [secret]."""
+    out = sc.last_output
+    problems = []
+    if "hubble" not in out:
+        problems.append("the diff does not show Cilium's values (no 'hubble' in it)")
+    secret_lines = [ln.strip() for ln in out.splitlines() if "[secret]" in ln]
+    for ln in secret_lines:
+        key = ln.lstrip("~+-= ").split(":", 1)[0].strip().strip('"')
+        if key not in ("key", "values", "tls", "ca"):
+            problems.append(f"[secret] shown for something that is not the CA key: {ln[:160]}")
+    return problems
+
+
+Scenario.last_output = ""  # type: ignore[attr-defined]
+
+
+def run_step(sc: Scenario, step: Step, logdir: Path) -> dict[str, Any]:
+    if step.edit is not None:
+        sc.config = step.edit(sc.config)
+        (sc.workdir / f"Pulumi.{sc.stack}.yaml").write_text(yaml.safe_dump(sc.config, sort_keys=False))
+    slug = f"{len(sc.plans):02d}-{step.command}"
+    event_log = logdir / f"{sc.name}-{slug}.events.jsonl"
+    args = {"preview": ["preview"], "diff": ["preview", "--diff"], "up": ["up", "--yes", "--skip-preview"],
+            "refresh": ["refresh", "--yes", "--skip-preview"], "destroy": ["destroy", "--yes", "--skip-preview"]}[step.command]
+    t0 = time.monotonic()
+    proc = sc.pulumi(args, event_log=event_log)
+    seconds = time.monotonic() - t0
+    (logdir / f"{sc.name}-{slug}.out").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
+    sc.last_output = proc.stdout  # type: ignore[attr-defined]
+    plan = read_plan(event_log)
+    sc.plans.append(plan)
+    problems: list[str] = []
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+        problems.append(f"pulumi {' '.join(args)} exited {proc.returncode}:\n{tail}")
+    if step.expect is not None and not problems:
+        problems += step.expect(plan, sc)
+    if step.after is not None and not problems:
+        problems += step.after(sc)
+    return {"scenario": sc.name, "step": step.name, "command": "pulumi " + " ".join(args),
+            "expected": (step.expect.__doc__ or "").strip() if step.expect else "",
+            "summary": plan.summary, "changes": plan.by_op(), "seconds": round(seconds, 1),
+            "ok": not problems, "problems": problems, "order": plan.order if step.command == "up" else []}
+
+
+def prepare(sc: Scenario, world: World, root: Path) -> None:
+    sc.world = world
+    sc.workdir = root / "projects" / sc.name
+    sc.workdir.mkdir(parents=True)
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=sc.project, capture_output=True, check=True).stdout
+    for rel in files.decode().split("\0"):
+        if not rel or rel.startswith("Pulumi.") and rel != "Pulumi.yaml":
+            continue
+        src, dst = sc.project / rel, sc.workdir / rel
+        if src.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    venv_name = (yaml.safe_load((sc.workdir / "Pulumi.yaml").read_text())["runtime"]["options"]["virtualenv"])
+    (sc.workdir / venv_name).symlink_to(Path(sys.executable).parent.parent)
+    if sc.project != REPO:  # an example: the kindmesh package from this checkout
+        world.env["PYTHONPATH"] = str(REPO)
+    (sc.workdir / f"Pulumi.{sc.stack}.yaml").write_text(yaml.safe_dump(sc.config, sort_keys=False))
+    proc = subprocess.run(["pulumi", "login", f"file://{root / 'state'}"], cwd=sc.workdir, env=world.env,
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pulumi login failed: {proc.stderr}")
+    (root / "state").mkdir(exist_ok=True)
+    proc = subprocess.run(["pulumi", "stack", "init", sc.stack, "--secrets-provider", "passphrase", "--non-interactive"],
+                          cwd=sc.workdir, env=world.env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pulumi stack init failed: {proc.stderr}")
+
+
+def shipped(name: str) -> dict[str, Any]:
+    return yaml.safe_load((REPO / f"Pulumi.{name}.yaml").read_text())
+
+
+def scenarios(world: World, selected: list[str], stack_file: Path | None) -> list[Scenario]:
+    out: list[Scenario] = []
+    if stack_file is not None:
+        doc = with_charts(yaml.safe_load(stack_file.read_text()))
+        stack = stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml")
+        sc = Scenario(f"file:{stack}", stack, doc)
+        sc.existing = materialize_existing(world, sc)
+        sc.steps = full_lifecycle(doc, kind=not sc.existing or len(sc.existing) < len(sc.cluster_names()))
+        return [sc]
+    want = set(selected)
+    for name in ("ci", "dev", "trio", "hub"):
+        if want and name not in want:
+            continue
+        doc = with_charts(shipped(name))
+        out.append(Scenario(name, name, doc, steps=full_lifecycle(doc)))
+    if not want or "remote" in want:
+        doc = with_charts(shipped("remote"))
+        sc = Scenario("remote", "remote", doc)
+        sc.steps = full_lifecycle(doc, kind=False)
+        out.append(sc)
+    if not want or "mixed" in want:
+        doc = with_charts({"config": {
+            "pulumi:disable-default-providers": ["kubernetes", "docker"],
+            "kindmesh:clusters": [
+                {"name": "k1", "id": 1, "workers": 0},
+                {"name": "edge", "id": 7, "source": "existing", "kubeconfig": "PLACEHOLDER",
+                 "podSubnet": "10.70.0.0/16", "serviceSubnet": "10.170.0.0/16",
+                 "meshEndpoint": {"nodePort": 32379, "nodeIPs": ["127.0.0.1"]}},
+            ],
+            "kindmesh:network": {"subnet": "172.25.0.0/24", "poolSize": 8},
+            "kindmesh:mesh": {"routable": True},
+            "kindmesh:cilium": {"hubbleUi": False},
+        }})
+        out.append(Scenario("mixed", "mixed", doc, steps=full_lifecycle(doc)))
+    return out
+
+
+def materialize_existing(world: World, sc: Scenario) -> dict[str, Path]:
+    """A simulated cluster per existing entry; the entry's kubeconfig points at it."""
+    made = {}
+    for c in sc.config["config"].get("kindmesh:clusters") or []:
+        if c.get("source") != "existing":
+            continue
+        path = world.start_existing(c["name"], c["podSubnet"], c["serviceSubnet"])
+        c["kubeconfig"] = str(path)
+        c.pop("context", None)
+        made[c["name"]] = path
+    return made
+
+
+def run(selected: list[str], stack_file: Path | None, report: Path, keep: bool) -> int:
+    tools = find_tools()
+    if tools is None:
+        print("engine tier: the real tools are not built: run `make tools` first", file=sys.stderr)
+        return 2
+    how = enter_netns() if os.environ.get(NETNS_ENV) != "1" else "inherited"
+    iso = check_isolation()
+    print(f"engine tier: network namespace ({how}): interfaces {iso['interfaces']}, outside loopback: {iso['outside']}")
+    root = Path(tempfile.mkdtemp(prefix="kmt-", dir="/tmp"))
+    logdir = Path(os.environ.get("KINDMESH_TIER_LOGS", REPO / ".integration"))
+    logdir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    world = World(root, tools)
+    t_all = time.monotonic()
+    try:
+        world.start()
+        for sc in scenarios(world, selected, stack_file):
+            if sc.name == "mixed" or sc.name == "remote":
+                sc.existing = materialize_existing(world, sc)
+            try:
+                prepare(sc, world, root)
+            except Exception as exc:  # noqa: BLE001 - reported as the scenario's failure
+                rows.append({"scenario": sc.name, "step": "prepare", "ok": False, "problems": [str(exc)],
+                             "summary": {}, "changes": {}, "seconds": 0, "command": "", "expected": ""})
+                continue
+            for step in sc.steps:
+                row = run_step(sc, step, logdir)
+                rows.append(row)
+                print_row(row)
+                if not row["ok"] and step.command in ("up", "preview") and step.name in ("preview", "up"):
+                    break  # nothing after a failed first up means anything
+            if sc.plans and sc.steps[-1].command != "destroy":
+                sc.pulumi(["destroy", "--yes", "--skip-preview"])
+    finally:
+        world.stop()
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    total = time.monotonic() - t_all
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps({"seconds": round(total, 1), "rows": rows, "isolation": iso}, indent=1))
+    failed = [r for r in rows if not r["ok"]]
+    print_table(rows)
+    print(f"engine tier: {len(rows) - len(failed)} passed, {len(failed)} failed in {total:.0f}s; report: {report}")
+    return 1 if failed else 0
+
+
+def print_row(row: dict[str, Any]) -> None:
+    mark = "ok  " if row["ok"] else "FAIL"
+    print(f"  {mark} {row['scenario']:<10} {row['step']:<36} {row['seconds']:>6.1f}s  {fmt_summary(row['summary'])}",
+          flush=True)
+    for p in row["problems"]:
+        print("       " + p.replace("\n", "\n       "), flush=True)
+
+
+def fmt_summary(summary: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(summary.items())) or "-"
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print()
+    print(f"{'scenario':<10} {'step':<36} {'result':<6} {'seconds':>7}  engine summary")
+    for r in rows:
+        print(f"{r['scenario']:<10} {r['step']:<36} {'ok' if r['ok'] else 'FAIL':<6} {r['seconds']:>7.1f}  "
+              f"{fmt_summary(r['summary'])}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.integration.lifecycle", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", action="append", default=[], help="run only these (ci, dev, trio, hub, remote, mixed)")
+    parser.add_argument("--stack-file", type=Path, help="run the lifecycle on this stack file instead")
+    parser.add_argument("--report", type=Path, default=REPO / ".integration" / "report.json", help="the JSON report")
+    parser.add_argument("--keep", action="store_true", help="keep the world directory (logs of every process)")
+    ns = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return run(ns.scenario, ns.stack_file, ns.report, ns.keep)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
