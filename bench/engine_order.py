@@ -27,12 +27,14 @@ Pure (no ``pulumi`` import); the command line builds the model under the mocks::
 
     python bench/engine_order.py EVENTS.jsonl --stack dev [--json report.json] [--slack 2]
     python bench/engine_order.py EVENTS.jsonl --raw config.json   # the `kindmesh:` keys of the run
+    python bench/engine_order.py EVENTS.jsonl --raw WORKDIR/Pulumi.<stack>.yaml   # a run's stack file
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -307,7 +309,16 @@ def main(argv: list[str] | None = None) -> int:
         cfg = data.get("config", data) if isinstance(data, dict) else {}
         namespaced = any(str(k).startswith("kindmesh:") for k in cfg)
         raw, stack = (strip_namespace(cfg) if namespaced else dict(cfg)), "run"
-    report = compare(read_events(args.event_log.read_text().splitlines()), _model_for(raw, stack), slack=args.slack)
+    events = read_events(args.event_log.read_text().splitlines())
+    # relative paths in the config (kindmesh:charts) are the project's: resolve them where the file is
+    project = args.raw.resolve().parent if args.raw else ROOT
+    here = Path.cwd()
+    os.chdir(project)
+    try:
+        model = _model_for(raw, stack)
+    finally:
+        os.chdir(here)
+    report = compare(events, model, slack=args.slack)
     print(table(report))
     if args.json:
         args.json.write_text(json.dumps(report.as_json(), indent=2, sort_keys=True) + "\n")

@@ -170,3 +170,26 @@ def test_command_line_on_a_stack(tmp_path, capsys):
     assert "modelled but not in the log: c1-l2" in printed
     data = json.loads(out.read_text())
     assert data["not_in_log"] == ["c1-l2"] and data["edges_missing"] == []
+
+
+def test_command_line_on_a_runs_stack_file_with_local_charts(tmp_path, capsys, monkeypatch):
+    """The real-engine tier's work directory: a stack file whose chart paths are relative to it."""
+    import os
+
+    import yaml
+
+    from kindmesh.core.config import CILIUM_CHART_VERSION, METALLB_CHART_VERSION
+
+    work = tmp_path / "project"
+    (work / "charts").mkdir(parents=True)
+    for chart, version in (("cilium", CILIUM_CHART_VERSION), ("metallb", METALLB_CHART_VERSION)):
+        (work / "charts" / f"{chart}-{version}.tgz").write_bytes(b"")
+    config = {f"kindmesh:{k}": v for k, v in raw_config(2).items()}
+    config["kindmesh:charts"] = {"cilium": "charts", "metallb": "charts"}
+    (work / "Pulumi.lab.yaml").write_text(yaml.safe_dump({"config": config}))
+    log = tmp_path / "events.jsonl"
+    log.write_text("")
+    monkeypatch.chdir(tmp_path)
+    assert main([str(log), "--raw", str(work / "Pulumi.lab.yaml")]) == 0
+    assert os.getcwd() == str(tmp_path)  # back where it was
+    assert "modelled up: 292 s" in capsys.readouterr().out
