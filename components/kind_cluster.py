@@ -241,12 +241,14 @@ class KindCluster(pulumi.ComponentResource):
                 update=kindctl_command("load"),
                 dir=str(PROJECT_ROOT),
                 # The create command's id is new on every create (pulumi-command: a random
-                # suffix): a recreated cluster changes this environment, an update, which loads
+                # suffix) and its stdout names what it did ("recreated" an unfinished cluster
+                # on an update): a new cluster changes this environment, an update, which loads
                 # what the new cluster's marker lacks (all). Not `triggers`: pulumi-command
-                # 1.2.1 marks them replaceOnChanges. Another cluster never changes this id.
+                # 1.2.1 marks them replaceOnChanges. Another cluster never changes either.
                 environment={
                     kindctl.SPEC_ENV: json.dumps(load_spec(spec), sort_keys=True),
-                    kindctl.CLUSTER_ID_ENV: self.command.id,
+                    kindctl.CLUSTER_ID_ENV: pulumi.Output.all(self.command.id, self.command.stdout).apply(
+                        lambda v: json.dumps({"id": v[0], "run": v[1]}, sort_keys=True)),
                 },
                 opts=pulumi.ResourceOptions(
                     parent=self,

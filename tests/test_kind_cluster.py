@@ -113,7 +113,9 @@ def test_each_cluster_loads_the_images_in_a_step_of_its_own(dev):
         assert [i["pinned"] for i in spec["images"]] == list(dev.plan.images)
         # a new cluster (its create command gets a new id) changes the environment: an update,
         # which loads what the new cluster lacks; never `triggers` (a replace in pulumi-command 1.2.1)
-        assert env[kindctl.CLUSTER_ID_ENV] == f"{cluster.name}-id"  # the mocks' id
+        instance = json.loads(env[kindctl.CLUSTER_ID_ENV])
+        assert instance["id"] == f"{cluster.name}-id"  # the mocks' id (a real create: a random suffix)
+        assert "run" in instance  # and what its create/update did (its stdout)
         assert "triggers" not in load.inputs
         assert not load.secret_inputs
         # every chart of the cluster waits for the load
