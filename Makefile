@@ -26,7 +26,7 @@ export PULUMI_SKIP_UPDATE_CHECK := true
 KUBECONFIG_FILE := $(CURDIR)/.kindmesh/$(STACK)/kubeconfig
 
 .PHONY: venv dev-venv test lint typecheck check doctor up preview refresh destroy outputs verify \
-        env kubeconfig new-stack bench e2e clean python-check stack-exists stack-create
+        env kubeconfig new-stack bench e2e integration clean python-check stack-exists stack-create upgrade
 
 # ------------------------------------------------------------------------ virtualenv
 python-check:
@@ -102,6 +102,13 @@ refresh: $(RUNTIME) stack-exists
 destroy: $(RUNTIME) stack-exists
 	$(PULUMI) destroy --yes --stack $(STACK)
 
+# Move a running mesh to another Cilium version one cluster (or wave) at a time, checking every
+# cluster after each step: make upgrade CILIUM=1.20.0 STACK=dev [CLUSTERS="1 2" | WAVES="1;2,3"]
+upgrade: $(RUNTIME) stack-exists
+	@[ -n "$(CILIUM)" ] || { echo 'kindmesh: give the version: make upgrade CILIUM=1.20.0 STACK=$(STACK) [CLUSTERS="1 2" | WAVES="1;2,3"]' >&2; exit 2; }
+	@PULUMI="$(PULUMI)" $(PY) -m kindmesh.cli.upgrade --stack $(STACK) --cilium "$(CILIUM)" \
+	  $(if $(CLUSTERS),--clusters "$(CLUSTERS)") $(if $(WAVES),--waves "$(WAVES)")
+
 outputs: stack-exists
 	$(PULUMI) stack output --stack $(STACK)
 
@@ -128,6 +135,11 @@ new-stack: $(RUNTIME)
 # ------------------------------------------------------------------------ other
 bench: $(DEV)
 	$(PY) bench/bench.py
+
+# The real-engine tier (docs/integration.md): `make tools` once, then this. STACK_FILE=path runs
+# one stack file's lifecycle; SCENARIOS="ci dev" picks shipped scenarios.
+integration: $(DEV)
+	$(PY) -m tests.integration.lifecycle $(if $(STACK_FILE),--stack-file $(STACK_FILE)) $(foreach s,$(SCENARIOS),--scenario $(s))
 
 e2e: $(DEV) .pulumi-state
 	KINDMESH_E2E=1 $(PY) -m pytest -q tests/e2e -rs

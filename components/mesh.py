@@ -125,7 +125,8 @@ class Mesh(pulumi.ComponentResource):
         config: Mapping[str, Any] = args.config
 
         try:  # a default subnet avoids those other meshes of this program took (the planner decides)
-            plan = load_plan(dict(config), stack=stack, project=project, avoid_subnets=list(claims["subnet"]))
+            plan = load_plan(dict(config), stack=stack, project=project, avoid_subnets=list(claims["subnet"]),
+                             kind_version=composition.detect_kind_version(config) if args.preflight else None)
         except ConfigError as err:
             raise pulumi.RunError(f"Mesh {name!r}: {err}") from None
         has_kind = any(c.source == "kind" for c in plan.clusters)

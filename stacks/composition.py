@@ -112,14 +112,29 @@ def read_raw_config() -> dict[str, Any]:
 
 def plan_from_pulumi(raw: Mapping[str, Any] | None = None) -> StackPlan:
     """Plan the running stack; a bad config becomes a clean RunError (no traceback)."""
+    raw = raw if raw is not None else read_raw_config()
     try:
-        return load_plan(
-            raw if raw is not None else read_raw_config(),
-            stack=pulumi.get_stack(),
-            project=pulumi.get_project(),
-        )
+        plan = load_plan(raw, stack=pulumi.get_stack(), project=pulumi.get_project(),
+                         kind_version=detect_kind_version(raw))
     except ConfigError as err:
         raise pulumi.RunError(str(err)) from None
+    for warning in plan.warnings:
+        pulumi.log.warn(f"kindmesh: {warning}")
+    return plan
+
+
+def detect_kind_version(raw: Mapping[str, Any]) -> tuple[int, int, int] | None:
+    """The installed kind release (`kind version`) when the stack has kind clusters and runs on
+    a real engine; None otherwise (the plan then uses the catalogue's default node image).
+    A missing or broken kind is reported by the host preflight, with the fix."""
+    from kindmesh.stacks import preflight
+
+    clusters = raw.get("clusters")
+    has_kind = not isinstance(clusters, list) or any(
+        not isinstance(c, Mapping) or c.get("source", "kind") != "existing" for c in clusters)
+    if not has_kind or preflight.under_pulumi_mocks():
+        return None
+    return preflight.installed_kind_version()
 
 
 def build(
@@ -170,8 +185,8 @@ def kind_cluster_args(plan: StackPlan, cluster: ClusterPlan, after: list[pulumi.
         pod_subnet=cluster.pod_subnet,
         service_subnet=cluster.service_subnet,
         workers=cluster.workers,
-        node_image=plan.config.kind.node_image,
-        images=list(plan.images) if plan.config.kind.prepull else [],
+        node_image=plan.node_image,
+        images=list(plan.images_for(cluster)) if plan.config.kind.prepull else [],
         labels=node_labels(plan, cluster),
         after=after,
         images_after=images_after or [],
@@ -280,7 +295,7 @@ class _Wiring:
             peers=mesh.peers_for(cluster.name),
             ca_cert_b64=ca.cert_b64,
             ca_key_b64=ca.key_b64,
-            chart_version=plan.config.cilium.version,
+            chart_version=plan.cilium_version(cluster),
             repo=plan.config.charts.cilium,
             after=charts_after or None,
         ), opts=self.opts())

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kindmesh.core.planner import StackPlan
+from kindmesh.core.versions import KIND_NODE_IMAGES, MIN_KIND, fmt_release
 from kindmesh.deploy import kindctl
 
-MIN_KIND = (0, 30, 0)
+__all__ = ["MIN_KIND", "installed_kind_version", "parse_kind_version"]
 INOTIFY = {
     "max_user_watches": 524288,
     "max_user_instances": 512,
@@ -76,11 +77,20 @@ def parse_kind_version(text: str) -> tuple[int, int, int] | None:
     return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
 
 
+def installed_kind_version(host: Host | None = None) -> tuple[int, int, int] | None:
+    """The release `kind version` reports; None when kind is missing or does not answer."""
+    host = host or Host()
+    proc = host.run(host.kind, "version")
+    if proc is None or proc.returncode != 0:
+        return None
+    return parse_kind_version(proc.stdout or "")
+
+
 def check(plan: StackPlan, host: Host | None = None) -> list[str]:
     host = host or Host()
     problems: list[str] = []
     docker_ok = _check_docker(host, problems)
-    kind_ok = _check_kind(host, problems)
+    kind_ok = _check_kind(host, problems, plan.kind_version)
     _check_inotify(host, plan, problems)
     if docker_ok:
         _check_networks(host, plan, problems)
@@ -160,7 +170,7 @@ def _check_docker(host: Host, problems: list[str]) -> bool:
     return True
 
 
-def _check_kind(host: Host, problems: list[str]) -> bool:
+def _check_kind(host: Host, problems: list[str], plan_kind: tuple[int, int, int] | None = None) -> bool:
     proc = host.run(host.kind, "version")
     want = ".".join(map(str, MIN_KIND))
     if proc is None:
@@ -175,10 +185,16 @@ def _check_kind(host: Host, problems: list[str]) -> bool:
         problems.append(f"`kind version` did not answer as expected: {said or '(no output)'}; reinstall kind v{want}+")
         return False
     if version < MIN_KIND:
+        known = ", ".join(f"{fmt_release(r)} -> {img.split('@')[0]}" for r, img in KIND_NODE_IMAGES.items())
         problems.append(
-            f"kind v{'.'.join(map(str, version))} is too old: kindmesh needs v{want} or newer "
-            "(the pinned node image is built for it)"
+            f"kind {fmt_release(version)} is too old: kindmesh needs v{want} or newer (node images per kind "
+            f"release: {known}); install a newer kind: https://kind.sigs.k8s.io/docs/user/quick-start/#installation"
         )
+        return False
+    if plan_kind is not None and plan_kind != version:
+        problems.append(
+            f"kind {fmt_release(version)} is installed but the plan was made for kind {fmt_release(plan_kind)} "
+            "(kind changed during the run?); run the command again")
         return False
     return True
 
@@ -274,3 +290,28 @@ def _check_clusters(host: Host, plan: StackPlan, problems: list[str]) -> None:
                 f"stack's (its nodes are not on docker network {plan.network.name!r}); delete it with "
                 f"`kind delete cluster --name {c.kind_name}` or rename the cluster"
             )
+        elif plan.config.kind.node_image is None and plan.node_image:
+            _check_node_image(host, plan, c.name, c.kind_name, c.control_plane, problems)
+
+
+def _check_node_image(host: Host, plan: StackPlan, name: str, kind_name: str, container: str,
+                      problems: list[str]) -> None:
+    """A cluster of this stack runs another node image than the plan's (kind was upgraded since
+    it was created): `up` would delete and recreate it, so say so and how to keep it."""
+    proc = host.run(host.docker, "inspect", "--format", "{{.Config.Image}}", container)
+    running = (proc.stdout or "").strip() if proc is not None and proc.returncode == 0 else ""
+    if not running or running.startswith("sha256:") or same_image(running, plan.node_image):
+        return
+    stack = plan.stack
+    problems.append(
+        f"kind cluster {kind_name!r} (cluster {name!r}) runs node image {running}, but the installed kind "
+        f"{fmt_release(plan.kind_version) if plan.kind_version else ''} creates {plan.node_image}: `up` would delete "
+        "and recreate the cluster. To keep it, pin its image: pulumi config set --stack "
+        f"{stack} --path 'kindmesh:kind.nodeImage' '{running}'; to move to the new image, recreate it on "
+        f"purpose (kind delete cluster --name {kind_name}, then make up STACK={stack})")
+
+
+def same_image(a: str, b: str) -> bool:
+    """Same ``repo:tag``, and the same digest when both name one."""
+    (name_a, _, digest_a), (name_b, _, digest_b) = a.partition("@"), b.partition("@")
+    return name_a == name_b and (not digest_a or not digest_b or digest_a == digest_b)

@@ -3,8 +3,9 @@
 Per ``source: existing`` cluster, through its kubeconfig (GET requests only):
 
 * reachable and the credentials accepted (``/version``);
-* the Kubernetes version is inside the window Cilium e2e-tests for the chosen chart
-  (:data:`K8S_WINDOWS`, from Cilium's "Kubernetes Compatibility" page of each release);
+* the Kubernetes version is inside the window Cilium e2e-tests for the cluster's own Cilium
+  version (the version catalogue, ``kindmesh.core.versions``): older is refused (Cilium does
+  not support it), newer is a note (Cilium: it depends on Kubernetes' backward compatibility);
 * no other CNI runs: flannel / calico / canal / weave / kube-router / antrea DaemonSets,
   or k3s' embedded flannel (k3s records its server flags in the node annotation
   ``k3s.io/node-args``);
@@ -36,15 +37,10 @@ from typing import Any, Protocol
 
 from kindmesh.core.existing import STACK_LABEL
 from kindmesh.core.planner import ClusterPlan, StackPlan
+from kindmesh.core.versions import cilium_line, window_text, window_verdict
 from kindmesh.deploy.kubeapi import ClientSetupError, KubeClient, KubeconfigError, KubeError
 from kindmesh.stacks import preflight
 
-# Kubernetes minors Cilium e2e-tests per release line ("Kubernetes Compatibility" page of
-# docs.cilium.io for that release: 1.18 lists 1.30-1.33, 1.19 lists 1.32-1.35).
-K8S_WINDOWS: dict[tuple[int, int], tuple[tuple[int, int], tuple[int, int]]] = {
-    (1, 18): ((1, 30), (1, 33)),
-    (1, 19): ((1, 32), (1, 35)),
-}
 OTHER_CNIS = {  # DaemonSet name fragment -> what it is
     "flannel": "flannel",
     "calico-node": "Calico",
@@ -179,7 +175,7 @@ def check_cluster(plan: StackPlan, cluster: ClusterPlan, api: ReadApi) -> Facts:
         return facts
     git = str(version.get("gitVersion", ""))
     facts.version = git
-    _check_version(plan, git, bad, facts.notes)
+    _check_version(plan.cilium_version(cluster), git, bad, facts.notes)
 
     try:
         nodes = list(api.get_json("/api/v1/nodes").get("items") or [])
@@ -203,21 +199,21 @@ def check_cluster(plan: StackPlan, cluster: ClusterPlan, api: ReadApi) -> Facts:
     return facts
 
 
-def _check_version(plan: StackPlan, git: str, bad: Callable[[str], None], notes: list[str]) -> None:
+def _check_version(cilium_version: str, git: str, bad: Callable[[str], None], notes: list[str]) -> None:
     have = parse_version(git)
-    cilium = parse_version(plan.config.cilium.version)
-    if have is None or cilium is None:
-        notes.append(f"could not compare Kubernetes {git!r} with Cilium {plan.config.cilium.version}")
+    line = cilium_line(cilium_version)
+    if have is None or line is None:
+        notes.append(f"could not compare Kubernetes {git!r} with Cilium {cilium_version}")
         return
-    window = K8S_WINDOWS.get(cilium)
-    if window is None:
-        notes.append(f"no recorded Kubernetes window for Cilium {_fmt(cilium)}; not checked")
-        return
-    low, high = window
-    if not low <= have <= high:
-        bad(f"Kubernetes {git} is outside {_fmt(low)}-{_fmt(high)}, the versions Cilium {_fmt(cilium)} is tested "
-            f"with (docs.cilium.io, Kubernetes Compatibility); upgrade the cluster or pick a Cilium version "
-            "(kindmesh:cilium.version) that lists it")
+    verdict = window_verdict(have, line)
+    cilium = _fmt(line.minor)
+    if verdict == "older":
+        bad(f"Kubernetes {git} is outside {window_text(line)}, the versions Cilium {cilium} is tested with "
+            f"({line.k8s_source}): older ones are not supported; upgrade the cluster or pick a Cilium version "
+            "(kindmesh:cilium.version or kindmesh:clusters[].cilium.version) that lists it")
+    elif verdict == "newer":
+        notes.append(f"Kubernetes {git} is newer than {window_text(line)}, the versions Cilium {cilium} is tested "
+                     "with: Cilium says this depends on Kubernetes' backward compatibility")
 
 
 def _names(obj: dict[str, Any]) -> tuple[str, str]:

@@ -168,6 +168,8 @@ if tool == "docker":
         nets = state.get("containers", {{}}).get(container)
         if nets is None:
             print(f"Error: No such object: {{container}}", file=sys.stderr); sys.exit(1)
+        if "{{{{.Config.Image}}}}" in args:
+            print(state.get("node_images", {{}}).get(container, "")); sys.exit(0)
         print(json.dumps({{n: {{}} for n in nets}})); sys.exit(0)
     if args[:1] == ["pull"]:
         if args[-1] in state.get("missing_images", []):

@@ -43,6 +43,7 @@ class Registered:
     additional_secret_outputs: list[str]
     delete_before_replace: bool
     inputs: dict[str, Any]
+    replace_on_changes: list[str] = field(default_factory=list)
 
 
 def _plain(value: Any) -> Any:
@@ -133,6 +134,7 @@ class Recorder(pmocks.MockMonitor):
                     secret_paths=secret_paths(raw),
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     delete_before_replace=bool(request.deleteBeforeReplace),
+                    replace_on_changes=list(request.replaceOnChanges),
                     inputs=_plain(inputs),
                 )
             )

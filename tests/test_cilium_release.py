@@ -9,11 +9,14 @@ import pytest
 
 from kindmesh.core.planner import load_plan
 from kindmesh.core.render import cilium_values, rollout_workloads
+from kindmesh.core.versions import CILIUM, DEFAULT_CILIUM
 from tests.helpers import STACKS, stack_raw
 from tests.mocks import evaluate
 from tests.upstream import schema_errors, unknown_key_paths
 
-CHART = "cilium-1.19.6"
+CHART = f"cilium-{DEFAULT_CILIUM}"
+# every validated chart version of every supported minor: values are rendered per version
+VERSIONS = [v for line in CILIUM.values() for v in line.validated]
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
@@ -26,23 +29,28 @@ def release_values(rec, cluster):
     return rec.named(f"{cluster}-cilium").inputs["values"]
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("stack", STACKS)
-def test_values_validate_against_chart_schema_and_keys_exist(stack):
-    rec = evaluate(stack_raw(stack), stack)
+def test_values_validate_against_chart_schema_and_keys_exist(stack, version):
+    raw = stack_raw(stack)
+    rec = evaluate(dict(raw, cilium={**(raw.get("cilium") or {}), "version": version}), stack)
     for c in rec.plan.clusters:
         values = release_values(rec, c.name)
-        assert schema_errors(values, CHART) == []
-        assert unknown_key_paths(values, CHART) == []
+        assert rec.named(f"{c.name}-cilium").inputs["version"] == version
+        assert schema_errors(values, f"cilium-{version}") == []
+        assert unknown_key_paths(values, f"cilium-{version}") == []
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("encryption,hubble,ui", [("wireguard", True, True), ("none", False, False),
                                                   ("none", True, False)])
-def test_optional_features_render_valid_values(encryption, hubble, ui):
-    raw = dict(stack_raw("dev"), cilium={"encryption": encryption, "hubble": hubble, "hubbleUi": ui})
+def test_optional_features_render_valid_values(encryption, hubble, ui, version):
+    raw = dict(stack_raw("dev"), cilium={"encryption": encryption, "hubble": hubble, "hubbleUi": ui,
+                                         "version": version})
     plan = load_plan(raw, stack="dev")
     values = cilium_values(plan, plan.clusters[0], plan.peer_entries("us"), ("Y2VydA==", "a2V5"))
-    assert schema_errors(values, CHART) == []
-    assert unknown_key_paths(values, CHART) == []
+    assert schema_errors(values, f"cilium-{version}") == []
+    assert unknown_key_paths(values, f"cilium-{version}") == []
     assert values["hubble"]["enabled"] is hubble and values["hubble"]["ui"]["enabled"] is ui
     if encryption == "wireguard":
         assert values["encryption"] == {"enabled": True, "type": "wireguard"}
@@ -110,7 +118,7 @@ def test_release_wiring(dev):
         kind = dev.named(f"{c.name}-kind")
         provider = dev.named(f"{c.name}-k8s")
         assert r.type == RELEASE
-        assert r.inputs["chart"] == "cilium" and r.inputs["version"] == "1.19.6"
+        assert r.inputs["chart"] == "cilium" and r.inputs["version"] == DEFAULT_CILIUM
         assert r.inputs["repositoryOpts"] == {"repo": "https://helm.cilium.io"}
         assert r.inputs["namespace"] == "kube-system"
         assert r.provider.startswith(provider.urn)

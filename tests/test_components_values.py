@@ -8,10 +8,11 @@ import pytest
 
 from kindmesh.core.planner import load_plan, network_layout, pool_for
 from kindmesh.core.render import cilium_values, kind_cilium_values
+from kindmesh.core.versions import CILIUM
 from tests.helpers import stack_raw
 from tests.upstream import schema_errors, unknown_key_paths
 
-CHART = "cilium-1.19.6"  # as tests/test_cilium_release.py
+VERSIONS = [v for line in CILIUM.values() for v in line.validated]  # as tests/test_cilium_release.py
 
 
 def leaves(values: dict[str, Any], path: str = "") -> dict[str, Any]:
@@ -46,15 +47,16 @@ def test_every_leaf_it_sets_equals_the_stacks(stack):
             assert dig(theirs, path) == value, path
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("kw", [
     dict(control_plane="solo-control-plane"),
     dict(control_plane="solo-control-plane", node_port=32379, hubble=False),
     dict(control_plane="solo-control-plane", mesh_ip="172.27.0.254", hubble_ui=True),
 ])
-def test_it_validates_against_the_chart(kw):
+def test_it_validates_against_the_chart(kw, version):
     values = kind_cilium_values(**kw)
-    assert schema_errors(values, CHART) == []
-    assert unknown_key_paths(values, CHART) == []
+    assert schema_errors(values, f"cilium-{version}") == []
+    assert unknown_key_paths(values, f"cilium-{version}") == []
 
 
 def test_service_is_a_load_balancer_with_an_ip_else_a_node_port():

@@ -308,3 +308,27 @@ def test_unreadable_stack_files_do_not_break_new_stack(tmp_path):
     (tmp_path / "Pulumi.bad.yaml").write_text("config: [" * 3000)
     (tmp_path / "Pulumi.odd.yaml").write_text(yaml.safe_dump({"config": {"kindmesh:network": {"subnet": 5}}}))
     assert doctor.new_stack("lab", root=tmp_path)[0] == 0
+
+
+@pytest.mark.parametrize("kind,status,shown", [
+    ("v0.31.0", "ok", "kindest/node:v1.35.0"),
+    ("v0.33.0", "ok", "kindest/node:v1.37.0"),
+    ("v0.35.0", "warn", "newer than kindmesh knows"),
+    ("v0.29.0", "FAIL", "too old"),
+])
+def test_kind_row_names_the_node_image_of_the_installed_release(tmp_path, kind, status, shown):
+    bin_dir, _proc = make_host(tmp_path, kind=kind)
+    finding = doctor.check_kind(str(bin_dir / "kind"))
+    assert finding.status == status and shown in finding.detail
+
+
+def test_an_unvalidated_cilium_patch_is_a_warning_row_not_a_failure(tmp_path):
+    bin_dir, proc = make_host(tmp_path)
+    root = tmp_path / "proj"
+    root.mkdir()
+    data = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    data["config"]["kindmesh:cilium"] = {"version": "1.20.9"}
+    (root / "Pulumi.dev.yaml").write_text(yaml.safe_dump(data))
+    findings = {f.name: f for f in doctor.diagnose("dev", root=root, proc_root=proc)}
+    assert findings["stack"].status == "ok"
+    assert findings["versions"].status == "warn" and "1.20.9 has not been validated" in findings["versions"].detail

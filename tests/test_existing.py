@@ -12,12 +12,14 @@ import yaml
 from kindmesh.core.config import ConfigError
 from kindmesh.core.planner import load_plan
 from kindmesh.core.render import cilium_values
+from kindmesh.core.versions import CILIUM, DEFAULT_CILIUM
 from tests.helpers import EXISTING_STACKS, stack_raw
 from tests.mocks import DYNAMIC, evaluate
 from tests.upstream import schema_errors, unknown_key_paths
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
-CHARTS = ("cilium-1.19.6", "cilium-1.20.0")
+CHARTS = tuple(f"cilium-{v}" for line in CILIUM.values() for v in line.validated)
+CHART = f"cilium-{DEFAULT_CILIUM}"  # what the stacks render by default
 
 
 def kubeconfig(server: str = "https://192.0.2.1:6443", context: str = "default", token: str = "s3cr3t") -> str:
@@ -201,8 +203,8 @@ def test_mixed_stack_graph(mixed_raw):
     assert edge["hubble"]["ui"]["service"]["annotations"] == {"metallb.io/loadBalancerIPs": "192.168.60.241"}
     for name in ("us", "k3s-a", "edge"):
         values = rec.named(f"{name}-cilium").inputs["values"]
-        assert schema_errors(values, "cilium-1.19.6") == []
-        assert unknown_key_paths(values, "cilium-1.19.6") == []
+        assert schema_errors(values, CHART) == []
+        assert unknown_key_paths(values, CHART) == []
     # kind clusters are unchanged by the existing ones: same values but the peer list
     alone = evaluate(stack_raw("dev"), "dev").named("us-cilium").inputs["values"]
     mine = rec.named("us-cilium").inputs["values"]
@@ -219,7 +221,7 @@ def test_lb_ip_endpoint_without_metallb(remote_raw):
     assert {"name": "k3s-b", "port": 2379, "ips": ["192.168.57.10"]} in \
         rec.named("k3s-a-cilium").inputs["values"]["clustermesh"]["config"]["clusters"]
     assert not [r for r in rec.resources if "metallb" in r.name]
-    assert schema_errors(v, "cilium-1.19.6") == []
+    assert schema_errors(v, CHART) == []
 
 
 # --------------------------------------------------------------------------- extra values
@@ -234,13 +236,13 @@ def test_extra_values_merge_and_validate(remote_raw):
     assert a["operator"]["image"] == {"pullPolicy": "IfNotPresent"}  # merged, not replaced
     assert a["devices"] == ["eth1"] and "devices" not in b and b["bpf"] == {"masquerade": True}
     for v in (a, b):
-        assert schema_errors(v, "cilium-1.19.6") == []
+        assert schema_errors(v, CHART) == []
 
 
 def test_extra_values_are_checked_by_the_chart_schema_in_tests(remote_raw):
     raw = dict(copy.deepcopy(remote_raw), cilium={"values": {"operator": {"replicas": "two"}}})
     plan = load_plan(raw, stack="remote")
-    assert schema_errors(cilium_values(plan, plan.clusters[0], []), "cilium-1.19.6")
+    assert schema_errors(cilium_values(plan, plan.clusters[0], []), CHART)
 
 
 # --------------------------------------------------------------------------- errors
@@ -409,7 +411,7 @@ def test_hubble_metrics_on_kind_clusters_validate():
     rec = evaluate(raw, "dev")
     v = rec.named("us-cilium").inputs["values"]
     assert v["hubble"]["metrics"]["enabled"] == ["dns:query;ignoreAAAA", "drop", "port-distribution"]
-    assert schema_errors(v, "cilium-1.19.6") == [] and unknown_key_paths(v, "cilium-1.19.6") == []
+    assert schema_errors(v, CHART) == [] and unknown_key_paths(v, CHART) == []
 
 
 # --------------------------------------------------------------------------- verify

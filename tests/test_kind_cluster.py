@@ -10,6 +10,7 @@ import yaml
 
 from kindmesh.core.planner import load_plan
 from kindmesh.core.render import kind_config, kind_config_yaml
+from kindmesh.core.versions import DEFAULT_CILIUM
 from kindmesh.deploy import kindctl
 from tests.helpers import STACKS, stack_raw
 from tests.mocks import DYNAMIC, evaluate
@@ -110,7 +111,8 @@ def test_each_cluster_loads_the_images_in_a_step_of_its_own(dev):
         env = load.inputs["environment"]
         spec = json.loads(env["KINDMESH_KIND_SPEC"])
         assert (spec["name"], spec["network"]) == (c.kind_name, dev.plan.network.name)
-        assert [i["pinned"] for i in spec["images"]] == list(dev.plan.images)
+        assert [i["pinned"] for i in spec["images"]] == list(dev.plan.images_for(c))
+        assert f"quay.io/cilium/cilium:v{DEFAULT_CILIUM}" in {i["tag"] for i in spec["images"]}
         # a new cluster (its create command gets a new id) changes the environment: an update,
         # which loads what the new cluster lacks; never `triggers` (a replace in pulumi-command 1.2.1)
         instance = json.loads(env[kindctl.CLUSTER_ID_ENV])

@@ -12,6 +12,7 @@ import yaml
 from kindmesh.components.kind_cluster import host_image_specs
 from kindmesh.components.kind_provider import KindClusterInfoProvider
 from kindmesh.core.planner import load_plan
+from kindmesh.core.versions import DEFAULT_CILIUM, cilium_image_set
 from kindmesh.deploy import kindctl
 from kindmesh.deploy.kindctl import ToolError
 from kindmesh.stacks.composition import cluster_inputs
@@ -217,8 +218,8 @@ def test_prepull_classic_store_pulls_once_by_digest_and_tags(tmp_path, monkeypat
     pulls = [c["args"][1:] for c in fake.calls("docker") if c["args"][0] == "pull"]
     assert pulls == [[s["pinned"]] for s in specs]
     tags = [c["args"][1:] for c in fake.calls("docker") if c["args"][0] == "tag"]
-    agent = "quay.io/cilium/cilium@sha256:0df5b2750b64c49843aba1d649e9eaf61467cb0645ad3171db6f6962c095ac92"
-    assert [agent, "quay.io/cilium/cilium:v1.19.6"] in tags
+    agent = cilium_image_set(DEFAULT_CILIUM)["agent"]
+    assert [f"{agent.repository}@{agent.digest}", agent.by_tag] in tags
 
 
 def test_containerd_store_uses_single_platform_archives_once_for_n_clusters(tmp_path, monkeypatch, dev_plan):

@@ -178,3 +178,16 @@ def test_an_old_python_is_refused_up_front_with_the_floor_named(tmp_path):
     res = subprocess.run(["make", "-s", "PYTHON=no-such-python3", "venv"], cwd=p.dir, env=env, capture_output=True,
                          text=True, check=False, timeout=60)
     assert res.returncode != 0 and "python3-venv" in res.stderr and not (p.dir / ".venv").exists()
+
+
+def test_make_upgrade_runs_the_staged_upgrade_with_the_makefiles_environment(tmp_path):
+    p = Project(tmp_path, stacks=["dev"])
+    res = p.make("upgrade", "STACK=dev")
+    assert res.returncode == 2 and "make upgrade CILIUM=1.20.0 STACK=dev" in res.stderr
+    res = p.make("upgrade", "CILIUM=1.17.0", "STACK=dev", 'WAVES=1;2')
+    # the command ran (with the Makefile's backend) and refused the version before any change
+    assert res.returncode == 2 and "Cilium 1.17.0 is not supported" in res.stderr, res.stderr
+    assert [c["args"] for c in p.calls()] == [["stack", "select", "dev"]] * 2
+    assert all(c["backend"] == f"file://{p.dir}/.pulumi-state" for c in p.calls())
+    res = p.make("upgrade", "CILIUM=1.20.0", "STACK=typo")
+    assert res.returncode != 0 and "stack 'typo' does not exist" in res.stderr

@@ -10,11 +10,13 @@ import pytest
 
 from kindmesh.core.planner import PoolOverlapError, check_pool_is_own, load_plan
 from kindmesh.core.render import ip_address_pool, l2_advertisement, metallb_values, metallb_workloads
+from kindmesh.core.versions import DEFAULT_METALLB, METALLB
 from tests.helpers import STACKS, stack_raw, upstream
 from tests.mocks import evaluate
 from tests.upstream import crd_errors, schema_errors, unknown_key_paths
 
-CHART = "metallb-0.15.3"
+CHART = f"metallb-{DEFAULT_METALLB}"
+VERSIONS = [v for line in METALLB.values() for v in line.validated]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def test_release_chart_version_repo_and_values(dev):
     for c in dev.plan.clusters:
         r = dev.named(f"{c.name}-metallb")
         assert r.type == "kubernetes:helm.sh/v3:Release"
-        assert (r.inputs["chart"], r.inputs["version"]) == ("metallb", "0.15.3")
+        assert (r.inputs["chart"], r.inputs["version"]) == ("metallb", DEFAULT_METALLB)
         assert r.inputs["repositoryOpts"] == {"repo": "https://metallb.github.io/metallb"}
         assert r.inputs["namespace"] == "metallb-system" and r.inputs["createNamespace"] is True
         assert r.inputs["values"]["speaker"]["frr"]["enabled"] is False
@@ -36,23 +38,25 @@ def test_release_chart_version_repo_and_values(dev):
         assert unknown_key_paths(r.inputs["values"], CHART) == []
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("stack", STACKS)
-def test_pool_and_advertisement_validate_against_crds(stack):
+def test_pool_and_advertisement_validate_against_crds(stack, version):
     plan = load_plan(stack_raw(stack), stack=stack)
     for c in plan.clusters:
         pool = ip_address_pool(plan, c)
         adv = l2_advertisement(plan, c)
-        assert crd_errors(pool, "metallb-0.15.3/crd-ipaddresspools.yaml") == []
-        assert crd_errors(adv, "metallb-0.15.3/crd-l2advertisements.yaml") == []
+        assert crd_errors(pool, f"metallb-{version}/crd-ipaddresspools.yaml") == []
+        assert crd_errors(adv, f"metallb-{version}/crd-l2advertisements.yaml") == []
         assert adv["spec"]["ipAddressPools"] == [pool["metadata"]["name"]]
-        assert schema_errors(metallb_values(), CHART) == []
+        assert schema_errors(metallb_values(), f"metallb-{version}") == []
+        assert unknown_key_paths(metallb_values(), f"metallb-{version}") == []
 
 
 def test_crd_check_is_not_toothless():
     plan = load_plan(stack_raw("dev"), stack="dev")
     pool = ip_address_pool(plan, plan.clusters[0])
     pool["spec"]["addresses"] = "172.30.255.239-172.30.255.254"  # must be a list
-    assert crd_errors(pool, "metallb-0.15.3/crd-ipaddresspools.yaml")
+    assert crd_errors(pool, f"{CHART}/crd-ipaddresspools.yaml")
 
 
 def test_pool_holds_exactly_the_planned_range_and_the_mesh_ip(dev):

@@ -146,3 +146,65 @@ def test_invalid_utf8_and_timeouts_in_the_preflight(tmp_path, monkeypatch, plan,
     assert len(problems) == 2
     assert "docker" in problems[0] and "did not finish within 1s" in problems[0]
     assert "`kind version` did not answer as expected: garbage \ufffd" in problems[1]
+
+
+# ------------------------------------------------------------------ kind releases and node images
+@pytest.mark.parametrize("release", ["v0.30.0", "v0.31.0", "v0.32.0", "v0.33.0", "v0.34.1"])
+def test_installed_kind_is_read_and_any_release_from_v030_passes(tmp_path, monkeypatch, proc_ok, release):
+    FakeBin(tmp_path, kind_version=f"kind {release} go1.25.1 linux/amd64").activate(monkeypatch)
+    found = preflight.installed_kind_version(host(proc_ok))
+    assert found == tuple(int(x) for x in release[1:].split("."))
+    plan = load_plan(stack_raw("dev"), stack="dev", kind_version=found)
+    assert preflight.check(plan, host(proc_ok)) == []
+
+
+def test_a_kind_older_than_v030_is_refused_with_the_fix(tmp_path, monkeypatch, proc_ok, plan):
+    FakeBin(tmp_path, kind_version="kind v0.29.0 go1.24.2 linux/amd64").activate(monkeypatch)
+    (problem,) = preflight.check(plan, host(proc_ok))
+    assert "kind v0.29.0 is too old" in problem and "v0.30.0 or newer" in problem
+    assert "https://kind.sigs.k8s.io/docs/user/quick-start/#installation" in problem
+    assert "v0.33.0 -> kindest/node:v1.37.0" in problem
+
+
+def test_a_kind_upgrade_under_running_clusters_is_stopped_before_it_recreates_them(tmp_path, monkeypatch, proc_ok):
+    old_image = "kindest/node:v1.34.0@sha256:7416a61b42b1662ca6ca89f02028ac133a309a2a30ba309614e8ec94d976dc5a"
+    state = dict(clusters=["km-dev-us"], containers={"km-dev-us-control-plane": ["kindmesh-dev"]},
+                 node_images={"km-dev-us-control-plane": old_image},
+                 kind_version="kind v0.31.0 go1.25.1 linux/amd64")
+    FakeBin(tmp_path, **state).activate(monkeypatch)
+    plan = load_plan(stack_raw("dev"), stack="dev", kind_version=(0, 31, 0))
+    (problem,) = preflight.check(plan, host(proc_ok))
+    assert "runs node image " + old_image in problem and "would delete and recreate" in problem
+    assert f"pulumi config set --stack dev --path 'kindmesh:kind.nodeImage' '{old_image}'" in problem
+    # the same kind release as the cluster's: nothing to say
+    same = load_plan(stack_raw("dev"), stack="dev", kind_version=(0, 30, 0))
+    FakeBin(tmp_path, **dict(state, kind_version="kind v0.30.0")).activate(monkeypatch)
+    assert preflight.check(same, host(proc_ok)) == []
+    # a node image the user set is theirs to change
+    pinned = load_plan(dict(stack_raw("dev"), kind={"nodeImage": "kindest/node:v1.35.0@sha256:" + "1" * 64}),
+                       stack="dev", kind_version=(0, 31, 0))
+    FakeBin(tmp_path, **state).activate(monkeypatch)
+    assert preflight.check(pinned, host(proc_ok)) == []
+
+
+def test_the_program_plans_for_the_kind_it_finds(tmp_path, monkeypatch):
+    from kindmesh.stacks import composition
+
+    fake = FakeBin(tmp_path, kind_version="kind v0.31.0 go1.25.1 linux/amd64")
+    fake.activate(monkeypatch)
+    monkeypatch.setattr(preflight, "under_pulumi_mocks", lambda: False)
+    assert composition.detect_kind_version(stack_raw("dev")) == (0, 31, 0)
+    assert len(fake.calls("kind")) == 1
+    existing_only = {"clusters": [{"name": "k3s", "id": 1, "source": "existing"}]}
+    assert composition.detect_kind_version(existing_only) is None  # kind is not needed: not asked
+    assert len(fake.calls("kind")) == 1
+    monkeypatch.setattr(preflight, "under_pulumi_mocks", lambda: True)
+    assert composition.detect_kind_version(stack_raw("dev")) is None
+
+
+def test_a_node_image_is_the_same_by_tag_when_one_side_has_no_digest():
+    pinned = "kindest/node:v1.34.0@sha256:" + "7" * 64
+    assert preflight.same_image("kindest/node:v1.34.0", pinned)
+    assert preflight.same_image(pinned, pinned)
+    assert not preflight.same_image(pinned, "kindest/node:v1.34.0@sha256:" + "8" * 64)
+    assert not preflight.same_image("kindest/node:v1.35.0", pinned)

@@ -183,7 +183,7 @@ def test_every_problem_of_every_cluster_at_once(servers):
         ("k3s-a", "k3s runs its embedded flannel", "--flannel-backend=none --disable-network-policy"),
         ("k3s-a", "k3s runs its embedded kube-proxy", "--disable-kube-proxy"),
         ("k3s-a", "servicelb", "--disable=servicelb"),
-        ("k3s-b", "Kubernetes v1.31.4 is outside 1.32-1.35", "Cilium 1.19"),
+        ("k3s-b", "Kubernetes v1.31.4 is outside 1.33-1.36", "Cilium 1.20"),
         ("k3s-b", "kube-proxy runs (DaemonSet kube-system/kube-proxy)", "--skip-phases=addon/kube-proxy"),
         ("k3s-b", "another CNI runs: Calico (DaemonSet kube-system/calico-node)", "/etc/cni/net.d"),
         ("k3s-b", "Cilium is already installed and not by this stack", "helm -n kube-system uninstall cilium"),
@@ -264,3 +264,15 @@ def test_exec_plugin_kubeconfigs_are_reported_not_run(tmp_path):
     with pytest.raises(preflight.PreflightError, match="exec plugin") as err:
         run(plan)
     assert str(err.value).count("exec plugin") == 2
+
+
+def test_each_existing_cluster_is_checked_against_its_own_cilium_versions_window(servers, capsys):
+    # k3s 1.32: inside 1.19's window (1.32-1.35), older than 1.20's (1.33-1.36)
+    old_k8s = k3s_api(version="v1.32.9+k3s1")
+    a, b = servers(old_k8s), servers(dict(k3s_b_api(), **{"/version": {"gitVersion": "v1.37.1+k3s1"}}))
+    plan = remote_plan(a.url, b.url, c0={"cilium": {"version": "1.19.6"}})
+    run(plan)  # a on 1.19: fine; b (1.37) is newer than 1.20's window: a note, not a problem
+    assert "Kubernetes v1.37.1+k3s1 is newer than 1.33-1.36" in capsys.readouterr().out
+    with pytest.raises(preflight.PreflightError) as err:
+        run(remote_plan(a.url, b.url))  # a on the stack's 1.20
+    assert "cluster 'k3s-a': Kubernetes v1.32.9+k3s1 is outside 1.33-1.36" in str(err.value)

@@ -35,6 +35,7 @@ import yaml
 
 from kindmesh.core.config import ConfigError, strip_namespace
 from kindmesh.core.planner import StackPlan, default_subnet, free_subnet, load_plan
+from kindmesh.core.versions import NEWEST_KIND, fmt_release, kind_node_image
 from kindmesh.stacks.preflight import INOTIFY, MIN_KIND, parse_kind_version
 
 PY_MIN = (3, 11)  # the one floor: pyproject `requires-python`, README, Makefile PY_MIN
@@ -153,9 +154,12 @@ def check_kind(kind: str = "kind") -> Finding:
                        INSTALL["kind"].format(kind=want))
     shown = ".".join(map(str, version))
     if version < MIN_KIND:
-        return Finding("kind", "FAIL", f"v{shown} is too old; kindmesh needs v{want} or newer (the pinned node image)",
-                       INSTALL["kind"].format(kind=want))
-    return Finding("kind", "ok", f"v{shown} (needs >= v{want})")
+        return Finding("kind", "FAIL", f"v{shown} is too old; kindmesh needs v{want} or newer (node images are "
+                       "built for their kind release)", INSTALL["kind"].format(kind=want))
+    image, note = kind_node_image(version)
+    if note:
+        return Finding("kind", "warn", note, f"or install kind {fmt_release(NEWEST_KIND)}")
+    return Finding("kind", "ok", f"v{shown} (needs >= v{want}); node image {image.split('@')[0]}")
 
 
 def check_tool(name: str, *args: str) -> Finding:
@@ -302,6 +306,9 @@ def diagnose(stack: str, *, root: Path | None = None, proc_root: Path | None = N
     findings.append(check_tool("pulumi", "version"))
     findings.append(check_tool("kubectl", "version", "--client"))
     findings.append(stack_finding)
+    if plan is not None and plan.config.warnings:  # versions kindmesh accepts but has not validated
+        findings.append(Finding("versions", "warn", "\n".join(plan.config.warnings),
+                                "use a validated version (docs/versions.md)"))
     if not local:
         findings += [Finding(name, "ok", NOT_NEEDED) for name in ("inotify", "memory", "disk")]
         return findings

@@ -28,6 +28,14 @@ from kindmesh.core.existing import (
     parse_cluster_cilium,
     parse_existing,
 )
+from kindmesh.core.versions import (
+    DEFAULT_CILIUM,
+    DEFAULT_KIND,
+    DEFAULT_METALLB,
+    KIND_NODE_IMAGES,
+    resolve_cilium,
+    resolve_metallb,
+)
 
 NAMESPACE = "kindmesh"
 
@@ -44,14 +52,14 @@ AFFINITIES = ("local", "remote", "none")
 ENCRYPTIONS = ("none", "wireguard")
 SOURCES = ("kind", "existing")
 
-CILIUM_CHART_VERSION = "1.19.6"
+# Defaults from the version catalogue (kindmesh.core.versions, docs/versions.md).
+CILIUM_CHART_VERSION = DEFAULT_CILIUM
 CILIUM_CHART_REPO = "https://helm.cilium.io"
-METALLB_CHART_VERSION = "0.15.3"
+METALLB_CHART_VERSION = DEFAULT_METALLB
 METALLB_CHART_REPO = "https://metallb.github.io/metallb"
-# kind v0.30.0 node image for Kubernetes 1.34, pinned by digest (see README).
-KIND_NODE_IMAGE = (
-    "kindest/node:v1.34.0@sha256:7416a61b42b1662ca6ca89f02028ac133a309a2a30ba309614e8ec94d976dc5a"
-)
+# The node image when the installed kind release is unknown (the plan follows the installed
+# kind otherwise: kindmesh.core.versions.kind_node_image).
+KIND_NODE_IMAGE = KIND_NODE_IMAGES[DEFAULT_KIND]
 DEFAULT_POOL_SIZE = 16
 POOL_SIZE_MIN, POOL_SIZE_MAX = 4, 1024
 
@@ -149,6 +157,7 @@ class ClusterConfig:
     # source: existing (stacks/existing.py); None for kind clusters
     existing: ExistingConfig | None = None
     cilium_values: dict[str, Any] = field(default_factory=dict)  # clusters[].cilium.values
+    cilium_version: str | None = None  # clusters[].cilium.version (None: the stack's cilium.version)
     # position in kindmesh:clusters, for messages only: never part of any decision
     index: int = field(default=0, compare=False, repr=False)
 
@@ -194,7 +203,7 @@ class ChartsConfig:
 
 @dataclass(frozen=True)
 class KindConfig:
-    node_image: str = KIND_NODE_IMAGE
+    node_image: str | None = None  # None: the image of the installed kind release (the planner decides)
     prepull: bool = True
 
 
@@ -222,6 +231,12 @@ class StackConfig:
     demo: DemoConfig = field(default_factory=DemoConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     charts: ChartsConfig = field(default_factory=ChartsConfig)
+    # versions accepted with a warning (not validated by kindmesh); shown by `up` and the doctor
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    def cilium_version_of(self, cluster: ClusterConfig) -> str:
+        """The Cilium version of one cluster: its own clusters[].cilium.version, else the stack's."""
+        return cluster.cilium_version or self.cilium.version
 
 
 # Documented keys: top-level key -> allowed sub-keys (None = not a mapping).
@@ -267,6 +282,7 @@ def special_range(net: ipaddress.IPv4Network) -> str | None:
 class _Collector:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        self.warnings: list[str] = []
 
     def add(self, key: str, message: str) -> None:
         self.problems.append(Problem(key, message))
@@ -351,6 +367,9 @@ class _Collector:
             chart_location(text, chart, version)
         except ChartSourceError as err:
             self.add(key, str(err))
+        except (OSError, ValueError) as err:  # e.g. a path too long for the file system: never a traceback
+            self.add(key, f"{quote(text)} cannot be used as a chart path ({getattr(err, 'strerror', None) or err}); "
+                          "give a repository URL or an existing chart directory or archive")
         return text
 
     def version(self, key: str, value: Any, default: str) -> str:
@@ -570,8 +589,7 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
     if hubble_ui and not hubble:
         c.add("kindmesh:cilium.hubbleUi", "needs Hubble: set cilium.hubble to true or hubbleUi to false")
     cilium = CiliumConfig(
-        version=c.version("kindmesh:cilium.version", cil_raw.get("version"), CILIUM_CHART_VERSION)
-        or CILIUM_CHART_VERSION,
+        version=_catalogued(c, "kindmesh:cilium.version", cil_raw.get("version"), CILIUM_CHART_VERSION),
         hubble=hubble,
         hubble_ui=hubble_ui,
         encryption=c.choice(
@@ -583,17 +601,15 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
     mlb_raw = c.mapping("kindmesh:metallb", raw.get("metallb"))
     c.unknown_keys("kindmesh:metallb", mlb_raw, TOP_KEYS["metallb"] or ())
     metallb = MetalLBConfig(
-        version=c.version("kindmesh:metallb.version", mlb_raw.get("version"), METALLB_CHART_VERSION)
-        or METALLB_CHART_VERSION
+        version=_catalogued(c, "kindmesh:metallb.version", mlb_raw.get("version"), METALLB_CHART_VERSION)
     )
 
     kind_raw = c.mapping("kindmesh:kind", raw.get("kind"))
     c.unknown_keys("kindmesh:kind", kind_raw, TOP_KEYS["kind"] or ())
-    node_image = (
-        c.image("kindmesh:kind.nodeImage", kind_raw.get("nodeImage"), KIND_NODE_IMAGE)
-        or KIND_NODE_IMAGE
-    )
-    if "@sha256:" not in node_image:
+    node_image = None
+    if kind_raw.get("nodeImage") is not None:  # else the planner takes the installed kind's image
+        node_image = c.image("kindmesh:kind.nodeImage", kind_raw.get("nodeImage"), KIND_NODE_IMAGE)
+    if node_image is not None and "@sha256:" not in node_image:
         c.add(
             "kindmesh:kind.nodeImage",
             f"{quote(node_image)} is not pinned by digest; use kindest/node:<tag>@sha256:<digest> "
@@ -633,6 +649,7 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
         metallb=c.chart_source("kindmesh:charts.metallb", charts_raw.get("metallb"), "metallb", metallb.version,
                                METALLB_CHART_REPO),
     )
+    _check_cluster_charts(c, clusters, charts.cilium, cilium.version)
 
     config = StackConfig(
         clusters=tuple(clusters),
@@ -648,12 +665,46 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
         demo=demo,
         verify=verify,
         charts=charts,
+        warnings=tuple(dict.fromkeys(c.warnings)),
     )
     if problems is not None:
         problems.extend(c.problems)
     elif c.problems:
         raise ConfigError(c.problems)
     return config
+
+
+def _catalogued(c: _Collector, key: str, value: Any, default: str) -> str:
+    """A chart version checked against the version catalogue (problem or warning recorded)."""
+    text = c.version(key, value, default)
+    resolve = resolve_cilium if "cilium" in key else resolve_metallb
+    resolved, problem, warning = resolve(text, key)
+    if problem:
+        c.add(key, problem)
+        return default
+    if warning:
+        c.warnings.append(warning)
+    return resolved.version if resolved else default
+
+
+def _check_cluster_charts(c: _Collector, clusters: Sequence[ClusterConfig], source: str, stack_version: str) -> None:
+    """A local Cilium chart source must hold the chart of every cluster's own version too."""
+    from kindmesh.core.charts import REMOTE_SCHEMES, ChartSourceError, chart_location
+
+    if source.startswith(REMOTE_SCHEMES):
+        return
+    try:
+        chart_location(source, "cilium", stack_version)
+    except (ChartSourceError, OSError, ValueError):
+        return  # kindmesh:charts.cilium itself is reported
+    for cluster in clusters:
+        version = cluster.cilium_version
+        if version is None or version == stack_version:
+            continue
+        try:
+            chart_location(source, "cilium", version)
+        except (ChartSourceError, OSError, ValueError) as err:
+            c.add(f"kindmesh:clusters[{cluster.index}].cilium.version", f"{err} (kindmesh:charts.cilium)")
 
 
 def free_ids(used: set[int], count: int) -> list[int]:
@@ -743,6 +794,11 @@ def _parse_clusters(c: _Collector, value: Any) -> tuple[list[ClusterConfig], lis
         if demo_raw.get("affinity") is not None:
             affinity = c.choice(f"{ekey}.demo.affinity", demo_raw.get("affinity"), AFFINITIES, "none")
         shared = c.boolean(f"{ekey}.demo.shared", demo_raw.get("shared"), True)
+        own_cilium = entry.get("cilium")
+        cilium_version = None
+        if isinstance(own_cilium, Mapping) and own_cilium.get("version") is not None:
+            cilium_version = _catalogued(c, f"{ekey}.cilium.version", own_cilium.get("version"),
+                                         CILIUM_CHART_VERSION)
         config = ClusterConfig(
             name=name,
             id=cid,
@@ -753,6 +809,7 @@ def _parse_clusters(c: _Collector, value: Any) -> tuple[list[ClusterConfig], lis
             demo=DemoClusterConfig(affinity=affinity, shared=shared),
             existing=parse_existing(c, ekey, entry, source),
             cilium_values=parse_cluster_cilium(c, ekey, entry),
+            cilium_version=cilium_version,
             index=index,
         )
         entries.append((index, config, name_ok, cid != 0))

@@ -41,7 +41,7 @@ EXISTING_KEYS = ("kubeconfig", "context", "apiServer", "meshEndpoint", "ipam", "
 ONLY_EXISTING = ("kubeconfig", "context", "apiServer", "meshEndpoint", "ipam")
 MESH_ENDPOINT_KEYS = ("nodePort", "nodeIPs", "loadBalancer")
 LB_KEYS = ("pool", "ip")
-CLUSTER_CILIUM_KEYS = ("values",)
+CLUSTER_CILIUM_KEYS = ("values", "version")
 IPAM_MODES = ("auto", "kubernetes", "cluster-pool")
 NODEPORT_MIN, NODEPORT_MAX = 30000, 32767  # kube-apiserver's default --service-node-port-range
 CLUSTER_POOL_MASK = 24  # per-node pod CIDR size with ipam cluster-pool
@@ -685,10 +685,13 @@ def with_extras(plan: StackPlan, cluster: ClusterPlan, values: dict[str, Any]) -
     cfg = plan.config.cilium
     if cfg.hubble_metrics:
         values["hubble"]["metrics"] = {"enabled": list(cfg.hubble_metrics)}
+    from kindmesh.core.versions import adapt_values  # versions imports nothing of this module
+
     own = next((c.cilium_values for c in plan.config.clusters if c.name == cluster.name), {})
+    version = plan.cilium_version(cluster)
     for extra in (cfg.values, own):
-        if extra:
-            values = merge_values(values, extra)
+        if extra:  # paths that moved between Cilium minors are written where this version reads them
+            values = merge_values(values, adapt_values(extra, version))
     return values
 
 

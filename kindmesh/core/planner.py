@@ -43,7 +43,23 @@ from kindmesh.core.config import (
     parse_config,
 )
 from kindmesh.core.existing import ExistingPlan, check_stack, mesh_addresses, plan_existing
-from kindmesh.core.images import cilium_images, demo_images, metallb_images
+from kindmesh.core.images import demo_images
+from kindmesh.core.versions import (
+    Release,
+    check_skew,
+    cilium_images,
+    cilium_line,
+    fmt_minor,
+    kind_node_image,
+    metallb_images,
+    minor_of,
+    moved_paths_in,
+    node_k8s_minor,
+    parse_version,
+    value_problems,
+    window_text,
+    window_verdict,
+)
 
 IPv4Net = ipaddress.IPv4Network
 IPv4Addr = ipaddress.IPv4Address
@@ -91,6 +107,7 @@ class ClusterPlan:
     mesh_port: int = MESH_PORT
     mesh_ips: tuple[str, ...] = ()  # () = (mesh_ip,)
     existing: ExistingPlan | None = None
+    cilium_version: str = ""  # this cluster's Cilium chart version ("" = the stack's cilium.version)
 
     @property
     def pool(self) -> str:
@@ -132,6 +149,16 @@ class StackPlan:
     topology: str
     hub: str | None
     links: tuple[MeshLink, ...]
+    node_image: str = ""  # kind node image: kind.nodeImage, else the installed kind release's
+    kind_version: Release | None = None  # the kind release the plan was made for (None: unknown)
+    warnings: tuple[str, ...] = ()  # accepted, but worth saying (unvalidated versions, windows)
+
+    def cilium_version(self, cluster: ClusterPlan) -> str:
+        return cluster.cilium_version or self.config.cilium.version
+
+    def images_for(self, cluster: ClusterPlan) -> tuple[str, ...]:
+        """Images loaded into one kind cluster: its own Cilium version's, MetalLB's, the demo's."""
+        return prepull_images(self.config, (self.cilium_version(cluster),))
 
     def cluster(self, name: str) -> ClusterPlan:
         for c in self.clusters:
@@ -153,8 +180,9 @@ class StackPlan:
 
     @property
     def images(self) -> tuple[str, ...]:
-        """Images pulled once on the host and loaded into every cluster."""
-        return prepull_images(self.config)
+        """Images pulled once on the host: every kind cluster's (one set per Cilium version in use)."""
+        kinds = [c for c in self.clusters if c.source == "kind"] or list(self.clusters)
+        return prepull_images(self.config, tuple(self.cilium_version(c) for c in kinds))
 
 
 def slug(text: str) -> str:
@@ -249,13 +277,21 @@ def default_service_subnet(cluster_id: int) -> str:
     return f"10.{cluster_id}.128.0/20"
 
 
-def prepull_images(config: StackConfig) -> tuple[str, ...]:
-    """Images every cluster needs, pulled once on the host (Cilium's first)."""
-    images: list[str] = list(cilium_images(config.cilium.version, config.cilium.hubble, config.cilium.hubble_ui))
+def prepull_images(config: StackConfig, cilium_versions: Sequence[str] = ()) -> tuple[str, ...]:
+    """Images of ``cilium_versions`` (default: the stack's), MetalLB's and the demo's, pulled once
+    on the host (Cilium's first; versions kindmesh has not validated contribute none)."""
+    images: list[str] = []
+    for version in sorted(set(cilium_versions or (config.cilium.version,)), key=_version_key):
+        images += cilium_images(version, config.cilium.hubble, config.cilium.hubble_ui)
     images += metallb_images(config.metallb.version)
     if config.demo.enabled:
         images += demo_images(config.demo)
     return tuple(dict.fromkeys(images))  # de-duplicated, order kept
+
+
+def _version_key(version: str) -> tuple[Any, ...]:
+    parsed = parse_version(version)
+    return (parsed[0], parsed[1], version) if parsed else ((0, 0, 0), "", version)
 
 
 def network_layout(subnet: str) -> tuple[IPv4Net, IPv4Net]:
@@ -293,34 +329,39 @@ def _links(topology: str, hub: str | None, names: list[str]) -> list[MeshLink]:
     return [MeshLink(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
 
 
-def plan(config: StackConfig, *, stack: str, project: str = "kindmesh") -> StackPlan:
+def plan(config: StackConfig, *, stack: str, project: str = "kindmesh",
+         kind_version: Release | None = None) -> StackPlan:
     """Plan a parsed config; raises ConfigError with every planning problem."""
     problems: list[Problem] = []
-    result = _plan(config, stack=stack, project=project, problems=problems)
+    result = _plan(config, stack=stack, project=project, problems=problems, kind_version=kind_version)
     if problems:
         raise ConfigError(problems)
     return result
 
 
 def load_plan(raw: Mapping[str, Any], *, stack: str, project: str = "kindmesh",
-              avoid_subnets: Iterable[str] = ()) -> StackPlan:
+              avoid_subnets: Iterable[str] = (), kind_version: Release | None = None) -> StackPlan:
     """Raw ``kindmesh:`` keys -> plan, reporting parse *and* plan problems together.
 
     ``avoid_subnets``: docker subnets already taken (other meshes of the same program); a
-    default subnet is then the next free one. An explicit ``network.subnet`` is kept."""
+    default subnet is then the next free one. An explicit ``network.subnet`` is kept.
+    ``kind_version``: the installed kind release (detected by the caller; None = unknown):
+    without ``kind.nodeImage`` the kind clusters get that release's node image."""
     problems: list[Problem] = []
     config = parse_config(raw, problems=problems)
     if not config.clusters:
         raise ConfigError(problems)
-    result = _plan(config, stack=stack, project=project, problems=problems, avoid_subnets=avoid_subnets)
+    result = _plan(config, stack=stack, project=project, problems=problems, avoid_subnets=avoid_subnets,
+                   kind_version=kind_version)
     if problems:
         raise ConfigError(problems)
     return result
 
 
 def _plan(config: StackConfig, *, stack: str, project: str, problems: list[Problem],
-          avoid_subnets: Iterable[str] = ()) -> StackPlan:
+          avoid_subnets: Iterable[str] = (), kind_version: Release | None = None) -> StackPlan:
     add = lambda key, msg: problems.append(Problem(key, msg))  # noqa: E731
+    warnings: list[str] = list(config.warnings)
     subnet_key = "kindmesh:network.subnet"
     subnet = config.network.subnet or default_subnet(stack, avoid_subnets)
     net = ipaddress.IPv4Network(subnet)
@@ -404,11 +445,20 @@ def _plan(config: StackConfig, *, stack: str, project: str, problems: list[Probl
                     affinity=c.demo.affinity,
                     shared=c.demo.shared,
                 ),
+                cilium_version=config.cilium_version_of(c),
             )
         )
 
     _check_cidrs(ordered, clusters, subnet if kind_configs else None, subnet_key, add)
     check_stack(config, clusters, subnet if kind_configs else None, add)
+    _check_versions(config, ordered, add, warnings)
+    node_image = config.kind.node_image
+    if node_image is None:
+        node_image, note = kind_node_image(kind_version)
+        if note and kind_configs:
+            warnings.append(note)
+    if kind_configs:
+        _check_node_image(config, kind_configs, node_image, add, warnings)
 
     network = NetworkPlan(
         name=config.network.name or network_name_for(stack),
@@ -427,7 +477,65 @@ def _plan(config: StackConfig, *, stack: str, project: str, problems: list[Probl
         topology=config.mesh.topology,
         hub=config.mesh.hub,
         links=tuple(links),
+        node_image=node_image,
+        kind_version=kind_version,
+        warnings=tuple(dict.fromkeys(warnings)),
     )
+
+
+def _version_key_name(c: ClusterConfig) -> str:
+    """The key that sets a cluster's Cilium version (its own, else the stack's)."""
+    return f"kindmesh:clusters[{c.index}].cilium.version" if c.cilium_version else "kindmesh:cilium.version"
+
+
+def _check_versions(config: StackConfig, ordered: Sequence[ClusterConfig], add: Any, warnings: list[str]) -> None:
+    """Cilium version skew across the mesh, and extra values each cluster's version cannot take."""
+    skew = check_skew([(_version_key_name(c), config.cilium_version_of(c)) for c in ordered])
+    if skew:
+        keys = sorted({_version_key_name(c) for c in ordered})
+        add(keys[0] if len(keys) == 1 else "kindmesh:clusters[].cilium.version", skew)
+    stack_values = config.cilium.values
+    by_problem: dict[tuple[str, str], list[str]] = {}
+    for c in ordered:
+        version = config.cilium_version_of(c)
+        if cilium_line(version) is None:
+            continue  # reported by the parser
+        for path, message in value_problems(c.cilium_values, version):
+            add(f"kindmesh:clusters[{c.index}].cilium.values.{path}", message)
+        for path, message in value_problems(stack_values, version):
+            by_problem.setdefault((path, message), []).append(c.name)
+        for old, new in moved_paths_in(stack_values, version) + moved_paths_in(c.cilium_values, version):
+            warnings.append(f"Cilium {fmt_minor(minor_of(version) or (0, 0))} reads {old} as {new}: kindmesh "
+                            f"renders it there for {c.name} (rename it in cilium.values)")
+    for (path, message), names in by_problem.items():
+        add(f"kindmesh:cilium.values.{path}", f"{message} (clusters {', '.join(names[:4])}"
+                                              f"{' …' if len(names) > 4 else ''} run that version)")
+
+
+def _check_node_image(config: StackConfig, kinds: Sequence[ClusterConfig], image: str, add: Any,
+                      warnings: list[str]) -> None:
+    """The node image's Kubernetes version against the Cilium window of every kind cluster."""
+    k8s = node_k8s_minor(image)
+    if k8s is None:
+        warnings.append(f"cannot tell the Kubernetes version of node image {image}; not checked against "
+                        "Cilium's tested Kubernetes versions")
+        return
+    seen: set[tuple[int, int]] = set()
+    for c in kinds:
+        line = cilium_line(config.cilium_version_of(c))
+        if line is None or line.minor in seen:
+            continue
+        seen.add(line.minor)
+        verdict = window_verdict(k8s, line)
+        if verdict == "older":
+            add("kindmesh:kind.nodeImage",
+                f"node image {image} runs Kubernetes {fmt_minor(k8s)}, older than Cilium "
+                f"{fmt_minor(line.minor)} supports ({window_text(line)}; {_version_key_name(c)}): install a "
+                "newer kind (its node image follows) or set kind.nodeImage to a newer kindest/node image")
+        elif verdict == "newer":
+            warnings.append(f"node image {image} runs Kubernetes {fmt_minor(k8s)}, newer than Cilium "
+                            f"{fmt_minor(line.minor)} is tested with ({window_text(line)}); Cilium says newer "
+                            "versions depend on Kubernetes' backward compatibility")
 
 
 def _existing_cluster(
@@ -451,6 +559,7 @@ def _existing_cluster(
         demo=DemoPlan(enabled=config.demo.enabled, policy=config.demo.policy,
                       affinity=c.demo.affinity, shared=c.demo.shared),
         existing=ex,
+        cilium_version=config.cilium_version_of(c),
         **mesh_addresses(c, config.cilium.hubble_ui),
     )
 

@@ -12,8 +12,8 @@ from typing import Any
 import yaml
 
 from kindmesh.core.existing import existing_cilium_values, table_extras, with_extras
-from kindmesh.core.images import cilium_image_set
 from kindmesh.core.planner import ClusterPlan, StackPlan
+from kindmesh.core.versions import cilium_image_set
 
 KIND_API_VERSION = "kind.x-k8s.io/v1alpha4"
 METALLB_NAMESPACE = "metallb-system"
@@ -58,7 +58,7 @@ def kind_config(plan: StackPlan, cluster: ClusterPlan) -> dict[str, Any]:
     """The kind config of a planned cluster."""
     return kind_config_for(
         cluster.kind_name,
-        node_image=plan.config.kind.node_image,
+        node_image=plan.node_image,
         workers=cluster.workers,
         pod_subnet=cluster.pod_subnet,
         service_subnet=cluster.service_subnet,
@@ -112,7 +112,7 @@ def cilium_values(
     """
     cfg = plan.config.cilium
     pre = plan.config.kind.prepull and cluster.source == "kind"  # images are loaded into kind nodes only
-    ver = cfg.version
+    ver = plan.cilium_version(cluster)  # the cluster's own Cilium version (a mesh may mix two minors)
     values: dict[str, Any] = {
         "cluster": {"name": cluster.name, "id": cluster.id},
         "kubeProxyReplacement": True,
@@ -324,6 +324,7 @@ def cluster_table(plan: StackPlan) -> list[dict[str, Any]]:
             "meshIp": c.mesh_ip,
             "hubbleUi": hubble_ui_url(c),
             "peers": list(c.peers),
+            "ciliumVersion": plan.cilium_version(c),
             **table_extras(c),
         }
         for c in plan.clusters

@@ -276,13 +276,19 @@ class Engine:
 
     # ------------------------------------------------------------------ images
     def pull(self, ref: str, platform: str) -> dict[str, Any]:
+        """``repo:tag`` stores a tagged image; ``repo[:tag]@sha256:…`` one known by digest
+        only (``repo@sha256:…``), as docker does: a digest reference wins over the tag."""
         with self.lock:
-            digest = "sha256:" + secrets.token_hex(32)
-            if "@sha256:" in ref:
-                digest = ref.split("@", 1)[1]
-            img = {"Id": digest, "RepoTags": [] if "@" in ref else [ref], "RepoDigests": [ref] if "@" in ref else [],
-                   "Platform": platform}
-            self.images[ref] = img
+            name, _, digest = ref.partition("@")
+            slash, colon = name.rfind("/"), name.rfind(":")
+            repo = name[:colon] if colon > slash else name
+            if digest:
+                img = {"Id": digest, "RepoTags": [], "RepoDigests": [f"{repo}@{digest}"], "Platform": platform}
+                self.images[f"{repo}@{digest}"] = img
+            else:
+                img = {"Id": "sha256:" + secrets.token_hex(32), "RepoTags": [name], "RepoDigests": [],
+                       "Platform": platform}
+                self.images[name] = img
             self.save()
             return img
 
@@ -744,7 +750,10 @@ def _cli(cmd: str, rest: list[str]) -> int:
     if cmd == "tag":
         src, dst = rest
         repo, _, tag = dst.rpartition(":") if ":" in dst.rsplit("/", 1)[-1] else (dst, "", "latest")
-        api("POST", f"/images/{urllib.parse.quote(src, safe='')}/tag?" + urllib.parse.urlencode({"repo": repo, "tag": tag}))
+        status, data = api("POST", f"/images/{urllib.parse.quote(src, safe='')}/tag?" +
+                           urllib.parse.urlencode({"repo": repo, "tag": tag}))
+        if status >= 400:
+            raise ApiError(status, json.loads(data)["message"])
         return 0
     if cmd == "save":
         out = _pop_opt(rest, "-o", "--output")

@@ -95,7 +95,8 @@ def create(ns: argparse.Namespace) -> int:
             print("ERROR: failed to create cluster: unknown apiVersion/kind in config", file=sys.stderr)
             return 1
         name = ns.name or cfg.get("name") or "kind"
-    image = ns.image or DEFAULT_IMAGE.get(KIND_VERSION, "kindest/node:v1.34.0")
+    node_images = [n.get("image") for n in cfg.get("nodes") or [] if n.get("image")]
+    image = ns.image or (node_images[0] if node_images else DEFAULT_IMAGE.get(KIND_VERSION, "kindest/node:v1.34.0"))
     network = os.environ.get("KIND_EXPERIMENTAL_DOCKER_NETWORK") or "kind"
     print(f"Creating cluster \"{name}\" ...", file=sys.stderr)
     lock = open(simcluster.world_dir() / "kind.lock", "w")  # kind's own provider is serial per name  # noqa: SIM115 - held across the create

@@ -155,6 +155,11 @@ class ClusterState:
         return cls(**data)
 
 
+def egress_socket(state: ClusterState) -> Path:
+    """The API server's ``cluster`` egress (webhooks): HTTP CONNECT over this Unix socket."""
+    return state.dir / "egress.sock"
+
+
 def kubeconfig(state: ClusterState, *, internal: bool = False) -> str:
     """The kubeconfig kind writes: cluster, user and context all named ``kind-<name>``."""
     pki = state.dir / "pki"
@@ -241,7 +246,7 @@ def start(state: ClusterState, *, timeout: float = 120.0) -> None:
     (d / "egress.yaml").write_text(json.dumps({
         "apiVersion": "apiserver.k8s.io/v1beta1", "kind": "EgressSelectorConfiguration",
         "egressSelections": [{"name": "cluster", "connection": {
-            "proxyProtocol": "HTTPConnect", "transport": {"tcp": {"url": f"http://127.0.0.1:{state.egress_port}"}}}}],
+            "proxyProtocol": "HTTPConnect", "transport": {"uds": {"udsName": str(egress_socket(state))}}}}],
     }))
     deadline = time.monotonic() + timeout
     peer = free_port()
@@ -280,7 +285,7 @@ def start(state: ClusterState, *, timeout: float = 120.0) -> None:
         "--service-account-private-key-file", str(pki / "sa.key"), "--root-ca-file", str(pki / "ca.crt"),
         "--cluster-signing-cert-file", str(pki / "ca.crt"), "--cluster-signing-key-file", str(pki / "ca.key"),
         "--use-service-account-credentials=false", "--bind-address", "127.0.0.1", "--secure-port", "0",
-        "--controllers", "*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service,-route,-persistentvolume-binder,"
+        "--controllers", "*,-nodeipam,-cloud-node-lifecycle,-service,-route,-persistentvolume-binder,"
         "-attachdetach,-persistentvolume-expander,-ephemeral-volume,-pvc-protection,-pv-protection",
         "--concurrent-deployment-syncs", "10", "--concurrent-replicaset-syncs", "10",
     ])

@@ -161,6 +161,19 @@ class World:
                 adm.patch_validating_webhook_configuration(cfg.metadata.name, body)
                 self.record("webhook-cabundle", configuration=cfg.metadata.name)
 
+    def service_host(self, target: str) -> str:
+        """``<svc>.<ns>.svc`` for a CONNECT target: the API server resolves a webhook's
+        service to its ClusterIP before it dials; the IP is only looked up, never dialled."""
+        try:
+            ipaddress.ip_address(target)
+        except ValueError:
+            return target
+        core = client.CoreV1Api(self.api())
+        for svc in core.list_service_for_all_namespaces().items:
+            if svc.spec.cluster_ip == target:
+                return f"{svc.metadata.name}.{svc.metadata.namespace}.svc"
+        return target
+
     def serving_cert(self, host: str) -> ssl.SSLContext:
         cert, key = simcluster.issue(self.ca, host, dns=(host,), server=True)
         tmp = self.dir / "pki"
@@ -246,7 +259,10 @@ class World:
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
-        proxy = EgressProxy(("127.0.0.1", self.state.egress_port), self)
+        sock = simcluster.egress_socket(self.state)
+        if sock.exists():
+            sock.unlink()
+        proxy = EgressProxy(str(sock), self)
         threading.Thread(target=proxy.serve_forever, daemon=True).start()
         delay = 0.1
         while True:
@@ -293,13 +309,12 @@ def _first_free(pool: dict[str, Any], used: set[str]) -> str | None:
     return None
 
 
-class EgressProxy(socketserver.ThreadingMixIn, socketserver.TCPServer):
+class EgressProxy(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     """HTTP CONNECT for the API server's ``cluster`` egress: webhook calls end here."""
 
     daemon_threads = True
-    allow_reuse_address = True
 
-    def __init__(self, addr: tuple[str, int], world: World):
+    def __init__(self, addr: str, world: World):
         self.world = world
         super().__init__(addr, ConnectHandler)
 
@@ -316,7 +331,7 @@ class ConnectHandler(socketserver.StreamRequestHandler):
         if len(parts) < 2 or parts[0] != "CONNECT":
             self.wfile.write(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
             return
-        host = parts[1].rsplit(":", 1)[0]
+        host = world.service_host(parts[1].rsplit(":", 1)[0])
         svc_ns = host.split(".")[:2]
         world.record("egress-connect", target=parts[1])
         if not (world.metallb_ready and len(svc_ns) == 2 and svc_ns[1] == world.metallb_namespace
@@ -333,7 +348,7 @@ class ConnectHandler(socketserver.StreamRequestHandler):
             return
         handler = type("Bound", (WebhookHandler,), {"world": world})
         try:
-            handler(tls, self.client_address, _NoServer())
+            handler(tls, ("egress", 0), _NoServer())
         except (OSError, ssl.SSLError):
             pass
         finally:
