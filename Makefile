@@ -61,7 +61,7 @@ lint: $(DEV)
 	$(PY) -m ruff check .
 
 typecheck: $(DEV)
-	$(PY) -m mypy kindmesh components stacks
+	$(PY) -m mypy kindmesh components stacks bench
 
 check: lint typecheck test
 

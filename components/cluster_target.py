@@ -139,7 +139,7 @@ class ClusterTarget:
         gate: str,
         spec: dict[str, Any],
         rerun_on: list[pulumi.Input[Any]],
-        after: pulumi.Resource,
+        after: After,
     ) -> command.local.Command:
         """A readiness gate in its own process: ``python -m kindmesh.deploy.gate_cmd <gate>``.
 
@@ -149,7 +149,7 @@ class ClusterTarget:
         is an *update* of the command, which runs ``update`` (the same gate) — whereas
         pulumi-command 1.2.1 marks ``triggers`` replaceOnChanges, so a trigger would
         *replace* the gate. Nothing changed, no diff. No delete command: a gate leaves
-        nothing behind.
+        nothing behind. ``after``: one resource or a sequence.
         """
         run = f"{shlex.quote(sys.executable)} -m kindmesh.deploy.gate_cmd {gate}"
         return command.local.Command(
@@ -162,7 +162,8 @@ class ClusterTarget:
                 GATE_SPEC_ENV: json.dumps(spec, sort_keys=True, separators=(",", ":")),
                 GATE_RERUN_ENV: rerun_json(rerun_on),
             },
-            opts=pulumi.ResourceOptions(parent=parent, depends_on=[after], deleted_with=self.deleted_with),
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=after_list(after, "after"),
+                                        deleted_with=self.deleted_with),
         )
 
 
