@@ -123,17 +123,22 @@ class ClusterTier:
         self.cmd([sys.executable, "-m", "kindmesh.deploy.kindctl", "prepull"],
                  {"KINDMESH_IMAGES_SPEC": json.dumps(images)}, "kindctl prepull")
         made = []
+        from kindmesh.components.kind_cluster import cluster_spec, load_spec
         for c in self.plan.clusters:
             if c.source != "kind":
                 continue
             spec = cluster_inputs(self.plan, c)
-            out = self.cmd([sys.executable, "-m", "kindmesh.deploy.kindctl", "create"],
-                           {"KINDMESH_KIND_SPEC": json.dumps(spec, sort_keys=True)}, f"kindctl create {c.name}")
+            create = {"KINDMESH_KIND_SPEC": json.dumps(cluster_spec(spec), sort_keys=True)}
+            out = self.cmd([sys.executable, "-m", "kindmesh.deploy.kindctl", "create"], create, f"kindctl create {c.name}")
             action = json.loads(out)["action"]
-            again = json.loads(self.cmd([sys.executable, "-m", "kindmesh.deploy.kindctl", "update"],
-                                        {"KINDMESH_KIND_SPEC": json.dumps(spec, sort_keys=True)}))["action"]
+            again = json.loads(self.cmd([sys.executable, "-m", "kindmesh.deploy.kindctl", "update"], create))["action"]
             if action != "created" or again != "updated":
                 raise StepFailed(f"{c.name}: kindctl said {action!r} then {again!r}")
+            self.cmd([sys.executable, "-m", "kindmesh.deploy.kindctl", "load"],
+                     {"KINDMESH_KIND_SPEC": json.dumps(load_spec(spec), sort_keys=True)}, f"kindctl load {c.name}")
+            loaded = simcluster.world_dir() / "clusters" / c.kind_name / "loaded-images.jsonl"
+            if spec["images"] and not loaded.exists():
+                raise StepFailed(f"{c.name}: kindctl load loaded no image into the nodes")
             path = self.workdir / f"{c.name}.kubeconfig"
             path.write_text(self.cmd(["kind", "get", "kubeconfig", "--name", c.kind_name]))
             path.chmod(0o600)
@@ -180,6 +185,7 @@ class ClusterTier:
             ip_address_pool,
             l2_advertisement,
             metallb_values,
+            metallb_workloads,
             rollout_workloads,
         )
         said = []
@@ -188,10 +194,12 @@ class ClusterTier:
             self.helm(c, "cilium", "cilium", self.plan.cilium_version(c), CILIUM_NAMESPACE, values, wait=False)
             said.append(self.gate(c, "rollout", {"cluster": c.name, "workloads": rollout_workloads(values), "timeout": 300}))
             if c.source == "kind" or (c.existing is not None and c.existing.endpoint == "pool"):
+                # as the program does: no Helm wait; the webhook gate waits for MetalLB's workloads first
                 self.helm(c, "metallb", "metallb", self.plan.config.metallb.version, METALLB_NAMESPACE,
-                          metallb_values(), wait=True)
+                          metallb_values(), wait=False)
                 pool = ip_address_pool(self.plan, c)
-                said.append(self.gate(c, "metallb-webhook", {"cluster": c.name, "pool": pool, "timeout": 300}))
+                said.append(self.gate(c, "metallb-webhook", {"cluster": c.name, "pool": pool, "timeout": 600,
+                                                             "workloads": metallb_workloads(metallb_values())}))
                 for obj in (pool, l2_advertisement(self.plan, c)):
                     self.cmd(["kubectl", "--kubeconfig", str(self.kubeconfigs[c.name]), "apply", "-f", "-"],
                              input_text=json.dumps(obj), what=f"kubectl apply {obj['kind']}")
