@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# Build the real tools that `make integration` runs, from their Go modules (the Go module proxy
+# only: no prebuilt binaries, no GitHub downloads), pinned, into a cache outside the checkout:
+#
+#   ${KINDMESH_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kindmesh/tools}/<key>/
+#     bin/                 pulumi, pulumi-language-python (+ the scripts beside it),
+#                          kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok
+#     pulumi-home/plugins/ resource-<name>-v<version>/ as `pulumi plugin install` lays them out
+#     versions.json        every tool: module@version, build seconds, peak RSS
+#     READY                written last
+#
+# <key> is derived from every pinned version (+ the Go version and RECIPE), so a second run finds
+# READY and builds nothing. Nothing here downloads at run time: the tools are complete once built.
+#
+# Usage: build-tools.sh [--print-dir] [GROUP...]   GROUP: k8s pulumi providers (default: all)
+#   --print-dir  print the ready directory (exit 1 with a message if it is not built)
+# Env: KINDMESH_TOOLS_CACHE (cache root), KINDMESH_TOOLS_STATUS (optional markdown status file,
+#      rewritten after every tool), KINDMESH_TOOLS_LOG (build log dir; default <cache>/logs/<key>).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+
+# ------------------------------------------------------------------ the pinned table
+# Bump RECIPE when the way a tool is built changes (it is part of the cache key).
+RECIPE=1
+K8S_VERSION=v1.34.4          # k8s.io/kubernetes; staging modules k8s.io/* at v0.34.4 (kind v0.30 = v1.34.0)
+ETCD_VERSION=v3.6.16         # go.etcd.io/etcd/server/v3 (package main at the module root)
+KWOK_VERSION=v0.7.0          # sigs.k8s.io/kwok (its client libraries are v0.33: not newer than the API server)
+PULUMI_VERSION=v3.274.0      # github.com/pulumi/pulumi/pkg/v3 CLI (the proxy does not serve v3.272.0/v3.273.0;
+                             # a CLI newer than the SDK pulumi==3.272.0 serves it)
+# Provider plugin versions are not repeated here: they are read from requirements.txt (the SDK pins),
+# and cross-checked with the SDK's pulumi-plugin.json where the SDK is installed in .venv.
+PROVIDERS=(command kubernetes tls docker)
+
+die() { echo "build-tools: $*" >&2; exit 1; }
+
+GO=${GO:-go}
+command -v "$GO" >/dev/null || { [ -x /usr/local/go/bin/go ] && GO=/usr/local/go/bin/go; } || die "go not found (need Go >= 1.26)"
+export GOTOOLCHAIN=local GOFLAGS="-buildvcs=false" CGO_ENABLED=0
+GOVERSION=$("$GO" env GOVERSION)
+
+declare -A PROVIDER_VERSION
+for p in "${PROVIDERS[@]}"; do
+  v=$(sed -n "s/^pulumi-$p==\([0-9][0-9.]*\)\s*$/\1/p" "$ROOT/requirements.txt")
+  [ -n "$v" ] || die "requirements.txt pins no pulumi-$p==X.Y.Z"
+  PROVIDER_VERSION[$p]=$v
+done
+
+key_material() {
+  echo "recipe=$RECIPE go=$GOVERSION k8s=$K8S_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION pulumi=$PULUMI_VERSION"
+  for p in "${PROVIDERS[@]}"; do echo "provider-$p=${PROVIDER_VERSION[$p]}"; done
+}
+KEY=$(key_material | sha256sum | cut -c1-16)
+CACHE_ROOT=${KINDMESH_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kindmesh/tools}
+DIR=$CACHE_ROOT/$KEY
+
+if [ "${1:-}" = "--print-dir" ]; then
+  [ -f "$DIR/READY" ] || die "tools not built for this pin set ($DIR): run 'make tools'"
+  echo "$DIR"; exit 0
+fi
+# Stamp check first: a built set is never rebuilt.
+if [ -f "$DIR/READY" ]; then echo "$DIR"; exit 0; fi
+
+GROUPS_WANTED=("$@"); [ ${#GROUPS_WANTED[@]} -gt 0 ] || GROUPS_WANTED=(k8s pulumi providers)
+WORK=$CACHE_ROOT/.work/$KEY
+LOGS=${KINDMESH_TOOLS_LOG:-$CACHE_ROOT/logs/$KEY}
+STAMPS=$DIR/.stamps
+mkdir -p "$DIR/bin" "$DIR/pulumi-home/plugins" "$WORK" "$LOGS" "$STAMPS"
+key_material >"$DIR/key.txt"
+case "$ROOT/" in "$DIR"/*|"$CACHE_ROOT"/*) die "the cache must live outside the checkout";; esac
+
+TIME=/usr/bin/time
+[ -x $TIME ] || die "/usr/bin/time not found (Debian: apt-get install time); it measures peak memory"
+
+# ------------------------------------------------------------------ bookkeeping
+# A stamp per tool: "module@version seconds peak_kb"; a failure file per failed tool.
+status() {
+  [ -n "${KINDMESH_TOOLS_STATUS:-}" ] || return 0
+  {
+    echo "# kindmesh tools (written by tests/integration/build-tools.sh; $(date -u +%FT%TZ))"
+    echo
+    echo "dir: \`$DIR\`"
+    echo
+    for f in "$STAMPS"/*; do
+      [ -e "$f" ] || continue
+      n=$(basename "$f")
+      case "$n" in
+        *.failed) echo "- ${n%.failed}: FAILED: $(head -c 400 "$f" | tr '\n' ' ')";;
+        *) read -r mv secs kb path <"$f"; echo "- $n: ok, $mv, built in ${secs}s, peak RSS $((kb / 1024)) MiB, \`$path\`";;
+      esac
+    done
+    [ -f "$DIR/READY" ] && echo && echo "READY: all tools built."
+  } >"$KINDMESH_TOOLS_STATUS.tmp" && mv "$KINDMESH_TOOLS_STATUS.tmp" "$KINDMESH_TOOLS_STATUS"
+}
+done_tool() { [ -f "$STAMPS/$1" ]; }
+# timed NAME LOGTAG CMD...: run CMD under /usr/bin/time -v, add its seconds and peak RSS to NAME's tally
+declare -A SECS PEAK
+timed() {
+  local name=$1 tag=$2; shift 2
+  local t=$WORK/$name.$tag.time s e
+  s=$(date +%s.%N)
+  if ! $TIME -v -o "$t" "$@" >>"$LOGS/$name.log" 2>&1; then
+    echo "build-tools: $name: '$*' failed; last lines of $LOGS/$name.log:" >&2
+    tail -n 25 "$LOGS/$name.log" >&2
+    { echo "step '$tag' failed: $*"; grep -vE '^\s*$' "$LOGS/$name.log" | tail -n 4; } >"$STAMPS/$name.failed"
+    status; return 1
+  fi
+  e=$(date +%s.%N)
+  local kb; kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$t")
+  SECS[$name]=$(echo "${SECS[$name]:-0} + $e - $s" | bc)
+  [ "${kb:-0}" -gt "${PEAK[$name]:-0}" ] && PEAK[$name]=$kb
+  return 0
+}
+stamp() { # NAME MODULE@VERSION PATH
+  rm -f "$STAMPS/$1.failed"
+  printf '%s %.0f %s %s\n' "$2" "${SECS[$1]:-0}" "${PEAK[$1]:-0}" "$3" >"$STAMPS/$1"
+  echo "build-tools: $1 ok ($2, $(printf %.0f "${SECS[$1]:-0}")s) -> $3"
+  status
+}
+# wrapper NAME GODIRECTIVE: a fresh wrapper module dir for NAME (echoes its path)
+wrapper() {
+  local w=$WORK/$1; rm -rf "$w"; mkdir -p "$w"
+  printf 'module kindmesh.local/tools/%s\n\ngo %s\n' "$1" "${GOVERSION#go}" >"$w/go.mod"
+  echo "$w"
+}
+# moddir MODULE@VERSION: the module's extracted source in the module cache (downloads via the proxy)
+moddir() { "$GO" mod download -json "$1" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p'; }
+modfile() { "$GO" mod download -json "$1" | sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p'; }
+
+# ------------------------------------------------------------------ Kubernetes
+build_k8s() {
+  local bins=(kube-apiserver kube-controller-manager kube-scheduler) b need=0
+  for b in "${bins[@]}"; do done_tool "$b" || need=1; done
+  if [ $need = 1 ]; then
+    local w mf minor staging m ld
+    w=$(wrapper kubernetes)
+    mf=$(modfile "k8s.io/kubernetes@$K8S_VERSION")
+    # k8s.io/kubernetes replaces every staging module with ./staging/src/k8s.io/<name>; outside
+    # the repo each is the published module at v0.<minor>.<patch>.
+    staging="v0.${K8S_VERSION#v1.}"
+    {
+      echo; echo "require k8s.io/kubernetes $K8S_VERSION"; echo; echo "replace ("
+      sed -n 's#^\s*\(k8s\.io/[a-z0-9-]*\) => \./staging/src/k8s\.io/[a-z0-9-]*\s*$#\t\1 => \1 '"$staging"'#p' "$mf"
+      echo ")"
+    } >>"$w/go.mod"
+    minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+    ld="-s -w"
+    for m in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ld+=" -X $m.gitVersion=$K8S_VERSION -X $m.gitMajor=1 -X $m.gitMinor=$minor -X $m.gitTreeState=clean -X $m.buildDate=1970-01-01T00:00:00Z"
+    done
+    for b in "${bins[@]}"; do
+      done_tool "$b" && continue
+      { timed "$b" get "$GO" -C "$w" get "k8s.io/kubernetes/cmd/$b@$K8S_VERSION" \
+        && timed "$b" build "$GO" -C "$w" build -p 2 -trimpath -ldflags "$ld" -o "$DIR/bin/$b" "k8s.io/kubernetes/cmd/$b" \
+        && timed "$b" version "$DIR/bin/$b" --version; } || return 1
+      grep -q "$K8S_VERSION" "$LOGS/$b.log" || { echo "version mismatch" >"$STAMPS/$b.failed"; return 1; }
+      stamp "$b" "k8s.io/kubernetes/cmd/$b@$K8S_VERSION" "$DIR/bin/$b"
+    done
+  fi
+  if ! done_tool etcd; then
+    local w
+    w=$(wrapper etcd)
+    # server/v3's go.mod replaces its sibling modules with ../api, ../client/...: outside the repo
+    # they are the published modules, which its require lines already name at the same version.
+    { timed etcd get "$GO" -C "$w" get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" \
+      && timed etcd build "$GO" -C "$w" build -p 2 -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION" \
+           -o "$DIR/bin/etcd" go.etcd.io/etcd/server/v3 \
+      && timed etcd version "$DIR/bin/etcd" --version; } || return 1
+    stamp etcd "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "$DIR/bin/etcd"
+  fi
+  if ! done_tool kwok; then
+    local w
+    w=$(wrapper kwok)
+    { timed kwok get "$GO" -C "$w" get "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" \
+      && timed kwok build "$GO" -C "$w" build -p 2 -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" \
+           -o "$DIR/bin/kwok" sigs.k8s.io/kwok/cmd/kwok \
+      && timed kwok version "$DIR/bin/kwok" --version; } || return 1
+    stamp kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "$DIR/bin/kwok"
+  fi
+}
+
+# replaces_of GOMOD SAMEVERSION: the replace directives of a dependency's go.mod, for a wrapper
+# module. Replacements by another module version are kept as they are; replacements by a local
+# directory (a sibling module of the same repository) become that module at SAMEVERSION.
+replaces_of() {
+  "$GO" mod edit -json "$1" | python3 -c '
+import json, sys
+same = sys.argv[1]
+for r in json.load(sys.stdin).get("Replace") or []:
+    old, new = r["Old"], r["New"]
+    lhs = old["Path"] + (" " + old["Version"] if old.get("Version") else "")
+    if new.get("Version"):
+        print("replace %s => %s %s" % (lhs, new["Path"], new["Version"]))
+    elif same:
+        print("replace %s => %s %s" % (lhs, old["Path"], same))
+' "${2:-}"
+}
+
+# ------------------------------------------------------------------ Pulumi CLI + Python language host
+PULUMI_PKG=github.com/pulumi/pulumi/pkg/v3
+PULUMI_SDK=github.com/pulumi/pulumi/sdk/v3
+build_pulumi() {
+  local w ld="-s -w -X $PULUMI_SDK/go/common/version.Version=$PULUMI_VERSION"
+  if ! done_tool pulumi; then
+    w=$(wrapper pulumi)
+    # pkg/v3 replaces sdk/v3 with ../sdk (-> the same release) and pins a clipboard fork.
+    { printf '\nrequire (\n\t%s %s\n\t%s %s\n)\n' "$PULUMI_PKG" "$PULUMI_VERSION" "$PULUMI_SDK" "$PULUMI_VERSION"
+      replaces_of "$(modfile "$PULUMI_PKG@$PULUMI_VERSION")" "$PULUMI_VERSION"; } >>"$w/go.mod"
+    { timed pulumi get "$GO" -C "$w" get "$PULUMI_PKG/cmd/pulumi@$PULUMI_VERSION" \
+      && timed pulumi build "$GO" -C "$w" build -p 2 -trimpath -ldflags "$ld" -o "$DIR/bin/pulumi" "$PULUMI_PKG/cmd/pulumi" \
+      && timed pulumi version env PULUMI_SKIP_UPDATE_CHECK=true PULUMI_HOME="$DIR/pulumi-home" "$DIR/bin/pulumi" version; } || return 1
+    grep -q "^$PULUMI_VERSION\$" "$LOGS/pulumi.log" || { echo "pulumi version does not print $PULUMI_VERSION" >"$STAMPS/pulumi.failed"; return 1; }
+    stamp pulumi "$PULUMI_PKG/cmd/pulumi@$PULUMI_VERSION" "$DIR/bin/pulumi"
+  fi
+  if ! done_tool pulumi-language-python; then
+    # Pulumi's own host module (sdk/python/cmd/pulumi-language-python/v3) is not served by the proxy:
+    # build ours (langhost/main.go, this repository) against the same sdk/v3 release.
+    w=$(wrapper pulumi-language-python)
+    cp "$HERE/langhost/main.go" "$w/main.go"
+    { printf '\nrequire %s %s\n' "$PULUMI_SDK" "$PULUMI_VERSION"
+      replaces_of "$(modfile "$PULUMI_SDK@$PULUMI_VERSION")" ""; } >>"$w/go.mod"
+    { timed pulumi-language-python get "$GO" -C "$w" mod tidy \
+      && timed pulumi-language-python build "$GO" -C "$w" build -p 2 -trimpath \
+           -ldflags "-s -w -X main.version=${PULUMI_VERSION#v}" -o "$DIR/bin/pulumi-language-python" . ; } || return 1
+    stamp pulumi-language-python "kindmesh langhost + $PULUMI_SDK@$PULUMI_VERSION" "$DIR/bin/pulumi-language-python"
+  fi
+  if ! done_tool python-scripts; then
+    # The scripts that ship beside the language host in Pulumi's releases are in the sdk/v3 module:
+    # the program launcher (python/cmd) and the dynamic-provider plugin launcher (python/dist).
+    local sdk; sdk=$(moddir "$PULUMI_SDK@$PULUMI_VERSION")
+    install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$DIR/bin/pulumi-language-python-exec"
+    install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$DIR/bin/pulumi-resource-pulumi-python"
+    stamp python-scripts "$PULUMI_SDK@$PULUMI_VERSION (python/cmd, python/dist)" "$DIR/bin/pulumi-language-python-exec"
+  fi
+}
+build_providers() { die "providers: not yet"; }
+
+# ------------------------------------------------------------------ main
+echo "build-tools: building into $DIR (logs: $LOGS)"
+rc=0
+for g in "${GROUPS_WANTED[@]}"; do
+  case "$g" in
+    k8s) build_k8s || rc=1;;
+    pulumi) build_pulumi || rc=1;;
+    providers) build_providers || rc=1;;
+    *) die "unknown group '$g' (k8s, pulumi, providers)";;
+  esac
+done
+status
+[ $rc = 0 ] || die "some tools failed (see above and $LOGS); built ones are kept and not rebuilt"
