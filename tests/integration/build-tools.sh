@@ -59,8 +59,14 @@ if [ "${1:-}" = "--print-dir" ]; then
   [ -f "$DIR/READY" ] || die "tools not built for this pin set ($DIR): run 'make tools'"
   echo "$DIR"; exit 0
 fi
-# Stamp check first: a built set is never rebuilt.
-if [ -f "$DIR/READY" ]; then echo "$DIR"; exit 0; fi
+# Stamp check first: a built set is never rebuilt (KINDMESH_TOOLS_RETRY=1 retries what the proxy refused).
+if [ -f "$DIR/READY" ] && [ -n "${KINDMESH_TOOLS_RETRY:-}" ] && [ -s "$DIR/MISSING" ]; then
+  rm -f "$DIR/READY" "$DIR/MISSING" "$DIR"/.stamps/*.failed
+fi
+if [ -f "$DIR/READY" ]; then
+  [ -s "$DIR/MISSING" ] && echo "build-tools: not built (proxy refused): $(cut -d: -f1 "$DIR/MISSING" | tr '\n' ' ')" >&2
+  echo "$DIR"; exit 0
+fi
 
 GROUPS_WANTED=("$@"); [ ${#GROUPS_WANTED[@]} -gt 0 ] || GROUPS_WANTED=(k8s pulumi providers)
 WORK=$CACHE_ROOT/.work/$KEY
@@ -86,12 +92,14 @@ status() {
       [ -e "$f" ] || continue
       n=$(basename "$f")
       case "$n" in
-        *.failed) echo "- ${n%.failed}: FAILED: $(head -c 400 "$f" | tr '\n' ' ')";;
-        *) read -r mv secs kb path <"$f"; echo "- $n: ok, $mv, built in ${secs}s, peak RSS $((kb / 1024)) MiB, \`$path\`";;
+        *.failed) echo "- ${n%.failed}: NOT BUILT: $(head -c 600 "$f" | tr '\n' ' ')";;
+        *) local t secs kb path mv; t=$(cat "$f"); path=${t##* }; t=${t% *}; kb=${t##* }; t=${t% *}; secs=${t##* }; mv=${t% *}
+           echo "- $n: ok, $mv, built in ${secs}s, peak RSS $((kb / 1024)) MiB, \`$path\`";;
       esac
     done
-    [ -f "$DIR/READY" ] && echo && echo "READY: all tools built."
-  } >"$KINDMESH_TOOLS_STATUS.tmp" && mv "$KINDMESH_TOOLS_STATUS.tmp" "$KINDMESH_TOOLS_STATUS"
+    if [ -f "$DIR/READY" ]; then echo; echo "READY (every tool the proxy serves is built)."; fi
+  } >"$KINDMESH_TOOLS_STATUS.tmp"
+  mv "$KINDMESH_TOOLS_STATUS.tmp" "$KINDMESH_TOOLS_STATUS"
 }
 done_tool() { [ -f "$STAMPS/$1" ]; }
 # timed NAME LOGTAG CMD...: run CMD under /usr/bin/time -v, add its seconds and peak RSS to NAME's tally
@@ -234,7 +242,82 @@ build_pulumi() {
     stamp python-scripts "$PULUMI_SDK@$PULUMI_VERSION (python/cmd, python/dist)" "$DIR/bin/pulumi-language-python-exec"
   fi
 }
-build_providers() { die "providers: not yet"; }
+# ------------------------------------------------------------------ provider plugins
+# Each provider repository tags its release at the root (vX.Y.Z) and in sdk/; its provider/ module is
+# untagged, so the release is required by the pseudo-version of the release commit. The commit
+# comes from the proxy's Origin record of the root (or sdk) module at that tag.
+declare -A PROVIDER_MAJOR=([command]="" [kubernetes]=/v4 [tls]=/v5 [docker]=/v5)
+
+# release_origin NAME VERSION: "<commit> <UTC time>" of the release tag, via the proxy
+release_origin() {
+  local name=$1 v=$2 major=${2%%.*} m mv out
+  local cands=("github.com/pulumi/pulumi-$name@v$v")
+  [ "$major" -ge 2 ] && cands=("github.com/pulumi/pulumi-$name@v$v+incompatible" "github.com/pulumi/pulumi-$name/sdk/v$major@v$v") \
+    || cands+=("github.com/pulumi/pulumi-$name/sdk@v$v")
+  for mv in "${cands[@]}"; do
+    if out=$("$GO" list -m -json "$mv" 2>>"$LOGS/provider-$name.log"); then
+      python3 -c 'import json,sys,datetime
+d=json.load(sys.stdin); o=d.get("Origin") or {}
+t=datetime.datetime.strptime(d["Time"][:19],"%Y-%m-%dT%H:%M:%S")
+print(o.get("Hash",""), t.strftime("%Y%m%d%H%M%S")) if o.get("Hash") else sys.exit(1)' <<<"$out" && return 0
+    fi
+  done
+  return 1
+}
+
+# build_provider NAME: resource-NAME-vVERSION/pulumi-resource-NAME in pulumi-home/plugins
+build_provider() {
+  local name=$1 v=${PROVIDER_VERSION[$1]} tool="provider-$1"
+  local mod="github.com/pulumi/pulumi-$name/provider${PROVIDER_MAJOR[$name]}"
+  local pdir="$DIR/pulumi-home/plugins/resource-$name-v$v" commit when pseudo src w out
+  done_tool "$tool" && return 0
+  : >"$LOGS/$tool.log"
+  if ! read -r commit when < <(release_origin "$name" "$v"); then
+    { echo "unavailable: the Go module proxy serves neither github.com/pulumi/pulumi-$name@v$v nor its sdk module, so the release commit of $mod is unknown:"
+      grep -m1 -E '403|not available|invalid version' "$LOGS/$tool.log"; } >"$STAMPS/$tool.failed"
+    status; return 1
+  fi
+  local base=v0.0.0; [ -n "${PROVIDER_MAJOR[$name]}" ] && base="${PROVIDER_MAJOR[$name]#/}.0.0"
+  pseudo="$base-$when-${commit:0:12}"
+  if ! out=$("$GO" mod download -json "$mod@$pseudo" 2>>"$LOGS/$tool.log") || ! grep -q '"Dir"' <<<"$out"; then
+    { echo "unavailable: the Go module proxy refuses $mod@$pseudo (release v$v = commit $commit):"
+      grep -m1 -E '403|not available|Error' "$LOGS/$tool.log" <<<"$out" || true; } >"$STAMPS/$tool.failed"
+    status; return 1
+  fi
+  # A writable copy of the module: its main embeds files that `go generate` writes from the
+  # committed schema (schema-embed.json, *-embed.json), as the provider's Makefile does.
+  w=$(wrapper "$tool"); src="$w/src"
+  cp -r "$(sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p' <<<"$out")" "$src"; chmod -R u+w "$src"
+  { printf '\nrequire %s %s\n' "$mod" "$pseudo"
+    printf 'replace %s => ./src\n' "$mod"
+    # local replaces of the provider (sdk => ../sdk, a shim => ./shim, upstream => ../upstream)
+    "$GO" mod edit -json "$src/go.mod" | python3 -c '
+import json, sys, os
+src = sys.argv[1]
+for r in json.load(sys.stdin).get("Replace") or []:
+    old, new = r["Old"], r["New"]
+    if new.get("Version"):
+        print("replace %s => %s %s" % (old["Path"], new["Path"], new["Version"]))
+    elif os.path.isfile(os.path.join(src, new["Path"], "go.mod")):
+        print("replace %s => %s" % (old["Path"], os.path.normpath(os.path.join("src", new["Path"]))))
+    else:
+        sys.exit("local replace %s => %s is not in the module zip" % (old["Path"], new["Path"]))
+' "$src"; } >>"$w/go.mod" 2>>"$STAMPS/$tool.failed" || { status; return 1; }
+  rm -f "$STAMPS/$tool.failed"
+  local cmd="$src/cmd/pulumi-resource-$name"
+  { timed "$tool" get "$GO" -C "$w" mod tidy \
+    && { [ ! -f "$cmd/generate.go" ] || timed "$tool" generate env VERSION="$v" "$GO" -C "$w" generate "$mod/cmd/pulumi-resource-$name"; } \
+    && mkdir -p "$pdir" \
+    && timed "$tool" build "$GO" -C "$w" build -p 2 -trimpath -ldflags "-s -w -X $mod/pkg/version.Version=$v" \
+         -o "$pdir/pulumi-resource-$name" "$mod/cmd/pulumi-resource-$name"; } || return 1
+  stamp "$tool" "$mod@$pseudo (v$v)" "$pdir/pulumi-resource-$name"
+}
+
+build_providers() {
+  local p rc=0
+  for p in "${PROVIDERS[@]}"; do build_provider "$p" || rc=1; done
+  return $rc
+}
 
 # ------------------------------------------------------------------ main
 echo "build-tools: building into $DIR (logs: $LOGS)"
@@ -247,5 +330,36 @@ for g in "${GROUPS_WANTED[@]}"; do
     *) die "unknown group '$g' (k8s, pulumi, providers)";;
   esac
 done
+# A failed build fails the run (nothing is marked READY). A provider the proxy refuses to serve at
+# the pinned version is recorded in MISSING and versions.json; the rest is still marked READY.
+hard=$(grep -L '^unavailable:' "$STAMPS"/*.failed 2>/dev/null || true)
+if [ -n "$hard" ]; then
+  status; die "failed: $(basename -a $hard | sed 's/\.failed$//' | tr '\n' ' ')(see $LOGS); built tools are kept and not rebuilt"
+fi
+[ ${#GROUPS_WANTED[@]} = 3 ] || { status; echo "build-tools: built ${GROUPS_WANTED[*]} (READY needs all groups)"; exit 0; }
+python3 - "$DIR" "$STAMPS" <<'PY'
+import json, os, sys, glob
+d, stamps = sys.argv[1], sys.argv[2]
+tools, missing = {}, {}
+for f in sorted(glob.glob(os.path.join(stamps, "*"))):
+    name = os.path.basename(f)
+    text = open(f).read().strip()
+    if name.endswith(".failed"):
+        missing[name[:-len(".failed")]] = text
+        continue
+    module, secs, kb, path = text.rsplit(" ", 3)
+    tools[name] = {"module": module, "build_seconds": int(secs),
+                   "peak_rss_kib": int(kb), "path": os.path.relpath(path, d)}
+key = dict(l.split("=", 1) for l in open(os.path.join(d, "key.txt")).read().split())
+json.dump({"key": key, "tools": tools, "unavailable": missing}, open(os.path.join(d, "versions.json"), "w"), indent=2)
+with open(os.path.join(d, "MISSING"), "w") as m:
+    for k, v in missing.items():
+        m.write("%s: %s\n" % (k, " ".join(v.split())))
+PY
+date -u +%FT%TZ >"$DIR/READY"
 status
-[ $rc = 0 ] || die "some tools failed (see above and $LOGS); built ones are kept and not rebuilt"
+if [ -s "$DIR/MISSING" ]; then
+  echo "build-tools: WARNING: not built (the Go module proxy does not serve them):" >&2
+  sed 's/^/  /' "$DIR/MISSING" >&2
+fi
+echo "$DIR"
