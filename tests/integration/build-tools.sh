@@ -272,16 +272,22 @@ build_provider() {
   local pdir="$DIR/pulumi-home/plugins/resource-$name-v$v" commit when pseudo src w out
   done_tool "$tool" && return 0
   : >"$LOGS/$tool.log"
-  if ! read -r commit when < <(release_origin "$name" "$v"); then
+  # KINDMESH_TOOLS_PROVIDER_REV_<name>=<module version> names the provider module's version outright
+  # (for a proxy that serves it but not the tag it was released from).
+  local override_var="KINDMESH_TOOLS_PROVIDER_REV_$name"
+  if [ -n "${!override_var:-}" ]; then
+    pseudo=${!override_var}; commit="(given by $override_var)"
+  elif ! read -r commit when < <(release_origin "$name" "$v"); then
     { echo "unavailable: the Go module proxy serves neither github.com/pulumi/pulumi-$name@v$v nor its sdk module, so the release commit of $mod is unknown:"
       grep -m1 -E '403|not available|invalid version' "$LOGS/$tool.log"; } >"$STAMPS/$tool.failed"
     status; return 1
+  else
+    local base=v0.0.0; [ -n "${PROVIDER_MAJOR[$name]}" ] && base="${PROVIDER_MAJOR[$name]#/}.0.0"
+    pseudo="$base-$when-${commit:0:12}"
   fi
-  local base=v0.0.0; [ -n "${PROVIDER_MAJOR[$name]}" ] && base="${PROVIDER_MAJOR[$name]#/}.0.0"
-  pseudo="$base-$when-${commit:0:12}"
   if ! out=$("$GO" mod download -json "$mod@$pseudo" 2>>"$LOGS/$tool.log") || ! grep -q '"Dir"' <<<"$out"; then
     { echo "unavailable: the Go module proxy refuses $mod@$pseudo (release v$v = commit $commit):"
-      grep -m1 -E '403|not available|Error' "$LOGS/$tool.log" <<<"$out" || true; } >"$STAMPS/$tool.failed"
+      { grep -m1 '"Error"' <<<"$out"; grep -m1 -E '403|not available' "$LOGS/$tool.log"; } || true; } >"$STAMPS/$tool.failed"
     status; return 1
   fi
   # A writable copy of the module: its main embeds files that `go generate` writes from the
@@ -300,13 +306,23 @@ for r in json.load(sys.stdin).get("Replace") or []:
         print("replace %s => %s %s" % (old["Path"], new["Path"], new["Version"]))
     elif os.path.isfile(os.path.join(src, new["Path"], "go.mod")):
         print("replace %s => %s" % (old["Path"], os.path.normpath(os.path.join("src", new["Path"]))))
+    elif old["Path"].startswith(sys.argv[2] + "/"):
+        # a sibling module of the same repository (the sdk): the published one of this release
+        print("replace %s => %s v%s" % (old["Path"], old["Path"], sys.argv[3]))
     else:
         sys.exit("local replace %s => %s is not in the module zip" % (old["Path"], new["Path"]))
-' "$src"; } >>"$w/go.mod" 2>>"$STAMPS/$tool.failed" || { status; return 1; }
+' "$src" "github.com/pulumi/pulumi-$name" "$v"; } >>"$w/go.mod" 2>>"$STAMPS/$tool.failed" || { status; return 1; }
   rm -f "$STAMPS/$tool.failed"
-  local cmd="$src/cmd/pulumi-resource-$name"
+  local cmd="$src/cmd/pulumi-resource-$name" gen=""
+  if [ -f "$cmd/generate.go" ]; then
+    # The provider's generator (`go generate` runs it with `go run generate.go`, an ignore-tagged
+    # main): built here as a package of the wrapper, then run in the command's directory.
+    mkdir -p "$w/gen"; gen="$w/gen/gen"
+    sed -e '/^\/\/go:build ignore/d' -e '/^\/\/ +build ignore/d' "$cmd/generate.go" >"$w/gen/main.go"
+  fi
   { timed "$tool" get "$GO" -C "$w" mod tidy \
-    && { [ ! -f "$cmd/generate.go" ] || timed "$tool" generate env VERSION="$v" "$GO" -C "$w" generate "$mod/cmd/pulumi-resource-$name"; } \
+    && { [ -z "$gen" ] || { timed "$tool" gen-build "$GO" -C "$w" build -p 2 -trimpath -o "$gen" ./gen \
+           && timed "$tool" generate env -C "$cmd" VERSION="$v" "$gen"; }; } \
     && mkdir -p "$pdir" \
     && timed "$tool" build "$GO" -C "$w" build -p 2 -trimpath -ldflags "-s -w -X $mod/pkg/version.Version=$v" \
          -o "$pdir/pulumi-resource-$name" "$mod/cmd/pulumi-resource-$name"; } || return 1
@@ -336,7 +352,11 @@ hard=$(grep -L '^unavailable:' "$STAMPS"/*.failed 2>/dev/null || true)
 if [ -n "$hard" ]; then
   status; die "failed: $(basename -a $hard | sed 's/\.failed$//' | tr '\n' ' ')(see $LOGS); built tools are kept and not rebuilt"
 fi
-[ ${#GROUPS_WANTED[@]} = 3 ] || { status; echo "build-tools: built ${GROUPS_WANTED[*]} (READY needs all groups)"; exit 0; }
+if [ ${#GROUPS_WANTED[@]} != 3 ]; then
+  status; echo "build-tools: done with ${GROUPS_WANTED[*]} (READY needs all groups)"
+  [ $rc = 0 ] || echo "build-tools: not built (proxy refused): $(basename -a "$STAMPS"/*.failed | sed 's/\.failed$//' | tr '\n' ' ')" >&2
+  exit 0
+fi
 python3 - "$DIR" "$STAMPS" <<'PY'
 import json, os, sys, glob
 d, stamps = sys.argv[1], sys.argv[2]

@@ -105,10 +105,6 @@ func resolve(info *pulumirpc.ProgramInfo) (toolchain.Toolchain, error) {
 			opts.Toolchain = toolchain.Poetry
 		}
 	}
-	if opts.Virtualenv != "" && !filepath.IsAbs(opts.Virtualenv) && opts.Toolchain != toolchain.Uv {
-		// The pip toolchain takes the virtualenv relative to Root itself.
-		opts.Virtualenv = filepath.Clean(opts.Virtualenv)
-	}
 	return toolchain.ResolveToolchain(opts)
 }
 
@@ -198,9 +194,7 @@ func (h *host) GetRequiredPackages(ctx context.Context, req *pulumirpc.GetRequir
 	if err != nil {
 		return nil, err
 	}
-	pkgs := make([]*pulumirpc.PackageDependency, 0, len(deps))
-	pkgs = append(pkgs, deps...)
-	return &pulumirpc.GetRequiredPackagesResponse{Packages: pkgs}, nil
+	return &pulumirpc.GetRequiredPackagesResponse{Packages: deps}, nil
 }
 
 func (h *host) GetRequiredPlugins(ctx context.Context, req *pulumirpc.GetRequiredPluginsRequest,
@@ -209,7 +203,13 @@ func (h *host) GetRequiredPlugins(ctx context.Context, req *pulumirpc.GetRequire
 	if err != nil {
 		return nil, err
 	}
-	return &pulumirpc.GetRequiredPluginsResponse{Plugins: deps}, nil
+	plugins := make([]*pulumirpc.PluginDependency, 0, len(deps))
+	for _, d := range deps {
+		plugins = append(plugins, &pulumirpc.PluginDependency{
+			Name: d.Name, Kind: d.Kind, Version: d.Version, Server: d.Server,
+		})
+	}
+	return &pulumirpc.GetRequiredPluginsResponse{Plugins: plugins}, nil
 }
 
 func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.RunResponse, error) {
@@ -246,7 +246,11 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 	if err != nil {
 		return nil, err
 	}
-	config, err := json.Marshal(req.Config)
+	cfg := req.Config
+	if cfg == nil {
+		cfg = map[string]string{}
+	}
+	config, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
 	}
