@@ -49,6 +49,7 @@ done
 
 key_material() {
   echo "recipe=$RECIPE go=$GOVERSION k8s=$K8S_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION pulumi=$PULUMI_VERSION"
+  echo "langhost=$(sha256sum "$HERE/langhost/main.go" | cut -c1-12)"
   for p in "${PROVIDERS[@]}"; do echo "provider-$p=${PROVIDER_VERSION[$p]}"; done
 }
 KEY=$(key_material | sha256sum | cut -c1-16)
@@ -320,8 +321,10 @@ for r in json.load(sys.stdin).get("Replace") or []:
     mkdir -p "$w/gen"; gen="$w/gen/gen"
     sed -e '/^\/\/go:build ignore/d' -e '/^\/\/ +build ignore/d' "$cmd/generate.go" >"$w/gen/main.go"
   fi
-  { timed "$tool" get "$GO" -C "$w" mod tidy \
-    && { [ -z "$gen" ] || { timed "$tool" gen-build "$GO" -C "$w" build -p 2 -trimpath -o "$gen" ./gen \
+  # go get of the command package (not tidy: nothing in the wrapper imports the provider); the
+  # generator then builds with -mod=mod against the versions that already selected.
+  { timed "$tool" get "$GO" -C "$w" get "$mod/cmd/pulumi-resource-$name@$pseudo" \
+    && { [ -z "$gen" ] || { timed "$tool" gen-build "$GO" -C "$w" build -mod=mod -p 2 -trimpath -o "$gen" ./gen \
            && timed "$tool" generate env -C "$cmd" VERSION="$v" "$gen"; }; } \
     && mkdir -p "$pdir" \
     && timed "$tool" build "$GO" -C "$w" build -p 2 -trimpath -ldflags "-s -w -X $mod/pkg/version.Version=$v" \
