@@ -4,7 +4,8 @@
 #
 #   ${KINDMESH_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kindmesh/tools}/<key>/
 #     bin/                 pulumi, pulumi-language-python (+ the scripts beside it),
-#                          kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok
+#                          kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd,
+#                          kwok, helm
 #     pulumi-home/plugins/ resource-<name>-v<version>/ as `pulumi plugin install` lays them out
 #     versions.json        every tool: module@version, build seconds, peak RSS
 #     READY                written last
@@ -26,6 +27,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 RECIPE=1
 K8S_VERSION=v1.34.4          # k8s.io/kubernetes; staging modules k8s.io/* at v0.34.4 (kind v0.30 = v1.34.0)
 ETCD_VERSION=v3.6.16         # go.etcd.io/etcd/server/v3 (package main at the module root)
+HELM_VERSION=v3.22.0         # helm.sh/helm/v3 (the cluster tier installs the real charts with it)
 KWOK_VERSION=v0.7.0          # sigs.k8s.io/kwok (its client libraries are v0.33: not newer than the API server)
 PULUMI_VERSION=v3.274.0      # github.com/pulumi/pulumi/pkg/v3 CLI (the proxy does not serve v3.272.0/v3.273.0;
                              # a CLI newer than the SDK pulumi==3.272.0 serves it)
@@ -48,7 +50,7 @@ for p in "${PROVIDERS[@]}"; do
 done
 
 key_material() {
-  echo "recipe=$RECIPE go=$GOVERSION k8s=$K8S_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION pulumi=$PULUMI_VERSION"
+  echo "recipe=$RECIPE go=$GOVERSION k8s=$K8S_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION pulumi=$PULUMI_VERSION helm=$HELM_VERSION"
   echo "langhost=$(sha256sum "$HERE/langhost/main.go" | cut -c1-12)"
   for p in "${PROVIDERS[@]}"; do echo "provider-$p=${PROVIDER_VERSION[$p]}"; done
 }
@@ -139,7 +141,7 @@ modfile() { "$GO" mod download -json "$1" | sed -n 's/^\s*"GoMod": "\(.*\)",$/\1
 
 # ------------------------------------------------------------------ Kubernetes
 build_k8s() {
-  local bins=(kube-apiserver kube-controller-manager kube-scheduler) b need=0
+  local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl) b need=0
   for b in "${bins[@]}"; do done_tool "$b" || need=1; done
   if [ $need = 1 ]; then
     local w mf minor staging m ld
@@ -162,7 +164,7 @@ build_k8s() {
       done_tool "$b" && continue
       { timed "$b" get "$GO" -C "$w" get "k8s.io/kubernetes/cmd/$b@$K8S_VERSION" \
         && timed "$b" build "$GO" -C "$w" build -p 2 -trimpath -ldflags "$ld" -o "$DIR/bin/$b" "k8s.io/kubernetes/cmd/$b" \
-        && timed "$b" version "$DIR/bin/$b" --version; } || return 1
+        && if [ "$b" = kubectl ]; then timed "$b" version "$DIR/bin/$b" version --client; else timed "$b" version "$DIR/bin/$b" --version; fi; } || return 1
       grep -q "$K8S_VERSION" "$LOGS/$b.log" || { echo "version mismatch" >"$STAMPS/$b.failed"; return 1; }
       stamp "$b" "k8s.io/kubernetes/cmd/$b@$K8S_VERSION" "$DIR/bin/$b"
     done
@@ -186,6 +188,16 @@ build_k8s() {
            -o "$DIR/bin/kwok" sigs.k8s.io/kwok/cmd/kwok \
       && timed kwok version "$DIR/bin/kwok" --version; } || return 1
     stamp kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "$DIR/bin/kwok"
+  fi
+  if ! done_tool helm; then
+    local w
+    w=$(wrapper helm)
+    { timed helm get "$GO" -C "$w" get "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+      && timed helm build "$GO" -C "$w" build -p 2 -trimpath \
+           -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" -o "$DIR/bin/helm" helm.sh/helm/v3/cmd/helm \
+      && timed helm version "$DIR/bin/helm" version --short; } || return 1
+    grep -q "$HELM_VERSION" "$LOGS/helm.log" || { echo "helm version does not print $HELM_VERSION" >"$STAMPS/helm.failed"; return 1; }
+    stamp helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "$DIR/bin/helm"
   fi
 }
 

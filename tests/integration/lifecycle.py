@@ -567,10 +567,18 @@ def run_step(sc: Scenario, step: Step, logdir: Path) -> dict[str, Any]:
         problems += step.expect(plan, sc)
     if step.after is not None and not problems:
         problems += step.after(sc)
+    order: Any = None
+    if step.command == "up" and not len([p for p in sc.plans if p.order]) > 1 and plan.order:
+        # the first up: the order the engine actually ran the steps in, next to the model (issue 19)
+        proc = subprocess.run([sys.executable, str(REPO / "bench" / "engine_order.py"), str(event_log), "--raw",
+                               str(sc.workdir / f"Pulumi.{sc.stack}.yaml"), "--json", str(event_log.with_suffix(".order.json"))],
+                              cwd=REPO, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
+        (logdir / f"{sc.name}-{slug}.order.txt").write_text(proc.stdout + proc.stderr)
+        order = str(event_log.with_suffix(".order.json"))
     return {"scenario": sc.name, "step": step.name, "command": "pulumi " + " ".join(args),
             "expected": (step.expect.__doc__ or "").strip() if step.expect else "",
             "summary": plan.summary, "changes": plan.by_op(), "seconds": round(seconds, 1),
-            "ok": not problems, "problems": problems, "order": plan.order if step.command == "up" else []}
+            "ok": not problems, "problems": problems, "engine_order": order}
 
 
 def prepare(sc: Scenario, world: World, root: Path) -> None:
