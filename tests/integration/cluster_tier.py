@@ -203,7 +203,15 @@ class ClusterTier:
                 for obj in (pool, l2_advertisement(self.plan, c)):
                     self.cmd(["kubectl", "--kubeconfig", str(self.kubeconfigs[c.name]), "apply", "-f", "-"],
                              input_text=json.dumps(obj), what=f"kubectl apply {obj['kind']}")
-        return f"{len(said)} gates passed"
+            if self.plan.config.demo.enabled:
+                # the demo after Cilium's rollout: its policies need the CRDs Cilium's operator installs
+                from kindmesh.core.demo import manifests
+                objs = manifests(self.plan, c)
+                self.cmd(["kubectl", "--kubeconfig", str(self.kubeconfigs[c.name]), "apply", "-f", "-"],
+                         input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}),
+                         what=f"kubectl apply the demo ({c.name})")
+                said.append(f"demo: {len(objs)} objects")
+        return f"{len(said)} gates passed / objects applied"
 
     def upgrade(self, version: str) -> str:
         """One cluster at a time, as `make upgrade` does: that cluster's
