@@ -26,7 +26,8 @@ export PULUMI_SKIP_UPDATE_CHECK := true
 KUBECONFIG_FILE := $(CURDIR)/.kindmesh/$(STACK)/kubeconfig
 
 .PHONY: venv dev-venv test lint typecheck check doctor up preview refresh destroy outputs verify \
-        env kubeconfig new-stack bench e2e integration clean python-check stack-exists stack-create upgrade
+        env kubeconfig new-stack bench e2e integration clean python-check stack-exists stack-create upgrade \
+        tools tools-dir tools-smoke
 
 # ------------------------------------------------------------------------ virtualenv
 python-check:
@@ -61,7 +62,7 @@ lint: $(DEV)
 	$(PY) -m ruff check .
 
 typecheck: $(DEV)
-	$(PY) -m mypy kindmesh components stacks
+	$(PY) -m mypy kindmesh components stacks bench
 
 check: lint typecheck test
 
@@ -131,6 +132,22 @@ kubeconfig: $(RUNTIME) stack-exists
 
 new-stack: $(RUNTIME)
 	@$(PY) -m kindmesh.cli.doctor --new-stack "$(NAME)"
+
+# ------------------------------------------------------------------------ real tools (integration tier)
+# The Pulumi CLI, its Python language host, the provider plugins and the Kubernetes control plane,
+# built from their Go modules into a cache outside the checkout keyed by the pinned versions
+# (KINDMESH_TOOLS_CACHE, default ~/.cache/kindmesh/tools). A second run builds nothing.
+TOOLS_SCRIPT := tests/integration/build-tools.sh
+tools:
+	@bash $(TOOLS_SCRIPT)
+
+# Print the ready tools directory (exit 1 with one line if it is not built).
+tools-dir:
+	@bash $(TOOLS_SCRIPT) --print-dir
+
+# Prove the built CLI + language host + plugins work offline on a throwaway project.
+tools-smoke: $(RUNTIME)
+	@bash tests/integration/smoke-tools.sh "$$(bash $(TOOLS_SCRIPT) --print-dir)" "$(CURDIR)/$(PY)"
 
 # ------------------------------------------------------------------------ other
 bench: $(DEV)

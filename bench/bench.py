@@ -10,6 +10,9 @@ evaluates the program under Pulumi mocks several times and reports:
 * resources registered, and the modelled `up` wall time (bench/model.py: nominal step
   durations, every edge the engine waits on, each provider process's concurrency limit).
 
+The output says which figures are *measured* (on this host, which it describes: CPUs,
+memory, Python, OS) and which are *modelled* (the same on any host: nominal durations).
+
     make bench                    # N = 2 4 8 16 32 64
     .venv/bin/python bench/bench.py --runs 5 2 16
 """
@@ -30,6 +33,50 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.model import RULES  # noqa: E402 - after the path set-up (pure: no pulumi import)
+
+
+def host_facts() -> dict[str, Any]:
+    """The host the measured figures hold for: CPUs this process may use, memory, Python, OS."""
+    import os
+    import platform
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 0
+    memory = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError, IndexError):
+        memory = 0
+    if not memory:
+        try:
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            memory = 0
+    name = ""
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                name = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        name = ""
+    return {
+        "cpus": cpus,
+        "memory_gib": round(memory / 2**30, 1),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "os": f"{name or platform.system()} ({platform.system()} {platform.release()}, {platform.machine()})",
+    }
+
+
+def describe_host(facts: dict[str, Any]) -> str:
+    return (f"host: {facts['cpus']} CPUs (nproc), {facts['memory_gib']} GiB memory, {facts['python']}, "
+            f"{facts['os']}")
 
 
 def raw_config(n: int) -> dict[str, Any]:
@@ -128,14 +175,19 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args.one, args.runs, args.gc_threshold)))
         return 0
     rows = [run_fresh(n, args.runs, args.gc_threshold) for n in args.sizes]
+    print(describe_host(host_facts()))
+    print("measured on this host: evaluation wall/CPU time and peak memory (vary with the host); "
+          "Outputs per resource and resources (deterministic)")
+    print("modelled, any host: `up` time, critical path, provider-slot waits (bench/model.py: nominal "
+          "durations below, not a measurement; the Docker host's `make e2e` measures real runs)")
     print(f"runs per N: {args.runs} (fresh process per N; times exclude imports and a warm-up run)")
-    print("| clusters | resources | eval wall min / median (s) | eval CPU min (s) | Outputs per resource "
-          "| peak memory (MiB) | modelled `up` (min) |")
+    print("| clusters | resources | eval wall min / median (s, measured) | eval CPU min (s, measured) "
+          "| Outputs per resource | peak memory (MiB, measured) | `up` (min, modelled) |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['n']} | {r['resources']} | {r['wall_min']:.2f} / {r['wall_median']:.2f} | "
               f"{r['cpu_min']:.2f} | {r['outputs_per_resource']:.1f} | {r['peak_mib']:.1f} | "
-              f"{r['up_minutes']:.1f} |")
+              f"{r['up_minutes']:.2f} |")
     by_n = {r["n"]: r for r in rows}
     if 16 in by_n and 64 in by_n:
         print(f"\nt(64)/t(16) = {by_n[64]['wall_min'] / by_n[16]['wall_min']:.1f} (linear: about 4)")
@@ -145,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ncritical path at N={last['n']}: " + " -> ".join(last["critical"]))
     waits = {p: round(s) for p, s in last["queued"].items() if s}
     print("longest wait for a provider slot at N={}: {}".format(last["n"], waits or "none"))
+    print("\nnominal step durations of the model (seconds; first match wins):")
+    for rule in RULES:
+        what = f"{rule.type_ or 'any'} {rule.name}"
+        print(f"  {rule.seconds:>4.0f}  {what:55s} {rule.source}")
     return 0
 
 

@@ -149,7 +149,7 @@ class ClusterTarget:
         is an *update* of the command, which runs ``update`` (the same gate) — whereas
         pulumi-command 1.2.1 marks ``triggers`` replaceOnChanges, so a trigger would
         *replace* the gate. Nothing changed, no diff. No delete command: a gate leaves
-        nothing behind.
+        nothing behind. ``after``: one resource or a sequence.
         """
         run = f"{shlex.quote(sys.executable)} -m kindmesh.deploy.gate_cmd {gate}"
         return command.local.Command(

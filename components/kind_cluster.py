@@ -1,15 +1,20 @@
 """KindCluster: one kind cluster, ready for Cilium, as a first-class Pulumi resource.
 
-Two resources per cluster:
+Two resources per cluster, three with images to load:
 
 * ``<name>-kind-cluster`` (``command:local:Command``): ``python -m kindmesh.deploy.kindctl
   create|update|delete`` in its own process with the cluster spec as JSON in
   ``$KINDMESH_KIND_SPEC``. ``triggers`` holds the hash of what kind cannot change on a
   running cluster and ``replace_on_changes=["triggers"]`` + ``delete_before_replace``
   make such a change delete then recreate it (the name is fixed). Any other input
-  change (new pre-pulled images) runs ``update``, which loads what is missing.
+  change runs ``update``.
 * ``<name>-kind`` (dynamic, quick calls only): reads the kubeconfig (secret), context and
   nodes of the cluster, and on refresh notices when it was deleted behind Pulumi's back.
+* ``<name>-image-load`` (``command:local:Command``, ``kindctl load``): loads the images into
+  the nodes once both the cluster and ``images_after`` (the host's pre-pull) are done, so
+  ``kind create`` does not wait for the pull. New images, or a new cluster (the create
+  command's id, in its environment, changes on every create), run its ``update``, which
+  loads what the cluster's marker lacks. :attr:`KindCluster.ready` is what charts wait for.
 
 :class:`HostImages` pulls each image once on the host (``kindctl prepull``).
 """
@@ -60,8 +65,10 @@ class KindClusterArgs:
         node_image: ``kindest/node`` image, pinned by digest.
         images: images to load into the nodes (pulled once on the host by :class:`HostImages`).
         labels: Kubernetes labels of every node.
-        after: what the create waits for (the docker network, the HostImages): one
-            resource or a sequence.
+        after: what the create waits for (the docker network): one resource or a sequence.
+        images_after: what the image load waits for besides the cluster (the
+            :class:`HostImages`), one resource or a sequence; not the create, which runs
+            while the images are pulled.
 
     Validated on construction (``ValueError``/``TypeError`` naming the field).
     """
@@ -75,6 +82,7 @@ class KindClusterArgs:
     images: Sequence[str] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
     after: After = ()
+    images_after: After = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind_name, str):
@@ -98,6 +106,7 @@ class KindClusterArgs:
         if not isinstance(self.labels, Mapping):
             raise TypeError(f"KindClusterArgs.labels: expected a mapping, got {type(self.labels).__name__}")
         after_list(self.after, "KindClusterArgs.after")
+        after_list(self.images_after, "KindClusterArgs.images_after")
 
 
 def kind_spec(args: KindClusterArgs) -> dict[str, Any]:
@@ -116,6 +125,16 @@ def kind_spec(args: KindClusterArgs) -> dict[str, Any]:
         "workers": args.workers,
         "images": host_image_specs(args.images),
     }
+
+
+def cluster_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """What the create command gets: the spec without the images (their own step loads them)."""
+    return {k: v for k, v in spec.items() if k != "images"}
+
+
+def load_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """What the image-load command gets: the cluster's name and network, and the images."""
+    return {"name": spec["name"], "network": spec["network"], "images": spec["images"]}
 
 
 class KindClusterInfo(Resource):
@@ -175,18 +194,21 @@ class KindCluster(pulumi.ComponentResource):
     context: pulumi.Output[str]
     control_plane: pulumi.Output[str]
     nodes: pulumi.Output[list[str]]
+    loaded: command.local.Command | None  # the image load (None: no images)
+    ready: list[pulumi.Resource]  # what a chart in this cluster waits for
 
     def __init__(self, name: str, args: KindClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kindmesh:index:KindCluster", name, None, opts)
         spec = kind_spec(args)
         depends = after_list(args.after, "KindClusterArgs.after")
+        images_after = after_list(args.images_after, "KindClusterArgs.images_after")
         self.command = command.local.Command(
             f"{name}-kind-cluster",
             create=kindctl_command("create"),
             update=kindctl_command("update"),
             delete=kindctl_command("delete"),
             dir=str(PROJECT_ROOT),
-            environment={kindctl.SPEC_ENV: json.dumps(spec, sort_keys=True)},
+            environment={kindctl.SPEC_ENV: json.dumps(cluster_spec(spec), sort_keys=True)},
             triggers=[kindctl.spec_hash(spec)],
             opts=pulumi.ResourceOptions(
                 parent=self,
@@ -211,6 +233,30 @@ class KindCluster(pulumi.ComponentResource):
                 delete_before_replace=True,
             ),
         )
+        self.loaded = None
+        if spec["images"]:
+            self.loaded = command.local.Command(
+                f"{name}-image-load",
+                create=kindctl_command("load"),
+                update=kindctl_command("load"),
+                dir=str(PROJECT_ROOT),
+                # The create command's id is new on every create (pulumi-command: a random
+                # suffix) and its stdout names what it did ("recreated" an unfinished cluster
+                # on an update): a new cluster changes this environment, an update, which loads
+                # what the new cluster's marker lacks (all). Not `triggers`: pulumi-command
+                # 1.2.1 marks them replaceOnChanges. Another cluster never changes either.
+                environment={
+                    kindctl.SPEC_ENV: json.dumps(load_spec(spec), sort_keys=True),
+                    kindctl.CLUSTER_ID_ENV: pulumi.Output.all(self.command.id, self.command.stdout).apply(
+                        lambda v: json.dumps({"id": v[0], "run": v[1]}, sort_keys=True)),
+                },
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[self.command, *images_after],
+                    custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m"),
+                ),
+            )
+        self.ready = [self.cluster] + ([self.loaded] if self.loaded is not None else [])
         self.kubeconfig = pulumi.Output.secret(self.cluster.kubeconfig)
         self.kind_name = pulumi.Output.from_input(args.kind_name)
         self.context = self.cluster.context

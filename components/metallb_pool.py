@@ -1,9 +1,12 @@
 """MetalLBPool: MetalLB (L2) in one cluster with its address pool.
 
-MetalLB release -> webhook gate -> IPAddressPool(s) -> L2Advertisement. MetalLB's validating
-webhook rejects pools until its controller serves it; the gate (its own process, see
-``kindmesh.deploy.gates``) asks for a server-side dry-run create of the very pool, so the
-pool is applied exactly when the webhook admits it - no fixed sleep.
+MetalLB release -> webhook gate -> IPAddressPool(s) -> L2Advertisement. The release only
+writes API objects, so it is installed without Helm's wait and without waiting for the CNI
+(its pods start once the CNI is up). The webhook gate (its own process, see
+``kindmesh.deploy.gates``) waits for what needs the CNI: it waits after ``cni`` (the CNI's
+readiness) until MetalLB's controller and speakers are rolled out and the validating
+webhook admits a server-side dry-run create of the very pool, so the pool is applied
+exactly when the webhook admits it - no fixed sleep.
 
 ``reserved`` IPs (the planned mesh and Hubble UI IPs) leave the auto-assigned pool for a pool
 of their own with ``autoAssign: false``: MetalLB gives them only to a Service that asks for one
@@ -33,12 +36,13 @@ from kindmesh.core.render import (
     ip_address_pool_for,
     l2_advertisement_for,
     metallb_values,
+    metallb_workloads,
     pool_contains,
     split_pool,
 )
 
 RELEASE_TIMEOUT = 600
-GATE_TIMEOUT = 300
+GATE_TIMEOUT = 600  # the rollout of controller and speakers (once under Helm's 600 s wait) + the webhook
 
 
 def custom_resource(name: str, obj: Mapping[str, Any], opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
@@ -59,8 +63,11 @@ class MetalLBPoolArgs:
         labels: labels of the pool and advertisement objects.
         chart_version / repo / values: the MetalLB chart (default: L2 only, no FRR,
             speakers on control planes too).
-        after: what the release waits for (the CNI: ``CiliumRelease.ready``), one resource
-            or a sequence.
+        after: what the release waits for (the cluster, and its images loaded:
+            ``KindCluster.ready``), one resource or a sequence.
+        cni: what the webhook gate waits for besides the release: the CNI's readiness
+            (``CiliumRelease.ready``; MetalLB's controller needs the pod network). The release
+            does not wait for it.
         gate_timeout: the bound of the webhook gate, seconds.
         pool_name / advertisement_name: the IPAddressPool and L2Advertisement names.
         reserved: IPv4 addresses inside ``addresses`` that no Service gets unless it asks for
@@ -76,6 +83,7 @@ class MetalLBPoolArgs:
     repo: str = METALLB_CHART_REPO
     values: Mapping[str, Any] = field(default_factory=metallb_values)
     after: After = None
+    cni: After = None
     gate_timeout: int = GATE_TIMEOUT
     pool_name: str = POOL_NAME
     advertisement_name: str = L2_NAME
@@ -90,6 +98,7 @@ class MetalLBPoolArgs:
             if not isinstance(a, str) or not a:
                 raise TypeError(f"MetalLBPoolArgs.addresses[{i}]: expected a 'first-last' range or CIDR string")
         after_list(self.after, "MetalLBPoolArgs.after")
+        after_list(self.cni, "MetalLBPoolArgs.cni")
         reject_str(self.reserved, "MetalLBPoolArgs.reserved", f"reserved=[{self.reserved!r}]")
         for i, ip in enumerate(self.reserved):
             try:
@@ -124,7 +133,7 @@ class MetalLBPool(pulumi.ComponentResource):
             create_namespace=True,
             values=dict(args.values),
             timeout=RELEASE_TIMEOUT,
-            wait=True,  # no LoadBalancer Services in this chart: Helm's wait is the readiness
+            wait=False,  # its pods need the CNI: the webhook gate below waits for them
             after=args.after,
         )
         auto, kept = split_pool(args.addresses, args.reserved)
@@ -140,9 +149,10 @@ class MetalLBPool(pulumi.ComponentResource):
             f"{name}-metallb-webhook",
             self,
             gate="metallb-webhook",
-            spec={"cluster": args.cluster_name, "pool": pools[0][1], "timeout": args.gate_timeout},
+            spec={"cluster": args.cluster_name, "pool": pools[0][1], "timeout": args.gate_timeout,
+                  "workloads": metallb_workloads(args.values)},
             rerun_on=[args.chart_version],  # another chart version: probe the webhook again
-            after=self.release,
+            after=[self.release, *after_list(args.cni, "MetalLBPoolArgs.cni")],
         )
         previous: pulumi.Resource = self.gate
         created = []

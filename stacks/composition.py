@@ -1,11 +1,15 @@
 """The stack graph: plan -> components, wired.
 
-    docker provider -> docker network -> (host images) -> KindCluster xN (in parallel)
+    docker provider -> docker network -> KindCluster xN (in parallel, while the host pulls
+      the images) -> image load per cluster (after its cluster and the pull)
       -> Kubernetes provider per cluster -> CiliumRelease (+ rollout gate)
-      -> MetalLBPool (release -> webhook gate -> pools -> L2 advertisement)
+                                         -> MetalLB release (while Cilium rolls out)
+      -> MetalLBPool's webhook gate (after the release and Cilium's rollout) -> pools -> L2
       -> LoadBalancer gate (the planned mesh / Hubble UI IPs were assigned)
-      -> MeshDemo (optional)
-    MeshCA and MeshConnection feed every CiliumRelease.
+      -> MeshDemo (optional, after Cilium's rollout)
+    MeshCA and MeshConnection feed every CiliumRelease. Every chart waits for its cluster
+    and that cluster's image load (KindCluster.ready), so no pod starts before its images
+    are in the nodes.
 
 Clusters never wait on each other: every peer's mesh IP is known at plan time, so the
 longest chain of slow steps is the same for 2 clusters or 64.
@@ -186,7 +190,8 @@ def build(
     return stack
 
 
-def kind_cluster_args(plan: StackPlan, cluster: ClusterPlan, after: list[pulumi.Resource]) -> KindClusterArgs:
+def kind_cluster_args(plan: StackPlan, cluster: ClusterPlan, after: list[pulumi.Resource],
+                      images_after: list[pulumi.Resource] | None = None) -> KindClusterArgs:
     return KindClusterArgs(
         kind_name=cluster.kind_name,
         network=plan.network.name,
@@ -197,6 +202,7 @@ def kind_cluster_args(plan: StackPlan, cluster: ClusterPlan, after: list[pulumi.
         images=list(plan.images_for(cluster)) if plan.config.kind.prepull else [],
         labels=node_labels(plan, cluster),
         after=after,
+        images_after=images_after or [],
     )
 
 
@@ -268,6 +274,7 @@ class _Wiring:
                 ca: MeshCA, mesh: MeshConnection) -> ClusterParts:
         plan, name = self.plan, f"{self.prefix}{cluster.name}"
         access: KindCluster | ExistingCluster
+        charts_after: list[pulumi.Resource]
         if cluster.source == "existing":
             # no kind, no docker; nothing in it is deletedWith the cluster (destroy deletes our objects)
             ex = cluster.existing
@@ -279,10 +286,13 @@ class _Wiring:
             provider = access.provider
             target = ClusterTarget(provider=provider, kubeconfig=access.kubeconfig)
             with_metallb = ex.endpoint == "pool"  # else the LoadBalancer (or NodePort) is not ours
+            charts_after = []
         else:
             assert network is not None  # kind clusters always get the network
-            after: list[pulumi.Resource] = [network] + ([images] if images is not None else [])
-            access = KindCluster(name, kind_cluster_args(plan, cluster, after), opts=self.opts())
+            # the create waits for the network only; the image load for the cluster and the pull
+            pulled: list[pulumi.Resource] = [images] if images is not None else []
+            access = KindCluster(name, kind_cluster_args(plan, cluster, [network], pulled), opts=self.opts())
+            charts_after = access.ready
             provider = k8s.Provider(
                 f"{name}-k8s",
                 kubeconfig=access.kubeconfig,
@@ -301,6 +311,7 @@ class _Wiring:
             ca_key_b64=ca.key_b64,
             chart_version=plan.cilium_version(cluster),
             repo=plan.config.charts.cilium,
+            after=charts_after or None,
         ), opts=self.opts())
         metallb = None
         if with_metallb:
@@ -312,7 +323,8 @@ class _Wiring:
                 labels=node_labels(plan, cluster),
                 chart_version=plan.config.metallb.version,
                 repo=plan.config.charts.metallb,
-                after=cilium.ready,
+                after=charts_after or None,
+                cni=cilium.ready,  # only the webhook gate waits for Cilium's rollout
             ), opts=self.opts())
         parts = ClusterParts(kind=access, provider=provider, cilium=cilium, metallb=metallb)
         services = planned_lb_services(cilium.values)

@@ -51,6 +51,7 @@ CA = dict(ca_cert_b64="Y2VydA==", ca_key_b64="a2V5")
     (dict(network=pulumi.Output.from_input("net")), TypeError, "pass the name string"),
     (dict(images="nginx:1.27"), TypeError, "images=['nginx:1.27']"),
     (dict(after="network"), TypeError, "KindClusterArgs.after"),
+    (dict(images_after="host-images"), TypeError, "KindClusterArgs.images_after"),
 ])
 def test_kind_cluster_args_refuse(kw, error, words):
     with pytest.raises(error) as err:
@@ -98,6 +99,7 @@ def test_cilium_release_args_accept_peers_with_a_ca():
     (dict(addresses=["10.0.0.0/28"], reserved=["10.0.1.1"]), ValueError, "10.0.1.1 is not inside addresses"),
     (dict(addresses=["10.0.0.0/28"], reserved=["10.0.0.1"], reserved_pool_name="kindmesh-pool"), ValueError,
      "reserved_pool_name"),
+    (dict(addresses=["a"], cni=["cilium"]), TypeError, "MetalLBPoolArgs.cni[0]"),
 ])
 def test_metallb_pool_args_refuse(kw, error, words):
     with pytest.raises(error) as err:
@@ -147,9 +149,9 @@ def test_after_takes_one_resource_or_a_sequence_everywhere(after, expected):
     r1, r2 = FakeResource(), FakeResource()
     value = {None: None, "one": r1, "list": [r1, r2], "tuple": (r2,)}[after]
     assert len(after_list(value, "x")) == expected
-    kind(after=value if value is not None else ())
+    kind(after=value if value is not None else (), images_after=value if value is not None else ())
     cilium(after=value)
-    MetalLBPoolArgs(target=TARGET, cluster_name="us", addresses=["a"], after=value)
+    MetalLBPoolArgs(target=TARGET, cluster_name="us", addresses=["a"], after=value, cni=value)
     MeshDemoArgs(target=TARGET, manifests=[{"kind": "Namespace"}], after=value)
 
 

@@ -110,3 +110,34 @@ def test_owner_of_a_resource_is_by_name_prefix() -> None:
     assert lifecycle.owner("urn:pulumi:s::p::t::us-cilium", clusters) == "us"
     assert lifecycle.owner("urn:pulumi:s::p::t::mesh-ca", clusters) is None
     assert lifecycle.owner("urn:pulumi:s::p::t::europe", clusters) is None
+
+
+def _plan(ops: dict[str, tuple[str, str]]) -> lifecycle.Plan:
+    plan = lifecycle.Plan()
+    for name, (op, typ) in ops.items():
+        urn = f"urn:pulumi:dev::kindmesh::{typ}::{name}"
+        plan.ops[urn], plan.types[urn], plan.diffs[urn] = op, typ, []
+    return plan
+
+
+def test_adding_a_cluster_may_create_its_own_and_update_peers_only() -> None:
+    sc = lifecycle.Scenario("dev", "dev", {"config": {"kindmesh:clusters": [{"name": "us"}, {"name": "zz"}]}})
+    good = _plan({"zz-kind-cluster": ("create", "command:local:Command"),
+                  "us-cilium": ("update", "kubernetes:helm.sh/v3:Release"),
+                  "us-cilium-rollout": ("update", "command:local:Command"),
+                  "mesh-ca": ("same", "kindmesh:index:MeshCA")})
+    assert lifecycle.expect_cluster_added("zz")(good, sc) == []
+    replaced = _plan({"zz-kind-cluster": ("create", "command:local:Command"),
+                      "us-cilium-rollout": ("replace", "command:local:Command")})
+    assert any("replace" in p for p in lifecycle.expect_cluster_added("zz")(replaced, sc))
+    foreign = _plan({"us-pool": ("create", "kubernetes:metallb.io/v1beta1:IPAddressPool")})
+    assert lifecycle.expect_cluster_added("zz")(foreign, sc)
+
+
+def test_removing_a_cluster_may_delete_its_own_only() -> None:
+    sc = lifecycle.Scenario("dev", "dev", {"config": {"kindmesh:clusters": [{"name": "us"}]}})
+    ok = _plan({"zz-kind-cluster": ("delete", "command:local:Command"),
+                "us-cilium": ("update", "kubernetes:helm.sh/v3:Release")})
+    assert lifecycle.expect_cluster_removed("zz")(ok, sc) == []
+    bad = _plan({"zz-kind-cluster": ("delete", "command:local:Command"), "us-kind": ("delete", "pulumi-python:dynamic:Resource")})
+    assert lifecycle.expect_cluster_removed("zz")(bad, sc)

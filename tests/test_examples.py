@@ -47,7 +47,12 @@ def test_single_cluster_from_the_components_alone():
     service = values["clustermesh"]["apiserver"]["service"]
     assert service == {"type": "LoadBalancer", "loadBalancerIP": "172.27.0.247"}
     assert rec.registered and by_name["solo-metallb"].type == "kubernetes:helm.sh/v3:Release"
-    assert gate.urn in by_name["solo-metallb"].dependencies  # MetalLB after Cilium is ready
+    # MetalLB installed while Cilium rolls out; its webhook gate after Cilium is ready
+    assert gate.urn not in by_name["solo-metallb"].dependencies
+    # no images given: no load step, and KindCluster.ready is the cluster itself
+    assert "solo-image-load" not in by_name
+    assert by_name["solo-kind"].urn in by_name["solo-metallb"].dependencies
+    assert {gate.urn, by_name["solo-metallb"].urn} <= set(by_name["solo-metallb-webhook"].dependencies)
     assert not any(r.type == "kindmesh:index:Mesh" for r in rec.registered)
 
 

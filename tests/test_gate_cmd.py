@@ -72,6 +72,8 @@ def test_a_broken_kubeconfig_names_the_cluster_and_the_fault():
      "'workloads' must list"),
     ("rollout", {SPEC_ENV: json.dumps({"cluster": "us", "timeout": -1, "workloads": []})}, "'timeout' must be"),
     ("metallb-webhook", {SPEC_ENV: json.dumps({"cluster": "us", "timeout": 5, "pool": {}})}, "'pool' must be"),
+    ("metallb-webhook", {SPEC_ENV: json.dumps({"cluster": "us", "timeout": 5, "workloads": "metallb-controller",
+                                               "pool": {}})}, "'workloads' must list"),
 ])
 def test_bad_invocations_exit_2(gate, env, fault, capsys):
     base = {KUBECONFIG_ENV: "x", SPEC_ENV: json.dumps({"cluster": "us", "timeout": 5, "workloads": []})}

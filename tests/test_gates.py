@@ -12,6 +12,7 @@ from kindmesh.deploy.gates import (
     GateError,
     is_auth_failure,
     is_retryable,
+    wait_for_metallb,
     wait_for_metallb_webhook,
     wait_for_rollouts,
     workload_ready,
@@ -251,3 +252,43 @@ def test_one_deadline_covers_every_workload():
 def test_rollout_gate_survives_odd_objects():
     assert workload_ready({"kind": "DaemonSet", "status": "weird", "metadata": None}) == (False, "no pods scheduled yet")
     assert workload_ready({"kind": "Pod"})[0] is False
+
+
+METALLB = [{"kind": "Deployment", "namespace": "metallb-system", "name": "metallb-controller"},
+           {"kind": "DaemonSet", "namespace": "metallb-system", "name": "metallb-speaker"}]
+MBASE = "/apis/apps/v1/namespaces/metallb-system"
+
+
+def test_metallb_gate_waits_for_controller_and_speakers_then_the_webhook(pool):
+    """The release is installed without Helm's wait: the gate covers what that wait did."""
+    t = FakeTime()
+    api = FakeApi(t, [KubeError(500, REFUSED), "ok"], objects={
+        f"{MBASE}/deployments/metallb-controller": [deploy(1, 0, 1), deploy(1, 1, 1)],
+        f"{MBASE}/daemonsets/metallb-speaker": [ds(2, 1, 2), ds(2, 2, 2)],
+    })
+    result = wait_for_metallb(api, "us", pool, METALLB, clock=t.clock())
+    kinds = [what for _, what in api.calls if what != "WATCH"]
+    assert kinds == ["GET", "GET", "GET", "GET", "POST", "POST"]  # rolled out first, then admitted
+    assert result.attempts == 4 + 2
+
+
+def test_metallb_gate_has_one_deadline_for_rollout_and_webhook(pool):
+    t = FakeTime()
+    api = FakeApi(t, [KubeError(500, REFUSED)], objects={
+        f"{MBASE}/deployments/metallb-controller": [deploy(1, 0, 1)] * 6 + [deploy(1, 1, 1)],
+        f"{MBASE}/daemonsets/metallb-speaker": [ds(1, 1, 1)],
+    })
+    with pytest.raises(GateError, match="did not accept the address pool .*limit"):
+        wait_for_metallb(api, "us", pool, METALLB, timeout=120, clock=t.clock())
+    assert t.now == pytest.approx(120)
+    t2 = FakeTime()
+    never = FakeApi(t2, ["ok"], objects={f"{MBASE}/deployments/metallb-controller": [deploy(1, 0, 1)]})
+    with pytest.raises(GateError, match="metallb-controller in cluster 'us' was not ready"):
+        wait_for_metallb(never, "us", pool, METALLB[:1], timeout=60, clock=t2.clock())
+    assert not never.posts and t2.now == pytest.approx(60)
+
+
+def test_metallb_gate_without_workloads_is_the_webhook_gate(pool):
+    t = FakeTime()
+    api = FakeApi(t, ["ok"])
+    assert wait_for_metallb(api, "us", pool, [], clock=t.clock()).attempts == 1

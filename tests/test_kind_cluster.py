@@ -71,7 +71,7 @@ def test_kind_cluster_is_a_command_in_its_own_process_plus_a_quick_reader(dev):
     assert spec["name"] == "km-dev-us" and spec["network"] == "kindmesh-dev"
     assert spec["pod_subnet"] == "10.1.0.0/17"
     assert yaml.safe_load(spec["config"])["networking"]["podSubnet"] == "10.1.0.0/17"
-    assert f"quay.io/cilium/cilium:v{DEFAULT_CILIUM}" in {i["tag"] for i in spec["images"]}
+    assert "images" not in spec  # loaded by a step of their own, after the pull
     assert cmd.inputs["triggers"] == [kindctl.spec_hash(spec)]
     assert cmd.delete_before_replace
     assert not cmd.secret_inputs  # the spec holds no secret; stdout never carries the kubeconfig
@@ -92,7 +92,53 @@ def test_host_images_are_pulled_once_by_their_own_command(dev):
     images = json.loads(pull.inputs["environment"]["KINDMESH_IMAGES_SPEC"])["images"]
     assert len(images) == len({i["pinned"] for i in images}) == len(dev.plan.images)
     for c in ("us", "eu"):
-        assert dev.depends_on(dev.named(f"{c}-kind-cluster"), pull)
+        # kind create runs while the images are pulled; the load waits for both
+        cluster = dev.named(f"{c}-kind-cluster")
+        assert not dev.depends_on(cluster, pull)
+        load = dev.named(f"{c}-image-load")
+        assert dev.depends_on(load, pull) and cluster.urn in load.dependencies
+        assert not dev.depends_on(load, dev.named(f"{c}-kind"))  # nor on the quick reader
+
+
+def test_each_cluster_loads_the_images_in_a_step_of_its_own(dev):
+    for c in dev.plan.clusters:
+        load = dev.named(f"{c.name}-image-load")
+        cluster = dev.named(f"{c.name}-kind-cluster")
+        assert load.type == COMMAND and dev.by_urn(load.parent).type == "kindmesh:index:KindCluster"
+        assert load.inputs["create"].endswith(" -m kindmesh.deploy.kindctl load")
+        assert load.inputs["update"] == load.inputs["create"]  # new images: load what is missing
+        assert "delete" not in load.inputs  # the cluster's deletion takes its images
+        env = load.inputs["environment"]
+        spec = json.loads(env["KINDMESH_KIND_SPEC"])
+        assert (spec["name"], spec["network"]) == (c.kind_name, dev.plan.network.name)
+        assert [i["pinned"] for i in spec["images"]] == list(dev.plan.images_for(c))
+        assert f"quay.io/cilium/cilium:v{DEFAULT_CILIUM}" in {i["tag"] for i in spec["images"]}
+        # a new cluster (its create command gets a new id) changes the environment: an update,
+        # which loads what the new cluster lacks; never `triggers` (a replace in pulumi-command 1.2.1)
+        instance = json.loads(env[kindctl.CLUSTER_ID_ENV])
+        assert instance["id"] == f"{cluster.name}-id"  # the mocks' id (a real create: a random suffix)
+        assert "run" in instance  # and what its create/update did (its stdout)
+        assert "triggers" not in load.inputs
+        assert not load.secret_inputs
+        # every chart of the cluster waits for the load
+        for chart in ("cilium", "metallb"):
+            assert load.urn in dev.named(f"{c.name}-{chart}").dependencies
+
+
+def test_adding_a_cluster_changes_no_other_clusters_load():
+    raw = stack_raw("dev")
+    before = evaluate(raw, "dev")
+    after = evaluate(dict(raw, clusters=raw["clusters"] + [{"name": "ap", "id": 3, "workers": 0}]), "dev")
+    for c in before.plan.clusters:
+        a, b = before.named(f"{c.name}-image-load"), after.named(f"{c.name}-image-load")
+        assert (a.inputs, set(a.dependencies)) == (b.inputs, set(b.dependencies))
+
+
+def test_without_prepull_nothing_is_loaded_and_the_charts_wait_for_the_cluster():
+    rec = evaluate(dict(stack_raw("dev"), kind={"prePull": False}), "dev")
+    assert not [r for r in rec.resources if r.name.endswith(("-image-load", "host-images-pull"))]
+    for c in rec.plan.clusters:
+        assert rec.named(f"{c.name}-kind").urn in rec.named(f"{c.name}-cilium").dependencies
 
 
 def test_kubeconfig_is_secret_everywhere_it_flows(dev):

@@ -299,3 +299,56 @@ def test_a_failed_create_never_deletes_a_cluster_that_appeared_on_another_networ
     assert "left untouched" in str(err.value) and "container is busy" in str(err.value)
     assert not kind_calls(fake, "delete")
     assert fake.state["clusters"] == ["km-dev-us"]
+
+
+# ------------------------------------------------------------------ the image load, a step of its own
+
+
+def load_spec_of(spec):
+    return {"name": spec["name"], "network": spec["network"], "images": spec["images"]}
+
+
+def test_create_without_images_then_load_loads_them_once(tmp_path, monkeypatch, spec):
+    """The stack's create carries no images (kind create overlaps the pull); `load` brings them."""
+    fake = FakeBin(tmp_path)
+    fake.activate(monkeypatch)
+    bare = {k: v for k, v in spec.items() if k != "images"}
+    assert kindctl.ensure(bare) == "created"
+    assert not kind_calls(fake, "load")
+    assert kindctl.load(load_spec_of(spec)) == "loaded"
+    (call,) = kind_calls(fake, "load", "docker-image")
+    assert set(call["args"][4:]) == {i["tag"] for i in spec["images"]}
+    marker = json.loads(fake.state["markers"]["km-dev-us-control-plane"])
+    assert marker["hash"] == kindctl.spec_hash(spec)  # the create's marker, kept
+    assert marker["images"] == sorted(i["pinned"] for i in spec["images"])
+    # again (a second up, or new images): only what is missing
+    assert kindctl.load(load_spec_of(spec)) == "present"
+    extra = host_image_specs(["docker.io/library/busybox:1.37"])
+    assert kindctl.load(dict(load_spec_of(spec), images=spec["images"] + extra)) == "loaded"
+    assert kind_calls(fake, "load", "docker-image")[-1]["args"][4:] == ["docker.io/library/busybox:1.37"]
+    assert bare == {k: v for k, v in spec.items() if k != "images"}  # hash unchanged without images
+    assert kindctl.spec_hash(bare) == kindctl.spec_hash(spec)
+
+
+def test_load_never_creates_or_deletes_and_says_what_is_wrong(tmp_path, monkeypatch, spec):
+    fake = FakeBin(tmp_path)
+    fake.activate(monkeypatch)
+    with pytest.raises(ToolError, match="does not exist on docker network 'kindmesh-dev'"):
+        kindctl.load(load_spec_of(spec))
+    fake.update(clusters=["km-dev-us"], containers={"km-dev-us-control-plane": ["kind"]})  # someone else's
+    with pytest.raises(ToolError, match="does not exist on docker network"):
+        kindctl.load(load_spec_of(spec))
+    fake.update(clusters=["km-dev-us"], containers={"km-dev-us-control-plane": ["kindmesh-dev"]})  # no marker
+    with pytest.raises(ToolError, match="create never finished"):
+        kindctl.load(load_spec_of(spec))
+    assert not kind_calls(fake, "create") and not kind_calls(fake, "delete") and not kind_calls(fake, "load")
+
+
+def test_load_cli_prints_a_summary_without_secrets(tmp_path, monkeypatch, spec, capsys):
+    fake = FakeBin(tmp_path)
+    fake.activate(monkeypatch)
+    kindctl.ensure({k: v for k, v in spec.items() if k != "images"})
+    monkeypatch.setenv(kindctl.SPEC_ENV, json.dumps(load_spec_of(spec)))
+    assert kindctl.main(["load"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out == {"name": "km-dev-us", "action": "loaded", "images": len(spec["images"])}

@@ -13,11 +13,12 @@ from kindmesh.core.render import (
     ip_address_pool,
     l2_advertisement,
     metallb_values,
+    metallb_workloads,
     reserved_address_pool,
     split_pool,
 )
 from kindmesh.core.versions import DEFAULT_METALLB, METALLB
-from tests.helpers import STACKS, stack_raw
+from tests.helpers import STACKS, stack_raw, upstream
 from tests.mocks import evaluate
 from tests.upstream import crd_errors, schema_errors, unknown_key_paths
 
@@ -38,7 +39,8 @@ def test_release_chart_version_repo_and_values(dev):
         assert r.inputs["repositoryOpts"] == {"repo": "https://metallb.github.io/metallb"}
         assert r.inputs["namespace"] == "metallb-system" and r.inputs["createNamespace"] is True
         assert r.inputs["values"]["speaker"]["frr"]["enabled"] is False
-        assert r.inputs["skipAwait"] is False  # Helm's wait: the controller and speakers are ready
+        # no Helm wait: the pods need the CNI, so the webhook gate waits for them instead
+        assert r.inputs["skipAwait"] is True
         assert schema_errors(r.inputs["values"], CHART) == []
         assert unknown_key_paths(r.inputs["values"], CHART) == []
 
@@ -122,8 +124,10 @@ def test_order_cilium_metallb_gate_pool_advertisement(dev):
         gate = dev.named(f"{c.name}-metallb-webhook")
         pool = dev.named(f"{c.name}-pool")
         adv = dev.named(f"{c.name}-l2")
-        assert cilium.urn in release.dependencies
-        assert release.urn in gate.dependencies and gate.type == "command:local:Command"
+        # installed while Cilium rolls out, after the cluster and its images
+        assert not dev.depends_on(release, cilium)
+        assert dev.named(f"{c.name}-image-load").urn in release.dependencies
+        assert {release.urn, cilium.urn} <= set(gate.dependencies) and gate.type == "command:local:Command"
         reserved = dev.named(f"{c.name}-reserved-pool")
         assert gate.urn in pool.dependencies
         assert pool.urn in reserved.dependencies  # the auto pool shrinks before the reserved one exists
@@ -137,7 +141,11 @@ def test_order_cilium_metallb_gate_pool_advertisement(dev):
         assert gate.deleted_with == kind.urn
         spec = json.loads(gate.inputs["environment"]["KINDMESH_GATE_SPEC"])
         assert spec["pool"] == ip_address_pool(dev.plan, c)  # the gate probes the very pool that is applied
-        assert spec["pool"]["spec"] == pool.inputs["spec"] and spec["timeout"] == 300
+        assert spec["pool"]["spec"] == pool.inputs["spec"] and spec["timeout"] == 600
+        # what Helm's wait used to cover: the controller and the speakers rolled out
+        assert spec["workloads"] == [
+            {"kind": "Deployment", "namespace": "metallb-system", "name": "metallb-controller"},
+            {"kind": "DaemonSet", "namespace": "metallb-system", "name": "metallb-speaker"}]
         assert gate.secret_paths == {"environment.KINDMESH_GATE_KUBECONFIG"}
 
 
@@ -153,3 +161,29 @@ def test_defensive_overlap_check_names_both_clusters():
         check_pool_is_own(plan, outside)
     for c in plan.clusters:
         check_pool_is_own(plan, c)
+
+
+def test_gate_workloads_follow_the_charts_naming():
+    """metallb.fullname: fullnameOverride, else the release name when it contains the chart's name."""
+    names = [w["name"] for w in metallb_workloads(metallb_values())]
+    assert names == ["metallb-controller", "metallb-speaker"]
+    assert [w["name"] for w in metallb_workloads({"fullnameOverride": "lb-"})] == ["lb-controller", "lb-speaker"]
+    # sprig's `contains $name .Release.Name`: "lb" is inside "metallb"
+    assert [w["name"] for w in metallb_workloads({"nameOverride": "lb"})] == ["metallb-controller",
+                                                                              "metallb-speaker"]
+    assert [w["name"] for w in metallb_workloads({"nameOverride": "ip"})] == ["metallb-ip-controller",
+                                                                              "metallb-ip-speaker"]
+    assert [w["kind"] for w in metallb_workloads({"speaker": {"enabled": False}})] == ["Deployment"]
+    assert metallb_workloads({"controller": {"enabled": False}, "speaker": {"enabled": False}}) == []
+
+
+def test_gate_workload_names_are_the_charts(tmp_path):
+    """The released chart names them '<fullname>-controller' / '<fullname>-speaker'."""
+    import tarfile
+
+    archive = upstream("charts", f"{CHART}.tgz")
+    with tarfile.open(archive) as tar:
+        texts = {m.name.rsplit("/", 1)[-1]: tar.extractfile(m).read().decode()
+                 for m in tar.getmembers() if m.name.endswith(("controller.yaml", "speaker.yaml"))}
+    assert 'name: {{ template "metallb.fullname" . }}-controller' in texts["controller.yaml"]
+    assert 'name: {{ template "metallb.fullname" . }}-speaker' in texts["speaker.yaml"]

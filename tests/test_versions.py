@@ -246,7 +246,8 @@ def test_a_mesh_of_two_minors_is_valid_and_each_cluster_renders_its_own_version(
         chart = f"cilium-{c.cilium_version}"
         assert schema_errors(release.inputs["values"], chart) == []
         assert unknown_key_paths(release.inputs["values"], chart) == []
-        spec = yaml.safe_load(rec.named(f"{c.name}-kind-cluster").inputs["environment"]["KINDMESH_KIND_SPEC"])
+        # the cluster's images are loaded by its own step (after its cluster and the host's pull)
+        spec = yaml.safe_load(rec.named(f"{c.name}-image-load").inputs["environment"]["KINDMESH_KIND_SPEC"])
         tags = {i["tag"] for i in spec["images"]}
         other = second if c is first else first
         assert f"quay.io/cilium/cilium:v{c.cilium_version}" in tags

@@ -51,7 +51,8 @@ cilium = CiliumRelease(NAME, CiliumReleaseArgs(
     ca_key_b64=ca.key_b64,
 ))
 metallb = MetalLBPool(NAME, MetalLBPoolArgs(
-    target=target, cluster_name=NAME, addresses=[f"{first}-{last}"], after=cilium.ready,
+    # installed while Cilium rolls out; its webhook gate waits for Cilium (the CNI)
+    target=target, cluster_name=NAME, addresses=[f"{first}-{last}"], after=kind.ready, cni=cilium.ready,
     reserved=[str(first)],  # the mesh IP: never handed to another LoadBalancer Service
 ))
 pulumi.export("kubeconfig", kind.kubeconfig)

@@ -249,6 +249,24 @@ def metallb_values() -> dict[str, Any]:
     }
 
 
+def metallb_workloads(values: Mapping[str, Any], release: str = "metallb") -> list[dict[str, Any]]:
+    """The MetalLB Deployment/DaemonSet the webhook gate waits for, named as the chart names
+    them (``metallb.fullname``: ``fullnameOverride``, else the release name when it contains
+    the chart's name, else ``<release>-<name>``), only those the values enable."""
+    override = values.get("fullnameOverride") or ""
+    if override:
+        full = str(override)[:63].rstrip("-")
+    else:
+        chart = values.get("nameOverride") or "metallb"
+        full = (release if chart in release else f"{release}-{chart}")[:63].rstrip("-")
+    items: list[dict[str, Any]] = []
+    if (values.get("controller") or {}).get("enabled", True):
+        items.append({"kind": "Deployment", "namespace": METALLB_NAMESPACE, "name": f"{full}-controller"})
+    if (values.get("speaker") or {}).get("enabled", True):
+        items.append({"kind": "DaemonSet", "namespace": METALLB_NAMESPACE, "name": f"{full}-speaker"})
+    return items
+
+
 def _metallb_object(kind: str, name: str, labels: Mapping[str, str], spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "metallb.io/v1beta1",

@@ -6,7 +6,8 @@ Input comes from the environment, so nothing secret is on a command line:
 
 - ``KINDMESH_GATE_KUBECONFIG``: the cluster's kubeconfig (a secret in Pulumi state);
 - ``KINDMESH_GATE_SPEC``: JSON ``{"cluster", "timeout", "workloads": [...]}`` for ``rollout``,
-  ``{"cluster", "timeout", "pool": {...}}`` for ``metallb-webhook``,
+  ``{"cluster", "timeout", "pool": {...}, "workloads": [...]}`` for ``metallb-webhook``
+  (``workloads`` optional there: MetalLB's controller and speakers, rolled out first),
   ``{"cluster", "timeout", "services": [{"namespace", "name", "ip"}]}`` for ``loadbalancer``
   (the Services got their planned LoadBalancer IPs).
 
@@ -26,13 +27,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from kindmesh.deploy.gates import (
-    GateError,
-    GateResult,
-    wait_for_lb_ips,
-    wait_for_metallb_webhook,
-    wait_for_rollouts,
-)
+from kindmesh.deploy.gates import GateError, GateResult, wait_for_lb_ips, wait_for_metallb, wait_for_rollouts
 from kindmesh.deploy.kubeapi import ClientSetupError, KubeClient, KubeconfigError, snippet
 
 KUBECONFIG_ENV = "KINDMESH_GATE_KUBECONFIG"
@@ -68,15 +63,7 @@ def read_spec(gate: str, environ: Mapping[str, str]) -> tuple[str, dict[str, Any
     timeout = spec.get("timeout")
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 86400:
         raise UsageError(f"{SPEC_ENV}: 'timeout' must be a number of seconds (0 < timeout <= 86400)")
-    if gate == "rollout":
-        workloads = spec.get("workloads")
-        if not isinstance(workloads, list) or not all(
-            isinstance(w, dict) and w.get("kind") in ("DaemonSet", "Deployment")
-            and isinstance(w.get("namespace"), str) and isinstance(w.get("name"), str)
-            for w in workloads
-        ):
-            raise UsageError(f"{SPEC_ENV}: 'workloads' must list {{kind: DaemonSet|Deployment, namespace, name}}")
-    elif gate == "loadbalancer":
+    if gate == "loadbalancer":
         services = spec.get("services")
         if not isinstance(services, list) or not services or not all(
             isinstance(s, dict) and isinstance(s.get("namespace"), str) and isinstance(s.get("name"), str)
@@ -84,7 +71,15 @@ def read_spec(gate: str, environ: Mapping[str, str]) -> tuple[str, dict[str, Any
             for s in services
         ):
             raise UsageError(f"{SPEC_ENV}: 'services' must list {{namespace, name, ip: an IPv4 address}}")
-    else:
+        return kubeconfig, spec
+    workloads = spec.get("workloads", [] if gate == "metallb-webhook" else None)
+    if not isinstance(workloads, list) or not all(
+        isinstance(w, dict) and w.get("kind") in ("DaemonSet", "Deployment")
+        and isinstance(w.get("namespace"), str) and isinstance(w.get("name"), str)
+        for w in workloads
+    ):
+        raise UsageError(f"{SPEC_ENV}: 'workloads' must list {{kind: DaemonSet|Deployment, namespace, name}}")
+    if gate != "rollout":
         pool = spec.get("pool")
         if not (isinstance(pool, dict) and isinstance(pool.get("metadata"), dict)
                 and isinstance(pool["metadata"].get("namespace"), str) and isinstance(pool.get("spec"), dict)
@@ -115,7 +110,8 @@ def run_gate(gate: str, kubeconfig: str, spec: dict[str, Any]) -> GateResult:
             return wait_for_rollouts(client, cluster, spec["workloads"], timeout=float(spec["timeout"]))
         if gate == "loadbalancer":
             return wait_for_lb_ips(client, cluster, spec["services"], timeout=float(spec["timeout"]))
-        return wait_for_metallb_webhook(client, cluster, spec["pool"], timeout=float(spec["timeout"]))
+        return wait_for_metallb(client, cluster, spec["pool"], list(spec.get("workloads") or []),
+                                timeout=float(spec["timeout"]))
     finally:
         client.close()
 

@@ -377,3 +377,29 @@ def wait_for_lb_ips(
         ))
     return _wait_each(api, cluster, targets, timeout=timeout, first_backoff=first_backoff,
                       max_backoff=max_backoff, clock=clock or Clock())
+
+
+def wait_for_metallb(
+    api: Api,
+    cluster: str,
+    pool: dict[str, Any],
+    workloads: list[dict[str, Any]],
+    *,
+    timeout: float = 300.0,
+    clock: Clock | None = None,
+) -> GateResult:
+    """MetalLB ready, under one deadline: its ``workloads`` rolled out (the controller and
+    speakers; the release is installed without Helm's wait), then the webhook admits ``pool``."""
+    clock = clock or Clock()
+    start = clock.now()
+    rolled = wait_for_rollouts(api, cluster, workloads, timeout=timeout, clock=clock) if workloads else None
+    left = timeout - (clock.now() - start)
+    if left <= 0:
+        raise GateError(
+            f"MetalLB in cluster {cluster!r} rolled out but no time was left (limit {timeout:.0f}s) to ask its "
+            f"webhook to admit the address pool. Check the controller: kubectl -n {pool['metadata']['namespace']} "
+            "get pods,endpointslices")
+    admitted = wait_for_metallb_webhook(api, cluster, pool, timeout=left, clock=clock)
+    before = rolled.attempts if rolled else 0
+    return GateResult(attempts=before + admitted.attempts, waited=clock.now() - start,
+                      errors=(rolled.errors if rolled else []) + admitted.errors)

@@ -1,7 +1,12 @@
 """kind and docker CLI work, run in its own process by ``pulumi-command``.
 
     python -m kindmesh.deploy.kindctl create|update|delete   (spec: JSON in $KINDMESH_KIND_SPEC)
+    python -m kindmesh.deploy.kindctl load                    (spec: JSON {name, network, images} in $KINDMESH_KIND_SPEC)
     python -m kindmesh.deploy.kindctl prepull                 (spec: JSON in $KINDMESH_IMAGES_SPEC)
+
+``create`` makes the cluster (and loads any ``images`` its spec lists); the stack keeps the
+images out of the cluster's spec and runs ``load`` as a step of its own once both the
+cluster and the host's pre-pull are done, so ``kind create`` overlaps the pull.
 
 Pulumi's Python dynamic-provider host serves every dynamic resource of a stack with four
 gRPC threads; a ``kind create`` holds one for minutes. Each ``command:local:Command`` runs
@@ -44,6 +49,9 @@ import yaml
 
 SPEC_ENV = "KINDMESH_KIND_SPEC"
 IMAGES_ENV = "KINDMESH_IMAGES_SPEC"
+# The image load's environment also holds its cluster's create-command id (not read here):
+# a recreated cluster changes it, so pulumi-command runs the load's update again.
+CLUSTER_ID_ENV = "KINDMESH_KIND_CLUSTER_ID"
 CREATE_TIMEOUT = 900
 CALL_TIMEOUT = 120
 LOCK_TIMEOUT = 1200
@@ -545,6 +553,35 @@ def ensure(spec: dict[str, Any], *, updating: bool = False) -> str:
         return "created"
 
 
+def load(spec: dict[str, Any]) -> str:
+    """Load the spec's images that the cluster's marker does not list yet; returns what it did.
+
+    Runs after ``create`` (the marker, written last on create, must be there): a cluster that
+    is missing, not on this stack's network or unfinished is an error naming the fix, never
+    created or deleted here.
+    """
+    name, network = spec["name"], spec["network"]
+    images = list(spec.get("images") or [])
+    with cluster_lock(name):
+        if name not in clusters() or not on_network(name, network):
+            raise ToolError(
+                f"cannot load images into kind cluster {name!r}: it does not exist on docker network {network!r} "
+                "(deleted by hand?); run `pulumi up` again, or `pulumi up --replace` the cluster's "
+                "`-kind-cluster` resource")
+        marker = read_marker(name)
+        if not marker:
+            raise ToolError(
+                f"cannot load images into kind cluster {name!r}: its create never finished (no marker "
+                f"{MARKER}); run `pulumi up` again (the create recreates an unfinished cluster)")
+        have = set(marker.get("images") or [])
+        missing = [i for i in images if i["pinned"] not in have]
+        load_images(name, missing)
+        if missing:
+            write_marker(name, dict(marker, images=sorted(have | {i["pinned"] for i in missing})))
+        log(f"kind cluster {name!r}: {len(missing)} image(s) loaded, {len(images) - len(missing)} already there")
+        return "loaded" if missing else "present"
+
+
 def delete(spec: dict[str, Any]) -> str:
     """Delete the stack's cluster; idempotent; never deletes a cluster not on this stack's network."""
     name, network = spec["name"], spec["network"]
@@ -582,15 +619,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m kindmesh.deploy.kindctl",
         description="kind and docker CLI work for kindmesh, run by pulumi-command (spec in the environment)",
     )
-    parser.add_argument("action", choices=["create", "update", "delete", "prepull"])
+    parser.add_argument("action", choices=["create", "update", "delete", "load", "prepull"])
     ns = parser.parse_args(argv)
     try:
         if ns.action == "prepull":
             result: dict[str, Any] = prepull(list(_spec(IMAGES_ENV).get("images") or []))
         else:
             spec = _spec(SPEC_ENV)
-            action = delete(spec) if ns.action == "delete" else ensure(spec, updating=ns.action == "update")
-            result = {"name": spec["name"], "action": action, "hash": spec_hash(spec)}
+            if ns.action == "load":
+                result = {"name": spec["name"], "action": load(spec), "images": len(spec.get("images") or [])}
+            else:
+                action = delete(spec) if ns.action == "delete" else ensure(spec, updating=ns.action == "update")
+                result = {"name": spec["name"], "action": action, "hash": spec_hash(spec)}
     except ToolError as exc:
         print(f"kindmesh: error: {exc}", file=sys.stderr)
         return 1

@@ -67,6 +67,7 @@ class ClusterTier:
                  existing: dict[str, Path] | None = None):
         from kindmesh.core.planner import load_plan
         self.name, self.env, self.workdir = name, env, workdir
+        self.raw = raw
         self.plan = load_plan(raw, stack=name, project="kindmesh")
         self.existing = existing or {}
         self.rows: list[Step] = []
@@ -122,17 +123,22 @@ class ClusterTier:
         self.cmd([sys.executable, "-m", "kindmesh.deploy.kindctl", "prepull"],
                  {"KINDMESH_IMAGES_SPEC": json.dumps(images)}, "kindctl prepull")
         made = []
+        from kindmesh.components.kind_cluster import cluster_spec, load_spec
         for c in self.plan.clusters:
             if c.source != "kind":
                 continue
             spec = cluster_inputs(self.plan, c)
-            out = self.cmd([sys.executable, "-m", "kindmesh.deploy.kindctl", "create"],
-                           {"KINDMESH_KIND_SPEC": json.dumps(spec, sort_keys=True)}, f"kindctl create {c.name}")
+            create = {"KINDMESH_KIND_SPEC": json.dumps(cluster_spec(spec), sort_keys=True)}
+            out = self.cmd([sys.executable, "-m", "kindmesh.deploy.kindctl", "create"], create, f"kindctl create {c.name}")
             action = json.loads(out)["action"]
-            again = json.loads(self.cmd([sys.executable, "-m", "kindmesh.deploy.kindctl", "update"],
-                                        {"KINDMESH_KIND_SPEC": json.dumps(spec, sort_keys=True)}))["action"]
+            again = json.loads(self.cmd([sys.executable, "-m", "kindmesh.deploy.kindctl", "update"], create))["action"]
             if action != "created" or again != "updated":
                 raise StepFailed(f"{c.name}: kindctl said {action!r} then {again!r}")
+            self.cmd([sys.executable, "-m", "kindmesh.deploy.kindctl", "load"],
+                     {"KINDMESH_KIND_SPEC": json.dumps(load_spec(spec), sort_keys=True)}, f"kindctl load {c.name}")
+            loaded = simcluster.world_dir() / "clusters" / c.kind_name / "loaded-images.jsonl"
+            if spec["images"] and not loaded.exists():
+                raise StepFailed(f"{c.name}: kindctl load loaded no image into the nodes")
             path = self.workdir / f"{c.name}.kubeconfig"
             path.write_text(self.cmd(["kind", "get", "kubeconfig", "--name", c.kind_name]))
             path.chmod(0o600)
@@ -172,32 +178,67 @@ class ClusterTier:
                "KINDMESH_GATE_SPEC": json.dumps(spec)}
         return self.cmd([sys.executable, "-m", "kindmesh.deploy.gate_cmd", gate], env, f"gate {gate} ({cluster.name})").strip()
 
-    def charts(self, version: str | None = None) -> str:
+    def charts(self) -> str:
         from kindmesh.core.render import (
             CILIUM_NAMESPACE,
             METALLB_NAMESPACE,
             ip_address_pool,
             l2_advertisement,
             metallb_values,
+            metallb_workloads,
             rollout_workloads,
         )
         said = []
         for c in self.plan.clusters:
             values = self.cilium_values(c)
-            self.helm(c, "cilium", "cilium", version or self.plan.config.cilium.version, CILIUM_NAMESPACE, values,
-                      wait=False, upgrade=version is not None)
+            self.helm(c, "cilium", "cilium", self.plan.cilium_version(c), CILIUM_NAMESPACE, values, wait=False)
             said.append(self.gate(c, "rollout", {"cluster": c.name, "workloads": rollout_workloads(values), "timeout": 300}))
-            if version is not None:
-                continue
             if c.source == "kind" or (c.existing is not None and c.existing.endpoint == "pool"):
+                # as the program does: no Helm wait; the webhook gate waits for MetalLB's workloads first
                 self.helm(c, "metallb", "metallb", self.plan.config.metallb.version, METALLB_NAMESPACE,
-                          metallb_values(), wait=True)
+                          metallb_values(), wait=False)
                 pool = ip_address_pool(self.plan, c)
-                said.append(self.gate(c, "metallb-webhook", {"cluster": c.name, "pool": pool, "timeout": 300}))
+                said.append(self.gate(c, "metallb-webhook", {"cluster": c.name, "pool": pool, "timeout": 600,
+                                                             "workloads": metallb_workloads(metallb_values())}))
                 for obj in (pool, l2_advertisement(self.plan, c)):
                     self.cmd(["kubectl", "--kubeconfig", str(self.kubeconfigs[c.name]), "apply", "-f", "-"],
                              input_text=json.dumps(obj), what=f"kubectl apply {obj['kind']}")
-        return f"{len(said)} gates passed"
+            if self.plan.config.demo.enabled:
+                # the demo after Cilium's rollout: its policies need the CRDs Cilium's operator installs
+                from kindmesh.core.demo import manifests
+                objs = manifests(self.plan, c)
+                self.cmd(["kubectl", "--kubeconfig", str(self.kubeconfigs[c.name]), "apply", "-f", "-"],
+                         input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}),
+                         what=f"kubectl apply the demo ({c.name})")
+                said.append(f"demo: {len(objs)} objects")
+        return f"{len(said)} gates passed / objects applied"
+
+    def upgrade(self, version: str) -> str:
+        """One cluster at a time, as `make upgrade` does: that cluster's
+        ``clusters[].cilium.version`` set, the stack re-planned (a mixed mesh is a valid
+        plan), its release upgraded with the values rendered for its new version, then the
+        rollout gate of *every* cluster."""
+        import copy
+
+        from kindmesh.core.planner import load_plan
+        from kindmesh.core.render import CILIUM_NAMESPACE, rollout_workloads
+        done = []
+        for i, c in enumerate(self.plan.clusters):
+            raw = copy.deepcopy(self.raw)
+            for entry in raw["clusters"][: i + 1]:
+                entry["cilium"] = dict(entry.get("cilium") or {}, version=version)
+            self.raw = raw
+            self.plan = load_plan(raw, stack=self.name, project="kindmesh")
+            cluster = next(x for x in self.plan.clusters if x.name == c.name)
+            if self.plan.cilium_version(cluster) != version:
+                raise StepFailed(f"{c.name}: the plan kept Cilium {self.plan.cilium_version(cluster)}")
+            values = self.cilium_values(cluster)
+            self.helm(cluster, "cilium", "cilium", version, CILIUM_NAMESPACE, values, wait=False, upgrade=True)
+            for other in self.plan.clusters:
+                v = self.cilium_values(other)
+                self.gate(other, "rollout", {"cluster": other.name, "workloads": rollout_workloads(v), "timeout": 300})
+            done.append(f"{c.name}->{version}")
+        return ", ".join(done)
 
     def load_balancer_ips(self) -> str:
         """Every cluster's clustermesh-apiserver gets its planned mesh IP (and Hubble UI its own)."""
@@ -267,7 +308,7 @@ class ClusterTier:
             ("kubeconfig file + kubectl", self.kubeconfig_file),
         ]
         if upgrade_to:
-            steps.append((f"cilium upgrade to {upgrade_to}, cluster by cluster", lambda: self.charts(upgrade_to)))
+            steps.append((f"cilium upgrade to {upgrade_to}, cluster by cluster", lambda: self.upgrade(upgrade_to)))
         steps.append(("teardown: nothing left", self.teardown))
         for what, fn in steps:
             if not self.step(what, fn) and what != "teardown: nothing left":
