@@ -153,7 +153,7 @@ def test_the_programs_graph_run_as_modelled_reports_no_difference():
     report = compare(read_events(schedule_log(model).lines()), model)
     assert report.edges_not_real == [] and report.edges_missing == [] and report.unmodelled == []
     assert report.actual_total == report.modelled_total
-    assert report.actual_chain[0] == "host-images-pull" and report.actual_chain[-1].endswith("-l2")
+    assert report.actual_chain[0] == "host-images-pull" and report.actual_chain[-1].endswith("-lb-ips")
     assert all(r.start == r.modelled_start and r.end == r.modelled_end for r in report.rows)
 
 
@@ -192,4 +192,4 @@ def test_command_line_on_a_runs_stack_file_with_local_charts(tmp_path, capsys, m
     monkeypatch.chdir(tmp_path)
     assert main([str(log), "--raw", str(work / "Pulumi.lab.yaml")]) == 0
     assert os.getcwd() == str(tmp_path)  # back where it was
-    assert "modelled up: 292 s" in capsys.readouterr().out
+    assert "modelled up: 298 s" in capsys.readouterr().out
