@@ -186,6 +186,8 @@ class ClusterTier:
             l2_advertisement,
             metallb_values,
             metallb_workloads,
+            planned_lb_services,
+            reserved_address_pool,
             rollout_workloads,
         )
         said = []
@@ -200,9 +202,14 @@ class ClusterTier:
                 pool = ip_address_pool(self.plan, c)
                 said.append(self.gate(c, "metallb-webhook", {"cluster": c.name, "pool": pool, "timeout": 600,
                                                              "workloads": metallb_workloads(metallb_values())}))
-                for obj in (pool, l2_advertisement(self.plan, c)):
+                # the auto-assigned pool, then the reserved one (the planned IPs), then the advertisement
+                for obj in (pool, reserved_address_pool(self.plan, c), l2_advertisement(self.plan, c)):
                     self.cmd(["kubectl", "--kubeconfig", str(self.kubeconfigs[c.name]), "apply", "-f", "-"],
                              input_text=json.dumps(obj), what=f"kubectl apply {obj['kind']}")
+                services = planned_lb_services(values)
+                if services:  # as the program does: the planned LoadBalancer IPs were assigned
+                    said.append(self.gate(c, "loadbalancer", {"cluster": c.name, "services": services,
+                                                              "timeout": 120}))
             if self.plan.config.demo.enabled:
                 # the demo after Cilium's rollout: its policies need the CRDs Cilium's operator installs
                 from kindmesh.core.demo import manifests
@@ -303,7 +310,7 @@ class ClusterTier:
         steps: list[tuple[str, Any]] = [
             ("docker network (the program's options)", self.network),
             ("kindctl prepull + create (+ update is a no-op)", self.kind_clusters),
-            ("charts + gates (cilium, metallb, pool)", self.charts),
+            ("charts + gates (cilium, metallb, pools, LB IPs)", self.charts),
             ("LoadBalancer IPs = planned mesh IPs", self.load_balancer_ips),
             ("kubeconfig file + kubectl", self.kubeconfig_file),
         ]
