@@ -259,6 +259,18 @@ build_pulumi() {
 # Each provider repository tags its release at the root (vX.Y.Z) and in sdk/; its provider/ module is
 # untagged, so the release is required by the pseudo-version of the release commit. The commit
 # comes from the proxy's Origin record of the root (or sdk) module at that tag.
+# Checked against the providers' sources (not exercised end to end: today the proxy refuses all
+# four at the pinned releases; kubernetes was built from its one served pseudo-version, v4.25.0):
+# - kubernetes, tls, docker embed schema-embed.json (+ terraform-mapping-embed.json for
+#   kubernetes) that cmd/pulumi-resource-<name>/generate.go writes from the committed schema.json;
+# - tls replaces its upstream with ./shim, which is inside its module zip;
+# - docker replaces github.com/terraform-providers/terraform-provider-docker with ../upstream, a
+#   git submodule (kreuzwerker/terraform-provider-docker at a pinned commit) patched by the repo's
+#   patches/ (0001 adds the `shim` package exposing internal/provider.New). Neither the submodule
+#   nor patches/ is in the provider's module zip, and the submodule commit is recorded nowhere the
+#   proxy serves, so that replace fails here by name ("not in the module zip") until the commit is
+#   pinned in this table (the kreuzwerker module at its pseudo-version, copied writable, plus a
+#   shim/shim.go of our own).
 declare -A PROVIDER_MAJOR=([command]="" [kubernetes]=/v4 [tls]=/v5 [docker]=/v5)
 
 # release_origin NAME VERSION: "<commit> <UTC time>" of the release tag, via the proxy
