@@ -447,6 +447,7 @@ class Scenario:
     workdir: Path = Path()
     world: World | None = None
     plans: list[Plan] = field(default_factory=list)
+    last_output: str = ""  # what the last step printed (for checks on `preview --diff`)
 
     def cluster_names(self) -> list[str]:
         return [c["name"] for c in self.config["config"].get("kindmesh:clusters") or []]
@@ -541,9 +542,6 @@ def check_diff_secrets(sc: Scenario) -> list[str]:
     return problems
 
 
-Scenario.last_output = ""  # type: ignore[attr-defined]
-
-
 def run_step(sc: Scenario, step: Step, logdir: Path) -> dict[str, Any]:
     if step.edit is not None:
         sc.config = step.edit(sc.config)
@@ -556,7 +554,7 @@ def run_step(sc: Scenario, step: Step, logdir: Path) -> dict[str, Any]:
     proc = sc.pulumi(args, event_log=event_log)
     seconds = time.monotonic() - t0
     (logdir / f"{sc.name}-{slug}.out").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
-    sc.last_output = proc.stdout  # type: ignore[attr-defined]
+    sc.last_output = proc.stdout
     plan = read_plan(event_log)
     sc.plans.append(plan)
     problems: list[str] = []
