@@ -566,7 +566,7 @@ def run_step(sc: Scenario, step: Step, logdir: Path) -> dict[str, Any]:
     if step.after is not None and not problems:
         problems += step.after(sc)
     order: Any = None
-    if step.command == "up" and not len([p for p in sc.plans if p.order]) > 1 and plan.order:
+    if step.name == "up" and plan.order:
         # the first up: the order the engine actually ran the steps in, next to the model (issue 19)
         proc = subprocess.run([sys.executable, str(REPO / "bench" / "engine_order.py"), str(event_log), "--raw",
                                str(sc.workdir / f"Pulumi.{sc.stack}.yaml"), "--json", str(event_log.with_suffix(".order.json"))],
@@ -596,11 +596,11 @@ def prepare(sc: Scenario, world: World, root: Path) -> None:
     if sc.project != REPO:  # an example: the kindmesh package from this checkout
         world.env["PYTHONPATH"] = str(REPO)
     (sc.workdir / f"Pulumi.{sc.stack}.yaml").write_text(yaml.safe_dump(sc.config, sort_keys=False))
+    (root / "state").mkdir(exist_ok=True)
     proc = subprocess.run(["pulumi", "login", f"file://{root / 'state'}"], cwd=sc.workdir, env=world.env,
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"pulumi login failed: {proc.stderr}")
-    (root / "state").mkdir(exist_ok=True)
     proc = subprocess.run(["pulumi", "stack", "init", sc.stack, "--secrets-provider", "passphrase", "--non-interactive"],
                           cwd=sc.workdir, env=world.env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
