@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -152,22 +153,37 @@ class ClusterTarget:
         nothing behind. ``after``: one resource or a sequence.
         """
         run = f"{shlex.quote(sys.executable)} -m kindmesh.deploy.gate_cmd {gate}"
+        environment: dict[str, pulumi.Input[str]] = {
+            GATE_KUBECONFIG_ENV: pulumi.Output.secret(self.kubeconfig),
+            GATE_SPEC_ENV: json.dumps(spec, sort_keys=True, separators=(",", ":")),
+        }
+        triggers = None
+        if reverted("gate-triggers"):  # the engine tier's proof that it catches the old defect
+            triggers = [rerun_json(rerun_on)]
+        else:
+            environment[GATE_RERUN_ENV] = rerun_json(rerun_on)
         return command.local.Command(
             name,
             create=run,
             update=run,
             dir=str(PROJECT_ROOT),
-            environment={
-                GATE_KUBECONFIG_ENV: pulumi.Output.secret(self.kubeconfig),
-                GATE_SPEC_ENV: json.dumps(spec, sort_keys=True, separators=(",", ":")),
-                GATE_RERUN_ENV: rerun_json(rerun_on),
-            },
+            environment=environment,
+            triggers=triggers,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=after_list(after, "after"),
                                         deleted_with=self.deleted_with),
         )
 
 
 GATE_RERUN_ENV = "KINDMESH_GATE_RERUN"
+# The engine tier (docs/integration.md) proves that it catches the two defects fixed in the past by
+# putting each fix back out: KINDMESH_TIER_REVERT=gate-triggers,network-options. Never the default;
+# nothing but the tier sets it.
+TIER_REVERT_ENV = "KINDMESH_TIER_REVERT"
+
+
+def reverted(fix: str) -> bool:
+    """True when the engine tier asks for the named fix to be reverted (see TIER_REVERT_ENV)."""
+    return fix in os.environ.get(TIER_REVERT_ENV, "").split(",")
 
 
 def rerun_json(values: Sequence[pulumi.Input[Any]]) -> pulumi.Output[str]:

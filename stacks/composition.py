@@ -32,7 +32,7 @@ import pulumi_kubernetes as k8s
 
 from kindmesh import PACKAGE_HOME
 from kindmesh.components.cilium_release import CiliumRelease, CiliumReleaseArgs
-from kindmesh.components.cluster_target import GATE_RERUN_ENV, ClusterTarget, rerun_json
+from kindmesh.components.cluster_target import GATE_RERUN_ENV, ClusterTarget, rerun_json, reverted
 from kindmesh.components.existing_cluster import ExistingCluster, ExistingClusterArgs
 from kindmesh.components.kind_cluster import (
     HostImages,
@@ -232,7 +232,9 @@ class _Wiring:
     def host(self, facts: object) -> tuple[docker.Network, HostImages | None]:
         plan, n = self.plan, self.prefix
         docker_provider = docker.Provider(f"{n}docker", opts=self.opts())
-        options = {"com.docker.network.bridge.enable_ip_masquerade": "true", **DOCKER_REPORTED_OPTIONS}
+        old_defect = reverted("network-options")  # the engine tier's proof that it catches it
+        options = {"com.docker.network.bridge.enable_ip_masquerade": "true",
+                   **({} if old_defect else DOCKER_REPORTED_OPTIONS)}
         mtu = getattr(facts, "mtu", 0)  # the daemon's MTU, as kind does (None under mocks: no option)
         mtu_option = planned_mtu(mtu) if isinstance(mtu, int) else None
         if mtu_option is not None:
@@ -254,7 +256,7 @@ class _Wiring:
             # computed: whatever else a daemon reports (its default-network-opts) must not
             # replace a network the kind nodes are attached to. Live changes the network cannot
             # take (subnet, MTU) are refused before anything is registered instead.
-            opts=self.opts(provider=docker_provider, ignore_changes=["options"]),
+            opts=self.opts(provider=docker_provider, ignore_changes=[] if old_defect else ["options"]),
         )
         images = None
         if plan.config.kind.prepull and plan.images:

@@ -141,3 +141,84 @@ def test_removing_a_cluster_may_delete_its_own_only() -> None:
     assert lifecycle.expect_cluster_removed("zz")(ok, sc) == []
     bad = _plan({"zz-kind-cluster": ("delete", "command:local:Command"), "us-kind": ("delete", "pulumi-python:dynamic:Resource")})
     assert lifecycle.expect_cluster_removed("zz")(bad, sc)
+
+
+# ---------------------------------------------------------------- what moby keeps of a network's IPAM
+
+
+def test_network_keeps_and_reports_ip_range_and_auxiliary_addresses(daemon: Path) -> None:
+    # moby (api/types/network.IPAMConfig) stores IPRange and AuxiliaryAddresses as asked and reports
+    # them on inspect: pulumi-docker's refresh reads them back into ipamConfigs.
+    fake_docker.api_json("POST", "/networks/create", {"Name": "km", "IPAM": {"Config": [
+        {"Subnet": "172.30.0.0/24", "IPRange": "172.30.0.0/25", "Gateway": "172.30.0.1",
+         "AuxiliaryAddresses": {"host": "172.30.0.5"}}]}})
+    cfg = fake_docker.api_json("GET", "/networks/km")["IPAM"]["Config"]
+    assert cfg == [{"Subnet": "172.30.0.0/24", "IPRange": "172.30.0.0/25", "Gateway": "172.30.0.1",
+                    "AuxiliaryAddresses": {"host": "172.30.0.5"}}]
+
+
+def test_network_without_a_range_reports_no_empty_ipam_fields(daemon: Path) -> None:
+    fake_docker.api_json("POST", "/networks/create", {"Name": "km", "IPAM": {"Config": [{"Subnet": "172.30.0.0/24"}]}})
+    assert fake_docker.api_json("GET", "/networks/km")["IPAM"]["Config"] == [
+        {"Subnet": "172.30.0.0/24", "Gateway": "172.30.0.1"}]
+
+
+def test_container_addresses_come_from_the_ip_range_skipping_gateway_and_aux(daemon: Path) -> None:
+    fake_docker.api_json("POST", "/networks/create", {"Name": "km", "IPAM": {"Config": [
+        {"Subnet": "172.30.0.0/24", "IPRange": "172.30.0.128/30", "Gateway": "172.30.0.129",
+         "AuxiliaryAddresses": {"x": "172.30.0.130"}}]}})
+    ips = []
+    for i in range(2):
+        cid = fake_docker.api_json("POST", f"/containers/create?name=n{i}", {
+            "Image": "kindest/node:v1.34.0", "NetworkingConfig": {"EndpointsConfig": {"km": {}}}})["Id"]
+        ips.append(fake_docker.api_json("GET", f"/containers/{cid}/json")["NetworkSettings"]["Networks"]["km"]["IPAddress"])
+    assert ips == ["172.30.0.128", "172.30.0.131"]  # the range's own first address too; .129/.130 reserved
+    with pytest.raises(fake_docker.ApiError, match="no available IPv4 addresses"):
+        fake_docker.api_json("POST", "/containers/create?name=n2", {
+            "Image": "x", "NetworkingConfig": {"EndpointsConfig": {"km": {}}}})
+
+
+def test_an_ip_range_outside_the_subnet_is_refused(daemon: Path) -> None:
+    with pytest.raises(fake_docker.ApiError, match="not contained"):
+        fake_docker.api_json("POST", "/networks/create", {"Name": "km", "IPAM": {"Config": [
+            {"Subnet": "172.30.0.0/24", "IPRange": "172.31.0.0/25"}]}})
+
+
+# ---------------------------------------------------------------- the simulated cluster's own parts
+
+
+def test_a_world_controller_that_cannot_start_fails_the_cluster_at_once_with_its_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.integration import simcluster
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "etcd").write_text("#!/bin/sh\nexec sleep 30\n")
+    (bin_dir / "etcd").chmod(0o755)
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\necho \"/usr/bin/python3: No module named 'tests'\" >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("KINDMESH_WORLD", str(tmp_path / "world"))
+    monkeypatch.setenv("KINDMESH_TOOLS_BIN", str(bin_dir))
+    monkeypatch.setattr(simcluster.sys, "executable", str(broken))
+    state = simcluster.ClusterState(name="c1", network="", pod_subnet="10.1.0.0/16", service_subnet="10.2.0.0/16",
+                                    image="kindest/node:v1.34.0", api_port=simcluster.free_port(),
+                                    etcd_port=simcluster.free_port(), egress_port=0,
+                                    nodes=[simcluster.NodeSpec("c1-control-plane", "control-plane", "127.0.0.1")])
+    state.dir.mkdir(parents=True)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(RuntimeError, match="world of cluster c1 exited") as exc:
+            simcluster.start(state, timeout=60)
+    finally:
+        simcluster.stop("c1")
+    assert "No module named 'tests'" in str(exc.value)
+    assert time.monotonic() - t0 < 15, "a dead world controller must fail the create at once, not at the deadline"
+
+
+def test_kwok_renews_node_leases_within_the_controller_managers_grace_period() -> None:
+    # kube-controller-manager's --node-monitor-grace-period is 40 s (1.34 default); without leases
+    # (kubelet heartbeats) the simulated nodes go NotReady and every workload's status follows.
+    source = (REPO / "tests" / "integration" / "simcluster.py").read_text()
+    argv = source[source.index('_start(state, "kwok"'):]
+    argv = argv[:argv.index("])")]
+    assert '"--node-lease-duration-seconds", "40"' in argv

@@ -25,6 +25,11 @@ from kindmesh.core.planner import network_layout, pool_for
 from kindmesh.core.render import kind_cilium_values
 
 NAME = "solo"
+# Optional, for hosts without the public chart repositories: `pulumi config set --path
+# kindmesh:charts.cilium /path/to/charts` (a directory of <chart>-<version>.tgz archives).
+charts = pulumi.Config("kindmesh").get_object("charts") or {}
+chart_repos = {"cilium": {"repo": charts["cilium"]} if "cilium" in charts else {},
+               "metallb": {"repo": charts["metallb"]} if "metallb" in charts else {}}
 SUBNET = "172.27.0.0/24"
 nodes, _pools = network_layout(SUBNET)  # docker's ip_range keeps node IPs out of the pools
 first, last = pool_for(SUBNET, 8, 1)  # cluster id 1's pool: 8 addresses at the top of the subnet
@@ -49,11 +54,13 @@ cilium = CiliumRelease(NAME, CiliumReleaseArgs(
     values=kind_cilium_values(control_plane=f"{NAME}-control-plane", mesh_ip=str(first)),
     ca_cert_b64=ca.cert_b64,
     ca_key_b64=ca.key_b64,
+    **chart_repos["cilium"],
 ))
 metallb = MetalLBPool(NAME, MetalLBPoolArgs(
     # installed while Cilium rolls out; its webhook gate waits for Cilium (the CNI)
     target=target, cluster_name=NAME, addresses=[f"{first}-{last}"], after=kind.ready, cni=cilium.ready,
     reserved=[str(first)],  # the mesh IP: never handed to another LoadBalancer Service
+    **chart_repos["metallb"],
 ))
 pulumi.export("kubeconfig", kind.kubeconfig)
 pulumi.export("ciliumRevision", cilium.revision)

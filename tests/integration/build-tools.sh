@@ -24,16 +24,19 @@ ROOT=$(cd "$HERE/../.." && pwd)
 
 # ------------------------------------------------------------------ the pinned table
 # Bump RECIPE when the way a tool is built changes (it is part of the cache key).
-RECIPE=1
+RECIPE=2
 K8S_VERSION=v1.34.4          # k8s.io/kubernetes; staging modules k8s.io/* at v0.34.4 (kind v0.30 = v1.34.0)
 ETCD_VERSION=v3.6.16         # go.etcd.io/etcd/server/v3 (package main at the module root)
 HELM_VERSION=v3.22.0         # helm.sh/helm/v3 (the cluster tier installs the real charts with it)
 KWOK_VERSION=v0.7.0          # sigs.k8s.io/kwok (its client libraries are v0.33: not newer than the API server)
 PULUMI_VERSION=v3.274.0      # github.com/pulumi/pulumi/pkg/v3 CLI (the proxy does not serve v3.272.0/v3.273.0;
                              # a CLI newer than the SDK pulumi==3.272.0 serves it)
-# Provider plugin versions are not repeated here: they are read from requirements.txt (the SDK pins),
-# and cross-checked with the SDK's pulumi-plugin.json where the SDK is installed in .venv.
+LANGHOST_VERSION=3.259.0     # Pulumi's Python language host: the source in ../shared/upstream/src
+LANGHOST_SDK=v3.260.0        # the pkg/v3 + sdk/v3 release it builds against (its README), from the proxy
+# Provider plugin versions are not repeated here: they are read from requirements.txt (the SDK pins)
+# and must equal the source archives' versions in ../shared/upstream/src (checked below).
 PROVIDERS=(command kubernetes tls docker)
+UPSTREAM_SRC=${KINDMESH_UPSTREAM_SRC:-$ROOT/../shared/upstream/src}
 
 die() { echo "build-tools: $*" >&2; exit 1; }
 
@@ -49,9 +52,23 @@ for p in "${PROVIDERS[@]}"; do
   PROVIDER_VERSION[$p]=$v
 done
 
+# The source archives: present, their checksums right, one per provider at the pinned version.
+[ -f "$UPSTREAM_SRC/SHA256SUMS" ] || die "no $UPSTREAM_SRC/SHA256SUMS: the provider and language-host sources (../shared/upstream/src) are needed; set KINDMESH_UPSTREAM_SRC to their folder"
+UPSTREAM_SRC=$(cd "$UPSTREAM_SRC" && pwd)
+for p in "${PROVIDERS[@]}"; do
+  [ -f "$UPSTREAM_SRC/pulumi-$p-${PROVIDER_VERSION[$p]}.tar.gz" ] || die "requirements.txt pins pulumi-$p==${PROVIDER_VERSION[$p]}, but $UPSTREAM_SRC has $(cd "$UPSTREAM_SRC" && ls pulumi-$p-*.tar.gz 2>/dev/null | tr '\n' ' ' || true)(the SDK pins must equal the plugins built)"
+done
+if [ "${1:-}" != "--print-dir" ]; then
+  (cd "$UPSTREAM_SRC" && sha256sum --quiet -c SHA256SUMS) >&2 || die "checksums of $UPSTREAM_SRC do not match its SHA256SUMS"
+  for a in "$UPSTREAM_SRC"/*.tar.gz; do
+    grep -q " $(basename "$a")\$" "$UPSTREAM_SRC/SHA256SUMS" || die "$a is not listed in SHA256SUMS"
+  done
+fi
+
 key_material() {
   echo "recipe=$RECIPE go=$GOVERSION k8s=$K8S_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION pulumi=$PULUMI_VERSION helm=$HELM_VERSION"
-  echo "langhost=$(sha256sum "$HERE/langhost/main.go" | cut -c1-12)"
+  echo "langhost=$LANGHOST_VERSION+$LANGHOST_SDK"
+  echo "upstream-src=$(sha256sum <"$UPSTREAM_SRC/SHA256SUMS" | cut -c1-16)"
   for p in "${PROVIDERS[@]}"; do echo "provider-$p=${PROVIDER_VERSION[$p]}"; done
 }
 KEY=$(key_material | sha256sum | cut -c1-16)
@@ -234,126 +251,78 @@ build_pulumi() {
     grep -q "^$PULUMI_VERSION\$" "$LOGS/pulumi.log" || { echo "pulumi version does not print $PULUMI_VERSION" >"$STAMPS/pulumi.failed"; return 1; }
     stamp pulumi "$PULUMI_PKG/cmd/pulumi@$PULUMI_VERSION" "$DIR/bin/pulumi"
   fi
-  if ! done_tool pulumi-language-python; then
-    # Pulumi's own host module (sdk/python/cmd/pulumi-language-python/v3) is not served by the proxy:
-    # build ours (langhost/main.go, this repository) against the same sdk/v3 release.
-    w=$(wrapper pulumi-language-python)
-    cp "$HERE/langhost/main.go" "$w/main.go"
-    { printf '\nrequire %s %s\n' "$PULUMI_SDK" "$PULUMI_VERSION"
-      replaces_of "$(modfile "$PULUMI_SDK@$PULUMI_VERSION")" ""; } >>"$w/go.mod"
-    { timed pulumi-language-python get "$GO" -C "$w" mod tidy \
-      && timed pulumi-language-python build "$GO" -C "$w" build -p 2 -trimpath \
-           -ldflags "-s -w -X main.version=${PULUMI_VERSION#v}" -o "$DIR/bin/pulumi-language-python" . ; } || return 1
-    stamp pulumi-language-python "kindmesh langhost + $PULUMI_SDK@$PULUMI_VERSION" "$DIR/bin/pulumi-language-python"
-  fi
-  if ! done_tool python-scripts; then
-    # The scripts that ship beside the language host in Pulumi's releases are in the sdk/v3 module:
-    # the program launcher (python/cmd) and the dynamic-provider plugin launcher (python/dist).
-    local sdk; sdk=$(moddir "$PULUMI_SDK@$PULUMI_VERSION")
-    install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$DIR/bin/pulumi-language-python-exec"
-    install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$DIR/bin/pulumi-resource-pulumi-python"
-    stamp python-scripts "$PULUMI_SDK@$PULUMI_VERSION (python/cmd, python/dist)" "$DIR/bin/pulumi-language-python-exec"
-  fi
 }
-# ------------------------------------------------------------------ provider plugins
-# Each provider repository tags its release at the root (vX.Y.Z) and in sdk/; its provider/ module is
-# untagged, so the release is required by the pseudo-version of the release commit. The commit
-# comes from the proxy's Origin record of the root (or sdk) module at that tag.
-# Checked against the providers' sources (not exercised end to end: today the proxy refuses all
-# four at the pinned releases; kubernetes was built from its one served pseudo-version, v4.25.0):
-# - kubernetes, tls, docker embed schema-embed.json (+ terraform-mapping-embed.json for
-#   kubernetes) that cmd/pulumi-resource-<name>/generate.go writes from the committed schema.json;
-# - tls replaces its upstream with ./shim, which is inside its module zip;
-# - docker replaces github.com/terraform-providers/terraform-provider-docker with ../upstream, a
-#   git submodule (kreuzwerker/terraform-provider-docker at a pinned commit) patched by the repo's
-#   patches/ (0001 adds the `shim` package exposing internal/provider.New). Neither the submodule
-#   nor patches/ is in the provider's module zip, and the submodule commit is recorded nowhere the
-#   proxy serves, so that replace fails here by name ("not in the module zip") until the commit is
-#   pinned in this table (the kreuzwerker module at its pseudo-version, copied writable, plus a
-#   shim/shim.go of our own).
+# ------------------------------------------------------------------ provider plugins + language host
+# The Go module proxy does not serve the provider modules at their releases, nor Pulumi's Python
+# language host: their sources are archives in ../shared/upstream/src (KINDMESH_UPSTREAM_SRC),
+# verified against its SHA256SUMS (whose digest is part of the cache key), built by the recipe of
+# its README. Every other module comes from the proxy.
+# extract_src: a fresh writable tree of every archive under $WORK/src.<pid> (the docker patches are
+# applied once per tree, so each run makes its own, and removes it when it ends).
+SRC_TREE=""
+extract_src() {
+  [ -n "$SRC_TREE" ] && return 0
+  SRC_TREE=$WORK/src.$$
+  rm -rf "$SRC_TREE"; mkdir -p "$SRC_TREE"
+  trap 'rm -rf "$SRC_TREE"' EXIT
+  local a
+  for a in "$UPSTREAM_SRC"/*.tar.gz; do tar -xzf "$a" -C "$SRC_TREE" || return 1; done
+  chmod -R u+w "$SRC_TREE"
+}
+srcdir() { # NAME-PREFIX: the one extracted folder whose name starts with it
+  local d; d=$(ls -d "$SRC_TREE/$1"* 2>/dev/null | head -1)
+  [ -n "$d" ] || { echo "build-tools: no $1* archive in $UPSTREAM_SRC" >&2; return 1; }
+  echo "$d"
+}
+
 declare -A PROVIDER_MAJOR=([command]="" [kubernetes]=/v4 [tls]=/v5 [docker]=/v5)
-
-# release_origin NAME VERSION: "<commit> <UTC time>" of the release tag, via the proxy
-release_origin() {
-  local name=$1 v=$2 major=${2%%.*} m mv out
-  local cands=("github.com/pulumi/pulumi-$name@v$v")
-  [ "$major" -ge 2 ] && cands=("github.com/pulumi/pulumi-$name@v$v+incompatible" "github.com/pulumi/pulumi-$name/sdk/v$major@v$v") \
-    || cands+=("github.com/pulumi/pulumi-$name/sdk@v$v")
-  for mv in "${cands[@]}"; do
-    if out=$("$GO" list -m -json "$mv" 2>>"$LOGS/provider-$name.log"); then
-      python3 -c 'import json,sys,datetime
-d=json.load(sys.stdin); o=d.get("Origin") or {}
-t=datetime.datetime.strptime(d["Time"][:19],"%Y-%m-%dT%H:%M:%S")
-print(o.get("Hash",""), t.strftime("%Y%m%d%H%M%S")) if o.get("Hash") else sys.exit(1)' <<<"$out" && return 0
-    fi
-  done
-  return 1
-}
-
-# build_provider NAME: resource-NAME-vVERSION/pulumi-resource-NAME in pulumi-home/plugins
 build_provider() {
   local name=$1 v=${PROVIDER_VERSION[$1]} tool="provider-$1"
   local mod="github.com/pulumi/pulumi-$name/provider${PROVIDER_MAJOR[$name]}"
-  local pdir="$DIR/pulumi-home/plugins/resource-$name-v$v" commit when pseudo src w out
+  local pdir="$DIR/pulumi-home/plugins/resource-$name-v$v"
+  local bin="$pdir/pulumi-resource-$name" ld="-s -w -X $mod/pkg/version.Version=$v" p s
   done_tool "$tool" && return 0
   : >"$LOGS/$tool.log"
-  # KINDMESH_TOOLS_PROVIDER_REV_<name>=<module version> names the provider module's version outright
-  # (for a proxy that serves it but not the tag it was released from).
-  local override_var="KINDMESH_TOOLS_PROVIDER_REV_$name"
-  if [ -n "${!override_var:-}" ]; then
-    pseudo=${!override_var}; commit="(given by $override_var)"
-  elif ! read -r commit when < <(release_origin "$name" "$v"); then
-    { echo "unavailable: the Go module proxy serves neither github.com/pulumi/pulumi-$name@v$v nor its sdk module, so the release commit of $mod is unknown:"
-      grep -m1 -E '403|not available|invalid version' "$LOGS/$tool.log"; } >"$STAMPS/$tool.failed"
-    status; return 1
-  else
-    local base=v0.0.0; [ -n "${PROVIDER_MAJOR[$name]}" ] && base="${PROVIDER_MAJOR[$name]#/}.0.0"
-    pseudo="$base-$when-${commit:0:12}"
+  extract_src || return 1
+  p=$(srcdir "pulumi-$name-$v") || { echo "no source archive pulumi-$name-$v" >"$STAMPS/$tool.failed"; return 1; }
+  mkdir -p "$pdir"
+  case "$name" in
+    command)
+      timed "$tool" build "$GO" -C "$p/provider" build -mod=mod -p 2 -trimpath -ldflags "$ld" \
+        -o "$bin" ./cmd/pulumi-resource-command || return 1;;
+    tls)
+      timed "$tool" replace "$GO" -C "$p/provider" mod edit \
+          -replace "github.com/pulumi/pulumi-yaml=$(srcdir pulumi-yaml-)" \
+          -replace "github.com/pulumi/pulumi-dotnet/pulumi-language-dotnet/v3=$(srcdir pulumi-dotnet-)/pulumi-language-dotnet" \
+          -replace "github.com/hashicorp/terraform-provider-tls=$(srcdir terraform-provider-tls-)" \
+        && timed "$tool" generate env -C "$p/provider" GOFLAGS="-mod=mod -buildvcs=false" VERSION="$v" "$GO" generate cmd/pulumi-resource-tls/main.go \
+        && timed "$tool" build "$GO" -C "$p/provider" build -mod=mod -p 2 -trimpath -ldflags "$ld" -o "$bin" ./cmd/pulumi-resource-tls \
+        || return 1;;
+    docker)
+      # provider/go.mod replaces the upstream module with ../upstream: the release's submodule
+      # commit, patched by the repository's patches/.
+      s=$(srcdir terraform-provider-docker-) || return 1
+      rm -rf "$p/upstream"; mv "$s" "$p/upstream"
+      for s in "$p"/patches/*.patch; do
+        timed "$tool" "patch-$(basename "$s")" git -C "$p/upstream" apply "$s" || return 1
+      done
+      timed "$tool" generate env -C "$p/provider" GOFLAGS="-mod=mod -buildvcs=false" VERSION="$v" "$GO" generate cmd/pulumi-resource-docker/main.go \
+        && timed "$tool" build "$GO" -C "$p/provider" build -mod=mod -tags no_compose -p 2 -trimpath -ldflags "$ld" \
+             -o "$bin" ./cmd/pulumi-resource-docker || return 1;;
+    kubernetes)
+      timed "$tool" replace "$GO" -C "$p/provider" mod edit \
+          -replace "github.com/pulumi/pulumi/pkg/v3=$(srcdir pulumi-pkg-)/pkg" \
+          -replace "github.com/fluxcd/pkg/ssa=$(srcdir fluxcd-pkg-ssa-)/ssa" \
+        && timed "$tool" generate env -C "$p/provider" GOFLAGS="-mod=mod -buildvcs=false" VERSION="$v" "$GO" generate cmd/pulumi-resource-kubernetes/main.go \
+        && timed "$tool" build "$GO" -C "$p/provider" build -mod=mod -p 2 -trimpath -ldflags "$ld" -o "$bin" ./cmd/pulumi-resource-kubernetes \
+        || return 1;;
+    *) die "no recipe for provider $name";;
+  esac
+  if [ "$name" != command ]; then  # the bridged providers answer -version; command (pulumi-go-provider) has no such flag
+    timed "$tool" version "$bin" -version || return 1
+    grep -qx "$v" <(tail -n 3 "$LOGS/$tool.log") || { echo "$bin -version does not print $v" >"$STAMPS/$tool.failed"; return 1; }
   fi
-  if ! out=$("$GO" mod download -json "$mod@$pseudo" 2>>"$LOGS/$tool.log") || ! grep -q '"Dir"' <<<"$out"; then
-    { echo "unavailable: the Go module proxy refuses $mod@$pseudo (release v$v = commit $commit):"
-      { grep -m1 '"Error"' <<<"$out"; grep -m1 -E '403|not available' "$LOGS/$tool.log"; } || true; } >"$STAMPS/$tool.failed"
-    status; return 1
-  fi
-  # A writable copy of the module: its main embeds files that `go generate` writes from the
-  # committed schema (schema-embed.json, *-embed.json), as the provider's Makefile does.
-  w=$(wrapper "$tool"); src="$w/src"
-  cp -r "$(sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p' <<<"$out")" "$src"; chmod -R u+w "$src"
-  { printf '\nrequire %s %s\n' "$mod" "$pseudo"
-    printf 'replace %s => ./src\n' "$mod"
-    # local replaces of the provider (sdk => ../sdk, a shim => ./shim, upstream => ../upstream)
-    "$GO" mod edit -json "$src/go.mod" | python3 -c '
-import json, sys, os
-src = sys.argv[1]
-for r in json.load(sys.stdin).get("Replace") or []:
-    old, new = r["Old"], r["New"]
-    if new.get("Version"):
-        print("replace %s => %s %s" % (old["Path"], new["Path"], new["Version"]))
-    elif os.path.isfile(os.path.join(src, new["Path"], "go.mod")):
-        print("replace %s => %s" % (old["Path"], os.path.normpath(os.path.join("src", new["Path"]))))
-    elif old["Path"].startswith(sys.argv[2] + "/"):
-        # a sibling module of the same repository (the sdk): the published one of this release
-        print("replace %s => %s v%s" % (old["Path"], old["Path"], sys.argv[3]))
-    else:
-        sys.exit("local replace %s => %s is not in the module zip" % (old["Path"], new["Path"]))
-' "$src" "github.com/pulumi/pulumi-$name" "$v"; } >>"$w/go.mod" 2>>"$STAMPS/$tool.failed" || { status; return 1; }
-  rm -f "$STAMPS/$tool.failed"
-  local cmd="$src/cmd/pulumi-resource-$name" gen=""
-  if [ -f "$cmd/generate.go" ]; then
-    # The provider's generator (`go generate` runs it with `go run generate.go`, an ignore-tagged
-    # main): built here as a package of the wrapper, then run in the command's directory.
-    mkdir -p "$w/gen"; gen="$w/gen/gen"
-    sed -e '/^\/\/go:build ignore/d' -e '/^\/\/ +build ignore/d' "$cmd/generate.go" >"$w/gen/main.go"
-  fi
-  # go get of the command package (not tidy: nothing in the wrapper imports the provider); the
-  # generator then builds with -mod=mod against the versions that already selected.
-  { timed "$tool" get "$GO" -C "$w" get "$mod/cmd/pulumi-resource-$name@$pseudo" \
-    && { [ -z "$gen" ] || { timed "$tool" gen-build "$GO" -C "$w" build -mod=mod -p 2 -trimpath -o "$gen" ./gen \
-           && timed "$tool" generate env -C "$cmd" VERSION="$v" "$gen"; }; } \
-    && mkdir -p "$pdir" \
-    && timed "$tool" build "$GO" -C "$w" build -p 2 -trimpath -ldflags "-s -w -X $mod/pkg/version.Version=$v" \
-         -o "$pdir/pulumi-resource-$name" "$mod/cmd/pulumi-resource-$name"; } || return 1
-  stamp "$tool" "$mod@$pseudo (v$v)" "$pdir/pulumi-resource-$name"
+  stamp "$tool" "$mod@v$v ($(basename "$p"), ../shared/upstream/src)" "$bin"
 }
 
 build_providers() {
@@ -362,13 +331,38 @@ build_providers() {
   return $rc
 }
 
+# Pulumi's Python language host (the release's source) against the pkg/sdk release the README names,
+# with the launcher scripts that Pulumi's releases ship beside it (from that sdk/v3 module).
+build_langhost() {
+  local tool=pulumi-language-python h sdk
+  if ! done_tool "$tool"; then
+    : >"$LOGS/$tool.log"
+    extract_src || return 1
+    h=$(srcdir "pulumi-language-python-$LANGHOST_VERSION")/sdk/python/cmd/pulumi-language-python || return 1
+    timed "$tool" edit "$GO" -C "$h" mod edit \
+        -dropreplace "$PULUMI_PKG" -dropreplace "$PULUMI_SDK" \
+        -require "$PULUMI_PKG@$LANGHOST_SDK" -require "$PULUMI_SDK@$LANGHOST_SDK" \
+      && timed "$tool" build "$GO" -C "$h" build -mod=mod -p 2 -trimpath \
+           -ldflags "-s -w -X $PULUMI_SDK/go/common/version.Version=v$LANGHOST_VERSION" -o "$DIR/bin/$tool" . \
+      || return 1
+    stamp "$tool" "pulumi/pulumi sdk/python/cmd/pulumi-language-python@v$LANGHOST_VERSION (../shared/upstream/src) + $PULUMI_SDK@$LANGHOST_SDK" "$DIR/bin/$tool"
+  fi
+  if ! done_tool python-scripts; then
+    sdk=$(moddir "$PULUMI_SDK@$LANGHOST_SDK")
+    [ -n "$sdk" ] || { echo "$PULUMI_SDK@$LANGHOST_SDK not served" >"$STAMPS/python-scripts.failed"; return 1; }
+    install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$DIR/bin/pulumi-language-python-exec"
+    install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$DIR/bin/pulumi-resource-pulumi-python"
+    stamp python-scripts "$PULUMI_SDK@$LANGHOST_SDK (python/cmd, python/dist)" "$DIR/bin/pulumi-language-python-exec"
+  fi
+}
+
 # ------------------------------------------------------------------ main
 echo "build-tools: building into $DIR (logs: $LOGS)"
 rc=0
 for g in "${GROUPS_WANTED[@]}"; do
   case "$g" in
     k8s) build_k8s || rc=1;;
-    pulumi) build_pulumi || rc=1;;
+    pulumi) build_pulumi || rc=1; build_langhost || rc=1;;
     providers) build_providers || rc=1;;
     *) die "unknown group '$g' (k8s, pulumi, providers)";;
   esac

@@ -97,12 +97,21 @@ class Engine:
 
     # ------------------------------------------------------------------ networks
     def _add_network(self, name: str, subnet: str | None, options: dict[str, str], labels: dict[str, str],
-                     *, predefined: bool = False, driver: str = "bridge", gateway: str | None = None) -> dict[str, Any]:
+                     *, predefined: bool = False, driver: str = "bridge", gateway: str | None = None,
+                     ip_range: str | None = None, aux: dict[str, str] | None = None) -> dict[str, Any]:
         nid = secrets.token_hex(32)
         config = []
         if subnet:
             net = ipaddress.ip_network(subnet)
-            config.append({"Subnet": str(net), "Gateway": gateway or str(net.network_address + 1)})
+            # moby keeps what was asked (api/types/network IPAMConfig: IPRange and AuxiliaryAddresses
+            # omitted when empty) and reports it on inspect; containers get addresses from IPRange.
+            entry: dict[str, Any] = {"Subnet": str(net)}
+            if ip_range:
+                entry["IPRange"] = ip_range
+            entry["Gateway"] = gateway or str(net.network_address + 1)
+            if aux:
+                entry["AuxiliaryAddresses"] = dict(aux)
+            config.append(entry)
         net_obj = {
             "Name": name, "Id": nid, "Created": _now(), "Scope": "local", "Driver": driver,
             "EnableIPv4": driver == "bridge", "EnableIPv6": False,
@@ -155,7 +164,8 @@ class Engine:
                 options.setdefault(ENABLE_IPV4, "true" if v4 is None else str(bool(v4)).lower())
                 options.setdefault(ENABLE_IPV6, "true" if v6 else "false")
             configs = ((body.get("IPAM") or {}).get("Config")) or []
-            subnet = gateway = None
+            subnet = gateway = ip_range = None
+            aux: dict[str, str] = {}
             for cfg in configs:
                 try:
                     net = ipaddress.ip_network(cfg.get("Subnet") or "", strict=True)
@@ -168,10 +178,21 @@ class Engine:
                         if ipaddress.ip_network(oc["Subnet"]).overlaps(net):
                             raise ApiError(403, "invalid pool request: Pool overlaps with other one on this address space")
                 subnet, gateway = str(net), cfg.get("Gateway") or None
+                ip_range, aux = cfg.get("IPRange") or None, dict(cfg.get("AuxiliaryAddresses") or cfg.get("AuxAddress") or {})
+                if ip_range:
+                    try:
+                        rng = ipaddress.ip_network(ip_range, strict=True)
+                    except ValueError as exc:
+                        raise ApiError(400, f"invalid ip-range {ip_range!r}: {exc}") from None
+                    if not rng.subnet_of(net):  # type: ignore[arg-type]
+                        raise ApiError(403, f"invalid pool request: ip-range {ip_range} is not contained in subnet {net}")
+                for what, addr in [("gateway", gateway), *((f"auxiliary address {k}", v) for k, v in aux.items())]:
+                    if addr and ipaddress.ip_address(addr) not in net:
+                        raise ApiError(403, f"invalid pool request: {what} {addr} is not in subnet {net}")
             if subnet is None:
                 subnet = self._free_subnet()
             net_obj = self._add_network(name, subnet, options, dict(body.get("Labels") or {}),
-                                        driver=driver, gateway=gateway)
+                                        driver=driver, gateway=gateway, ip_range=ip_range, aux=aux)
             net_obj["Internal"] = bool(body.get("Internal"))
             net_obj["Attachable"] = bool(body.get("Attachable"))
             self.save()
@@ -228,10 +249,15 @@ class Engine:
 
     def _endpoint(self, net: dict[str, Any]) -> dict[str, Any]:
         taken = {c["Endpoints"][net["Id"]]["IPAddress"] for c in self.containers.values() if net["Id"] in c["Endpoints"]}
-        sub = ipaddress.ip_network(net["IPAM"]["Config"][0]["Subnet"])
-        gw = net["IPAM"]["Config"][0]["Gateway"]
-        for host in sub.hosts():
-            if str(host) != gw and str(host) not in taken:
+        cfg = net["IPAM"]["Config"][0]
+        sub = ipaddress.ip_network(cfg["Subnet"])
+        gw = cfg["Gateway"]
+        reserved = {gw, *(cfg.get("AuxiliaryAddresses") or {}).values()}
+        pool = ipaddress.ip_network(cfg["IPRange"]) if cfg.get("IPRange") else sub
+        for host in pool:  # moby's allocator skips only the subnet's own network and broadcast addresses
+            if host in (sub.network_address, sub.broadcast_address):
+                continue
+            if str(host) not in reserved and str(host) not in taken:
                 mac = "02:42:" + ":".join(f"{b:02x}" for b in host.packed)
                 return {"IPAddress": str(host), "Gateway": gw, "MacAddress": mac, "EndpointID": secrets.token_hex(32),
                         "NetworkID": net["Id"], "IPPrefixLen": sub.prefixlen}

@@ -19,10 +19,12 @@ step states what it expects of that plan; a table is printed and a JSON report w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import ctypes
 import errno
 import fcntl
+import ipaddress
 import json
 import os
 import shutil
@@ -61,30 +63,57 @@ def _set_loopback_up() -> None:
         fcntl.ioctl(s.fileno(), siocsifflags, struct.pack("16sH14s", b"lo", flags | iff_up, b""))
 
 
-def enter_netns() -> str:
-    """Move this process into a new network namespace with only loopback (up).
+# The simulated Docker host's kernel settings: what the README asks a user to set for several kind
+# clusters. The tier shows them to the program (and the doctor) in its own mount namespace, over
+# /proc/sys/fs/inotify, so it passes on a host with default settings without changing them.
+SIMULATED_SYSCTL = {"max_user_watches": 524288, "max_user_instances": 512, "max_queued_events": 16384}
+# The world's simulated hosts (existing clusters' servers and agents) get addresses from the
+# benchmarking range (RFC 2544) on loopback inside the namespace: reachable there, routed nowhere.
+HOST_NET = ipaddress.ip_network("198.18.0.0/24")
 
-    Root: ``unshare(CLONE_NEWNET)``. Otherwise a user namespace first (mapping this user to
-    root inside it), which unprivileged users may create on most distributions.
+
+def enter_netns(world_root: Path | None = None) -> str:
+    """Move this process into new network and mount namespaces: loopback only (up), and the
+    simulated host's sysctls over /proc/sys/fs/inotify.
+
+    Root: ``unshare(CLONE_NEWNET|CLONE_NEWNS)``. Otherwise a user namespace first (mapping
+    this user to root inside it), which unprivileged users may create on most distributions.
     """
     libc = ctypes.CDLL(None, use_errno=True)
-    clone_newnet, clone_newuser = 0x40000000, 0x10000000
-    how = "unshare(CLONE_NEWNET)"
+    clone_newnet, clone_newuser, clone_newns = 0x40000000, 0x10000000, 0x00020000
+    how = "unshare(CLONE_NEWNET|CLONE_NEWNS)"
     if os.geteuid() != 0:
         uid, gid = os.geteuid(), os.getegid()
-        if libc.unshare(clone_newuser | clone_newnet) != 0:
+        if libc.unshare(clone_newuser | clone_newnet | clone_newns) != 0:
             err = ctypes.get_errno()
             raise SystemExit(f"engine tier: cannot create a user+network namespace ({os.strerror(err)}); "
                              "run as root, or enable unprivileged user namespaces (kernel.unprivileged_userns_clone=1)")
         Path("/proc/self/setgroups").write_text("deny")
         Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
         Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
-        how = "unshare(CLONE_NEWUSER|CLONE_NEWNET)"
-    elif libc.unshare(clone_newnet) != 0:
-        raise SystemExit(f"engine tier: unshare(CLONE_NEWNET) failed: {os.strerror(ctypes.get_errno())}")
+        how = "unshare(CLONE_NEWUSER|CLONE_NEWNET|CLONE_NEWNS)"
+    elif libc.unshare(clone_newnet | clone_newns) != 0:
+        raise SystemExit(f"engine tier: unshare(CLONE_NEWNET|CLONE_NEWNS) failed: {os.strerror(ctypes.get_errno())}")
     _set_loopback_up()
+    ms_rec, ms_private, ms_bind = 0x4000, 0x40000, 0x1000
+    if libc.mount(None, b"/", None, ms_rec | ms_private, None) != 0:
+        raise SystemExit(f"engine tier: making / private failed: {os.strerror(ctypes.get_errno())}")
+    sysctl = Path(tempfile.mkdtemp(prefix="kmt-sysctl-", dir="/tmp"))
+    for key, value in SIMULATED_SYSCTL.items():
+        (sysctl / key).write_text(f"{value}\n")
+    target = Path("/proc/sys/fs/inotify")
+    if target.is_dir() and libc.mount(str(sysctl).encode(), str(target).encode(), None, ms_bind, None) != 0:
+        raise SystemExit(f"engine tier: bind-mounting the simulated sysctls failed: {os.strerror(ctypes.get_errno())}")
     os.environ[NETNS_ENV] = "1"
+    os.environ["KINDMESH_TIER_SYSCTL"] = str(sysctl)
     return how
+
+
+def add_host_address(address: str) -> None:
+    """Give a simulated host its address (on loopback, inside the tier's namespace only)."""
+    if os.environ.get(NETNS_ENV) != "1":
+        raise RuntimeError("host addresses exist only inside the tier's network namespace")
+    subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True, capture_output=True, text=True)
 
 
 def check_isolation() -> dict[str, Any]:
@@ -165,6 +194,7 @@ class World:
             wrapper.chmod(0o755)
         self.socket = root / "docker.sock"
         self.daemon: subprocess.Popen[bytes] | None = None
+        self.hosts: list[str] = []
         home = root / "pulumi-home"
         home.mkdir()
         if tools.plugins.is_dir():
@@ -180,6 +210,8 @@ class World:
             "PULUMI_HOME": str(home), "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true", "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
             "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1",
+            # `--event-log` exists only with this set
+            "PULUMI_DEBUG_COMMANDS": "true",
             "XDG_RUNTIME_DIR": str(root / "run"), "KINDMESH_RUNTIME_DIR": str(root / "run"),
         })
         (root / "home").mkdir()
@@ -207,22 +239,31 @@ class World:
         path = self.root / "docker" / "requests.log"
         return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
-    def start_existing(self, name: str, pod_subnet: str, service_subnet: str, workers: int = 1) -> Path:
-        """A simulated existing cluster (as a k3s/kubeadm cluster would be): its kubeconfig path."""
+    def host_address(self) -> str:
+        """The next free address of the world's simulated hosts (added to the namespace's loopback)."""
+        address = str(HOST_NET.network_address + 11 + len(self.hosts))
+        add_host_address(address)
+        self.hosts.append(address)
+        return address
+
+    def start_existing(self, name: str, pod_subnet: str, service_subnet: str, workers: int = 1) -> tuple[Path, str]:
+        """A simulated existing cluster (as a k3s/kubeadm cluster would be), its server on a host
+        address of its own with the API server on :6443: (its kubeconfig path, that address)."""
         from tests.integration import simcluster
-        nodes = [simcluster.NodeSpec(f"{name}-server", "control-plane", "127.0.0.1")]
-        nodes += [simcluster.NodeSpec(f"{name}-agent{i}", "worker", "127.0.0.1") for i in range(1, workers + 1)]
+        server = self.host_address()
+        nodes = [simcluster.NodeSpec(f"{name}-server", "control-plane", server)]
+        nodes += [simcluster.NodeSpec(f"{name}-agent{i}", "worker", self.host_address()) for i in range(1, workers + 1)]
         state = simcluster.ClusterState(
             name=name, network="", pod_subnet=pod_subnet, service_subnet=service_subnet,
-            image="rancher/k3s:v1.34.1-k3s1", api_port=simcluster.free_port(), etcd_port=simcluster.free_port(),
-            egress_port=simcluster.free_port(), nodes=nodes)
+            image="rancher/k3s:v1.34.1-k3s1", api_port=6443, etcd_port=simcluster.free_port(),
+            egress_port=simcluster.free_port(), nodes=nodes, host=server)
         state.dir.mkdir(parents=True)
         simcluster.start(state)
         path = self.root / "existing" / f"{name}.kubeconfig"
         path.parent.mkdir(exist_ok=True)
         path.write_text(simcluster.kubeconfig(state).replace(f"kind-{name}", name))
         path.chmod(0o600)
-        return path
+        return path, server
 
     def stop(self) -> None:
         from tests.integration import simcluster
@@ -334,6 +375,12 @@ def expect_nothing(plan: Plan, sc: Scenario) -> list[str]:
 
 
 UPDATABLE_ON_PEER_CHANGE = ("kubernetes:helm.sh/v3:Release", "command:local:Command")
+IP_POOL = "kubernetes:metallb.io/v1beta1:IPAddressPool"
+# The engine gives the Python dynamic provider (the default `pulumi-python` provider of the
+# program's dynamic resources) the whole stack config as its inputs (pulumi/pulumi#17552), so any
+# edit of the stack file updates that provider resource, and nothing through it: no resource's
+# diff depends on it. A step that edits the stack file sets such an update aside (reported).
+DYNAMIC_PROVIDER = "pulumi:providers:pulumi-python"
 
 
 def expect_cluster_added(name: str) -> Expect:
@@ -398,7 +445,7 @@ def expect_destroyed(plan: Plan, sc: Scenario) -> list[str]:
     nets = [n for n in world.networks() if n not in ("bridge", "host", "none")]
     if nets:
         problems.append(f"docker networks left: {nets}")
-    kc = sc.workdir / ".kindmesh" / sc.stack / "kubeconfig"
+    kc = sc.kubeconfig_file()
     if kc.exists():
         problems.append(f"kubeconfig file left: {kc}")
     for name, path in sc.existing.items():
@@ -448,16 +495,33 @@ class Scenario:
     world: World | None = None
     plans: list[Plan] = field(default_factory=list)
     last_output: str = ""  # what the last step printed (for checks on `preview --diff`)
+    example: bool = False  # a program of its own (examples/): its config is in its code
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        assert self.world is not None
+        env = {**self.world.env, **self.extra_env}
+        if self.project != REPO:  # an example: the kindmesh package from this checkout
+            env["PYTHONPATH"] = str(REPO)
+        return env
 
     def cluster_names(self) -> list[str]:
+        if self.example:
+            return list(EXAMPLE_CLUSTERS[self.project.name])
         return [c["name"] for c in self.config["config"].get("kindmesh:clusters") or []]
+
+    def kubeconfig_file(self) -> Path:
+        """Where the program writes its kubeconfig file (a Mesh component: ``<stack>-<name>``)."""
+        folder = f"{self.stack}-lab" if self.example else self.stack
+        return self.workdir / ".kindmesh" / folder / "kubeconfig"
 
     def pulumi(self, args: list[str], *, capture: bool = True, event_log: Path | None = None) -> subprocess.CompletedProcess[str]:
         assert self.world is not None
         argv = ["pulumi", *args, "--stack", self.stack, "--non-interactive"]
         if event_log:
             argv += ["--event-log", str(event_log)]
-        return subprocess.run(argv, cwd=self.workdir, env=self.world.env, capture_output=capture, text=True,
+        return subprocess.run(argv, cwd=self.workdir, env=self.env, capture_output=capture, text=True,
                               timeout=STEP_TIMEOUT, check=False)
 
 
@@ -476,10 +540,8 @@ def _edit_clusters(fn: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -
     return edit
 
 
-def full_lifecycle(doc: dict[str, Any], *, kind: bool = True) -> list[Step]:
-    clusters = doc["config"]["kindmesh:clusters"]
-    ids = [int(c["id"]) for c in clusters]
-    new = {"name": "zz", "id": max(ids) + 1, "workers": 0} if kind else None
+def full_lifecycle(sc: Scenario) -> list[Step]:
+    """Every step of a stack's life, each with the engine plan it must produce."""
     steps = [
         Step("preview", "preview", expect_only("create")),
         Step("up", "up", expect_only("create"), after=check_kubectl),
@@ -487,7 +549,12 @@ def full_lifecycle(doc: dict[str, Any], *, kind: bool = True) -> list[Step]:
         Step("up again", "up", expect_nothing),
         Step("refresh", "refresh", expect_nothing),
     ]
-    if new is not None:
+    if sc.example:
+        return [*steps, Step("destroy", "destroy", expect_destroyed)]
+    clusters = sc.config["config"]["kindmesh:clusters"]
+    ids = [int(c["id"]) for c in clusters]
+    if any(c.get("source", "kind") == "kind" for c in clusters):
+        new = {"name": "zz", "id": max(ids) + 1, "workers": 0}
         steps += [
             Step("add cluster zz", "up", expect_cluster_added("zz"), edit=_edit_clusters(lambda cs: [*cs, new]),
                  after=check_kubectl),
@@ -497,12 +564,91 @@ def full_lifecycle(doc: dict[str, Any], *, kind: bool = True) -> list[Step]:
         ]
     steps += [
         Step("reorder clusters", "up", expect_nothing, edit=_edit_clusters(lambda cs: list(reversed(cs)))),
-        Step("hubble UI toggled (preview --diff)", "diff", expect_updates_of(*UPDATABLE_ON_PEER_CHANGE),
+        # The Hubble UI's planned LoadBalancer IP is reserved while the UI is on and goes back to
+        # the auto-assigned pool when it is off: both pools of a kind cluster update in place.
+        Step("hubble UI toggled (preview --diff)", "diff", expect_updates_of(*UPDATABLE_ON_PEER_CHANGE, IP_POOL),
              edit=toggle_hubble_ui, after=check_diff_secrets),
-        Step("hubble UI toggled", "up", expect_updates_of(*UPDATABLE_ON_PEER_CHANGE)),
+        Step("hubble UI toggled", "up", expect_updates_of(*UPDATABLE_ON_PEER_CHANGE, IP_POOL)),
+    ]
+    steps += upgrade_steps(sc)
+    steps.append(Step("destroy", "destroy", expect_destroyed))
+    return steps
+
+
+def defect_steps() -> list[Step]:
+    """The two defects fixed before the engine could run (docs/integration.md), each fix put back
+    out by KINDMESH_TIER_REVERT: the engine's plan must show the replacement each causes, so the
+    lifecycle's expectations (no change on a second run; updates only on a value change) fail."""
+    return [
+        Step("up (both fixes reverted)", "up", expect_only("create")),
+        Step("network-options reverted: preview again", "preview", expect_replaced("docker:index/network:Network")),
+        Step("gate-triggers reverted: value change (preview --diff)", "diff", expect_replaced("command:local:Command"),
+             edit=toggle_hubble_ui),
         Step("destroy", "destroy", expect_destroyed),
     ]
+
+
+def expect_replaced(typ: str) -> Expect:
+    def check(plan: Plan, sc: Scenario) -> list[str]:
+        hit = [short(u) for u, o in plan.changed().items() if o == "replace" and plan.types[u] == typ]
+        if hit:
+            print(f"       caught: the plan replaces {', '.join(sorted(hit))}", flush=True)
+            return []
+        return [f"the reverted fix went unnoticed: no replacement of a {typ} (plan: {plan.by_op()})"]
+    check.__doc__ = f"a replacement of {typ.split(':')[-1]} (the reverted defect, caught)"
+    return check
+
+
+UPGRADE_FROM, UPGRADE_TO = "1.19.6", "1.20.0"
+
+
+def upgrade_steps(sc: Scenario) -> list[Step]:
+    """A stack that names no Cilium version starts on the previous minor; then it is moved to
+    the current one a cluster at a time, as `make upgrade` does (the cluster's own
+    ``cilium.version`` first, the stack's version written once at the end)."""
+    cfg = sc.config["config"]
+    if (cfg.get("kindmesh:cilium") or {}).get("version") or not (CHARTS / f"cilium-{UPGRADE_FROM}.tgz").exists() \
+            or any((c.get("cilium") or {}).get("version") for c in cfg["kindmesh:clusters"]):
+        return []
+    cfg["kindmesh:cilium"] = {**(cfg.get("kindmesh:cilium") or {}), "version": UPGRADE_FROM}
+    steps = []
+    for c in cfg["kindmesh:clusters"]:
+        name = c["name"]
+
+        def stage(doc: dict[str, Any], name: str = name) -> dict[str, Any]:
+            doc = copy.deepcopy(doc)
+            for cl in doc["config"]["kindmesh:clusters"]:
+                if cl["name"] == name:
+                    cl["cilium"] = {**(cl.get("cilium") or {}), "version": UPGRADE_TO}
+            return doc
+        steps.append(Step(f"upgrade {name} to {UPGRADE_TO}", "up", expect_stage(name), edit=stage))
+
+    def finish(doc: dict[str, Any]) -> dict[str, Any]:
+        doc = copy.deepcopy(doc)
+        doc["config"]["kindmesh:cilium"]["version"] = UPGRADE_TO
+        for cl in doc["config"]["kindmesh:clusters"]:
+            cilium = cl.get("cilium") or {}
+            cilium.pop("version", None)
+            if cilium:
+                cl["cilium"] = cilium
+            else:
+                cl.pop("cilium", None)
+        return doc
+    steps.append(Step(f"upgrade: stack version {UPGRADE_TO} written", "up", expect_nothing, edit=finish))
     return steps
+
+
+def expect_stage(name: str) -> Expect:
+    def check(plan: Plan, sc: Scenario) -> list[str]:
+        problems = []
+        for urn, op in sorted(plan.changed().items()):
+            if op != "update" or owner(urn, sc.cluster_names()) != name or plan.types[urn] not in UPDATABLE_ON_PEER_CHANGE:
+                problems.append(f"{op} of {short(urn)} (a stage may only update {name}'s release and gates)")
+        if not any(plan.types[u] == "kubernetes:helm.sh/v3:Release" for u in plan.changed()):
+            problems.append(f"{name}'s Cilium release was not updated")
+        return problems
+    check.__doc__ = f"updates of {name}'s release and gates only"
+    return check
 
 
 def toggle_hubble_ui(doc: dict[str, Any]) -> dict[str, Any]:
@@ -514,15 +660,25 @@ def toggle_hubble_ui(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_kubectl(sc: Scenario) -> list[str]:
-    """kubectl works with the kubeconfig file the stack wrote, for every cluster's context."""
+    """kubectl works with the kubeconfig file the stack wrote, for every cluster's context
+    (the single-cluster example exports its kubeconfig instead: kind's context ``kind-solo``)."""
     assert sc.world is not None
-    kc = sc.workdir / ".kindmesh" / sc.stack / "kubeconfig"
+    kc = sc.kubeconfig_file()
+    contexts = sc.cluster_names()
+    if sc.example and sc.project.name == "single-cluster":
+        out = sc.pulumi(["stack", "output", "kubeconfig", "--show-secrets"])
+        if out.returncode != 0:
+            return [f"pulumi stack output kubeconfig failed: {out.stderr.strip()[:300]}"]
+        kc = sc.workdir / "exported.kubeconfig"
+        kc.write_text(out.stdout)
+        kc.chmod(0o600)
+        contexts = [f"kind-{c}" for c in contexts]
     if not kc.exists():
         return [f"no kubeconfig file at {kc}"]
     problems = []
-    for name in sc.cluster_names():
+    for name in contexts:
         proc = subprocess.run(["kubectl", "--kubeconfig", str(kc), "--context", name, "get", "nodes", "-o", "name"],
-                              env=sc.world.env, capture_output=True, text=True, timeout=60, check=False)
+                              env=sc.env, capture_output=True, text=True, timeout=60, check=False)
         if proc.returncode != 0 or "node/" not in proc.stdout:
             problems.append(f"kubectl --context {name} get nodes failed: {proc.stderr.strip()[:300]}")
     return problems
@@ -557,6 +713,12 @@ def run_step(sc: Scenario, step: Step, logdir: Path) -> dict[str, Any]:
     sc.last_output = proc.stdout
     plan = read_plan(event_log)
     sc.plans.append(plan)
+    notes: list[str] = []
+    if step.edit is not None:
+        for urn, op in list(plan.ops.items()):
+            if op == "update" and plan.types.get(urn) == DYNAMIC_PROVIDER:
+                plan.ops[urn] = "same"
+                notes.append(f"set aside: update of {short(urn)} (the engine passes it the whole stack config)")
     problems: list[str] = []
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
@@ -576,7 +738,7 @@ def run_step(sc: Scenario, step: Step, logdir: Path) -> dict[str, Any]:
     return {"scenario": sc.name, "step": step.name, "command": "pulumi " + " ".join(args),
             "expected": (step.expect.__doc__ or "").strip() if step.expect else "",
             "summary": plan.summary, "changes": plan.by_op(), "seconds": round(seconds, 1),
-            "ok": not problems, "problems": problems, "engine_order": order}
+            "ok": not problems, "problems": problems, "notes": notes, "engine_order": order}
 
 
 def prepare(sc: Scenario, world: World, root: Path) -> None:
@@ -593,16 +755,14 @@ def prepare(sc: Scenario, world: World, root: Path) -> None:
             shutil.copy2(src, dst)
     venv_name = (yaml.safe_load((sc.workdir / "Pulumi.yaml").read_text())["runtime"]["options"]["virtualenv"])
     (sc.workdir / venv_name).symlink_to(Path(sys.executable).parent.parent)
-    if sc.project != REPO:  # an example: the kindmesh package from this checkout
-        world.env["PYTHONPATH"] = str(REPO)
     (sc.workdir / f"Pulumi.{sc.stack}.yaml").write_text(yaml.safe_dump(sc.config, sort_keys=False))
     (root / "state").mkdir(exist_ok=True)
-    proc = subprocess.run(["pulumi", "login", f"file://{root / 'state'}"], cwd=sc.workdir, env=world.env,
+    proc = subprocess.run(["pulumi", "login", f"file://{root / 'state'}"], cwd=sc.workdir, env=sc.env,
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"pulumi login failed: {proc.stderr}")
     proc = subprocess.run(["pulumi", "stack", "init", sc.stack, "--secrets-provider", "passphrase", "--non-interactive"],
-                          cwd=sc.workdir, env=world.env, capture_output=True, text=True, check=False)
+                          cwd=sc.workdir, env=sc.env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"pulumi stack init failed: {proc.stderr}")
 
@@ -611,54 +771,144 @@ def shipped(name: str) -> dict[str, Any]:
     return yaml.safe_load((REPO / f"Pulumi.{name}.yaml").read_text())
 
 
-def scenarios(world: World, selected: list[str], stack_file: Path | None) -> list[Scenario]:
-    out: list[Scenario] = []
+SHIPPED = ("ci", "dev", "trio", "hub", "remote")
+EXAMPLES = ("two-cluster-mesh", "single-cluster")
+# The clusters each example's code makes; single-cluster writes no kubeconfig file (it exports one).
+EXAMPLE_CLUSTERS = {"two-cluster-mesh": ("east", "west"), "single-cluster": ("solo",)}
+ALL_SCENARIOS = (*SHIPPED, "mixed", *(f"example:{e}" for e in EXAMPLES), "defects")
+MIXED_ENGINE = {"config": {  # a kind cluster and an existing one (the world simulates it), meshed
+    "pulumi:disable-default-providers": ["kubernetes", "docker"],
+    "kindmesh:clusters": [
+        {"name": "k1", "id": 1, "workers": 0},
+        {"name": "edge", "id": 7, "source": "existing", "kubeconfig": "(set by the tier)",
+         "podSubnet": "10.70.0.0/16", "serviceSubnet": "10.170.0.0/16",
+         "meshEndpoint": {"nodePort": 32379, "nodeIPs": ["(set by the tier)"]}},
+    ],
+    "kindmesh:network": {"subnet": "172.25.0.0/24", "poolSize": 8},
+    "kindmesh:mesh": {"routable": True},
+    "kindmesh:cilium": {"hubbleUi": False},
+}}
+
+
+def scenarios(selected: list[str], stack_file: Path | None) -> list[Scenario]:
+    """The scenarios to run: every shipped stack, the kind + existing mix and both examples
+    (or those named), or one stack file."""
     if stack_file is not None:
         doc = with_charts(yaml.safe_load(stack_file.read_text()))
         stack = stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml")
-        sc = Scenario(f"file:{stack}", stack, doc)
-        sc.existing = materialize_existing(world, sc)
-        sc.steps = full_lifecycle(doc, kind=not sc.existing or len(sc.existing) < len(sc.cluster_names()))
-        return [sc]
-    want = set(selected)
-    for name in ("ci", "dev", "trio", "hub"):
-        if want and name not in want:
-            continue
-        doc = with_charts(shipped(name))
-        out.append(Scenario(name, name, doc, steps=full_lifecycle(doc)))
-    if not want or "remote" in want:
-        doc = with_charts(shipped("remote"))
-        sc = Scenario("remote", "remote", doc)
-        sc.steps = full_lifecycle(doc, kind=False)
-        out.append(sc)
+        return [Scenario(f"file:{stack}", stack, doc)]
+    unknown = [s for s in selected if s not in ALL_SCENARIOS and f"example:{s}" not in ALL_SCENARIOS]
+    if unknown:
+        raise SystemExit(f"engine tier: unknown scenario(s) {unknown}; known: {', '.join(ALL_SCENARIOS)}")
+    want = {s if s in ALL_SCENARIOS else f"example:{s}" for s in selected}
+    out: list[Scenario] = []
+    for name in SHIPPED:
+        if not want or name in want:
+            out.append(Scenario(name, name, with_charts(shipped(name))))
     if not want or "mixed" in want:
-        doc = with_charts({"config": {
-            "pulumi:disable-default-providers": ["kubernetes", "docker"],
-            "kindmesh:clusters": [
-                {"name": "k1", "id": 1, "workers": 0},
-                {"name": "edge", "id": 7, "source": "existing", "kubeconfig": "PLACEHOLDER",
-                 "podSubnet": "10.70.0.0/16", "serviceSubnet": "10.170.0.0/16",
-                 "meshEndpoint": {"nodePort": 32379, "nodeIPs": ["127.0.0.1"]}},
-            ],
-            "kindmesh:network": {"subnet": "172.25.0.0/24", "poolSize": 8},
-            "kindmesh:mesh": {"routable": True},
-            "kindmesh:cilium": {"hubbleUi": False},
-        }})
-        out.append(Scenario("mixed", "mixed", doc, steps=full_lifecycle(doc)))
+        out.append(Scenario("mixed", "mixed", with_charts(MIXED_ENGINE)))
+    if not want or "defects" in want:
+        sc = Scenario("defects", "defects", with_charts(shipped("ci")),
+                      extra_env={"KINDMESH_TIER_REVERT": "gate-triggers,network-options"})
+        sc.steps = defect_steps()
+        out.append(sc)
+    for ex in EXAMPLES:
+        if not want or f"example:{ex}" in want:
+            doc = {"config": {"kindmesh:charts": {"cilium": str(CHARTS), "metallb": str(CHARTS)}}}
+            out.append(Scenario(f"example:{ex}", "tier", doc, project=REPO / "examples" / ex, example=True))
     return out
 
 
 def materialize_existing(world: World, sc: Scenario) -> dict[str, Path]:
-    """A simulated cluster per existing entry; the entry's kubeconfig points at it."""
+    """A simulated cluster per existing entry, on a host address of its own: the entry's
+    kubeconfig points at it, and the addresses the stack file names for it (``apiServer``,
+    ``meshEndpoint.nodeIPs``) are mapped onto that host, so no address of a shipped stack file
+    is ever dialled."""
     made = {}
     for c in sc.config["config"].get("kindmesh:clusters") or []:
         if c.get("source") != "existing":
             continue
-        path = world.start_existing(c["name"], c["podSubnet"], c["serviceSubnet"])
+        path, host = world.start_existing(c["name"], c["podSubnet"], c["serviceSubnet"])
         c["kubeconfig"] = str(path)
         c.pop("context", None)
+        if c.get("apiServer"):
+            c["apiServer"] = f"{host}:6443"
+        endpoint = c.get("meshEndpoint") or {}
+        if endpoint.get("nodeIPs"):
+            endpoint["nodeIPs"] = [host]
         made[c["name"]] = path
     return made
+
+
+def sweep(root: Path, grace: float = 10.0) -> list[str]:
+    """End every process this run started (they carry KINDMESH_WORLD=<root> in their
+    environment: pulumi, its plugins, the program's gate commands, the simulated clusters, the
+    fake Docker Engine): TERM, then KILL after ``grace`` seconds. Returns what was still running."""
+    needle = f"KINDMESH_WORLD={root}".encode()
+    me = os.getpid()
+
+    def ours() -> list[int]:
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == me:
+                continue
+            try:
+                env = Path(f"/proc/{entry}/environ").read_bytes()
+            except OSError:
+                continue
+            if needle in env.split(b"\0"):
+                pids.append(int(entry))
+        return pids
+
+    found = ours()
+    names = []
+    for pid in found:
+        try:
+            names.append(Path(f"/proc/{pid}/comm").read_text().strip())
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline, delay = time.monotonic() + grace, 0.05
+    while time.monotonic() < deadline and any(_running(p) for p in found):
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+    for pid in found:
+        if _running(pid):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    return names
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def run_scenario(sc: Scenario, world: World, root: Path, logdir: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    t0 = time.monotonic()
+    try:
+        sc.existing = materialize_existing(world, sc)
+        if not sc.steps:
+            sc.steps = full_lifecycle(sc)
+        prepare(sc, world, root)
+    except Exception as exc:  # noqa: BLE001 - reported as the scenario's failure
+        rows.append({"scenario": sc.name, "step": "prepare", "ok": False, "problems": [str(exc)[:3000]],
+                     "summary": {}, "changes": {}, "seconds": round(time.monotonic() - t0, 1), "command": "",
+                     "expected": ""})
+        print_row(rows[-1])
+        return rows
+    for step in sc.steps:
+        row = run_step(sc, step, logdir)
+        rows.append(row)
+        print_row(row)
+        if not row["ok"] and step.name in ("preview", "up"):
+            break  # nothing after a failed first preview or up means anything
+    if sc.plans and (not rows[-1]["ok"] or sc.steps[-1].command != "destroy"):
+        sc.pulumi(["destroy", "--yes", "--skip-preview"])  # best effort: the world is torn down anyway
+    return rows
 
 
 def run(selected: list[str], stack_file: Path | None, report: Path, keep: bool) -> int:
@@ -676,36 +926,32 @@ def run(selected: list[str], stack_file: Path | None, report: Path, keep: bool) 
     rows: list[dict[str, Any]] = []
     world = World(root, tools)
     t_all = time.monotonic()
+    interrupted = False
     try:
         world.start()
         if missing:
             print(f"engine tier: NOT RUN — not built here: {', '.join(missing)} (see docs/integration.md); "
                   "running the cluster tier instead (real API servers, charts, gates; no Pulumi engine)", flush=True)
             rows += run_cluster_tier(world, root, selected, stack_file)
-            selected_engine: list[Scenario] = []
         else:
-            selected_engine = scenarios(world, selected, stack_file)
-        for sc in selected_engine:
-            if sc.name == "mixed" or sc.name == "remote":
-                sc.existing = materialize_existing(world, sc)
-            try:
-                prepare(sc, world, root)
-            except Exception as exc:  # noqa: BLE001 - reported as the scenario's failure
-                rows.append({"scenario": sc.name, "step": "prepare", "ok": False, "problems": [str(exc)],
-                             "summary": {}, "changes": {}, "seconds": 0, "command": "", "expected": ""})
-                continue
-            for step in sc.steps:
-                row = run_step(sc, step, logdir)
-                rows.append(row)
-                print_row(row)
-                if not row["ok"] and step.command in ("up", "preview") and step.name in ("preview", "up"):
-                    break  # nothing after a failed first up means anything
-            if sc.plans and sc.steps[-1].command != "destroy":
-                sc.pulumi(["destroy", "--yes", "--skip-preview"])
+            for sc in scenarios(selected, stack_file):
+                rows += run_scenario(sc, world, root, logdir)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("engine tier: interrupted; stopping everything it started", file=sys.stderr, flush=True)
     finally:
+        left = sweep(root, grace=5.0)  # pulumi, plugins, gates first: they talk to the clusters
         world.stop()
+        left += sweep(root, grace=5.0)
+        sysctl = os.environ.get("KINDMESH_TIER_SYSCTL")
+        if sysctl:
+            shutil.rmtree(sysctl, ignore_errors=True)
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
+        if left:
+            print(f"engine tier: stopped what was still running: {', '.join(sorted(set(left)))}", flush=True)
+    if interrupted:
+        return 130
     total = time.monotonic() - t_all
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps({"seconds": round(total, 1), "tier": "cluster" if missing else "engine",
@@ -718,7 +964,6 @@ def run(selected: list[str], stack_file: Path | None, report: Path, keep: bool) 
 
 
 CLUSTER_TIER_STACKS = ("ci", "dev", "mixed")
-UPGRADE_FROM, UPGRADE_TO = "1.19.6", "1.20.0"
 MIXED = {"config": {  # a kind cluster and an existing one (the world simulates it), meshed
     "kindmesh:clusters": [
         {"name": "k1", "id": 1, "workers": 0},
@@ -754,7 +999,7 @@ def run_cluster_tier(world: World, root: Path, selected: list[str], stack_file: 
         existing: dict[str, Path] = {}
         for c in raw.get("clusters") or []:
             if c.get("source") == "existing":
-                existing[c["name"]] = world.start_existing(c["name"], c["podSubnet"], c["serviceSubnet"])
+                existing[c["name"]] = world.start_existing(c["name"], c["podSubnet"], c["serviceSubnet"])[0]
                 c["kubeconfig"] = str(existing[c["name"]])
         env = dict(world.env, PYTHONPATH=str(REPO), KUBECONFIG=str(workdir / "unused-kubeconfig"))
         try:

@@ -137,6 +137,10 @@ class ClusterState:
     egress_port: int
     nodes: list[NodeSpec]
     pids: dict[str, int] = field(default_factory=dict)
+    # The address the API server listens on: 127.0.0.1 for a kind cluster (kind publishes it
+    # there); an existing cluster's own host address (lifecycle.py gives each one inside the
+    # tier's private network namespace) for k3s/kubeadm-like clusters.
+    host: str = "127.0.0.1"
 
     @property
     def dir(self) -> Path:
@@ -169,7 +173,7 @@ def kubeconfig(state: ClusterState, *, internal: bool = False) -> str:
         return base64.b64encode(path.read_bytes()).decode()
 
     ctx = f"kind-{state.name}"
-    server = f"https://{state.name}-control-plane:6443" if internal else f"https://127.0.0.1:{state.api_port}"
+    server = f"https://{state.name}-control-plane:6443" if internal else f"https://{state.host}:{state.api_port}"
     doc = {
         "apiVersion": "v1", "kind": "Config", "preferences": {}, "current-context": ctx,
         "clusters": [{"name": ctx, "cluster": {"server": server, "certificate-authority-data": b64(pki / "ca.crt")}}],
@@ -234,7 +238,7 @@ def start(state: ClusterState, *, timeout: float = 120.0) -> None:
     ca = make_ca("kubernetes")
     write_pair(pki, "ca", ca)
     svc = ipaddress.ip_network(state.service_subnet)
-    write_pair(pki, "apiserver", issue(ca, "kube-apiserver", server=True, ips=("127.0.0.1", str(svc.network_address + 1)),
+    write_pair(pki, "apiserver", issue(ca, "kube-apiserver", server=True, ips=tuple(dict.fromkeys(("127.0.0.1", state.host, str(svc.network_address + 1)))),
                                        dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                                             "kubernetes.default.svc.cluster.local", f"{state.name}-control-plane")))
     write_pair(pki, "admin", issue(ca, "kubernetes-admin", orgs=("system:masters",)))
@@ -261,9 +265,12 @@ def start(state: ClusterState, *, timeout: float = 120.0) -> None:
     state.save()  # the world process reads it
     _start(state, "world", [sys.executable, "-m", "tests.integration.world", "--cluster", state.name],
            env={**os.environ, "PYTHONPATH": str(REPO)})
+    # The world controller must be serving (its egress socket: MetalLB's webhook) before the API
+    # server starts: one that fails to start fails the create at once, with its log.
+    _wait("the world controller", lambda: (d / "world.ready").exists(), deadline, state, "world")
     _start(state, "kube-apiserver", [
         str(bin_dir / "kube-apiserver"), "--etcd-servers", f"http://127.0.0.1:{state.etcd_port}",
-        "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", str(state.api_port),
+        "--bind-address", state.host, "--advertise-address", state.host, "--secure-port", str(state.api_port),
         "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
         "--client-ca-file", str(pki / "ca.crt"), "--service-cluster-ip-range", state.service_subnet,
         "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
@@ -276,7 +283,7 @@ def start(state: ClusterState, *, timeout: float = 120.0) -> None:
     ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
 
     def healthy() -> bool:
-        with urllib.request.urlopen(f"https://127.0.0.1:{state.api_port}/readyz", context=ctx, timeout=5) as r:
+        with urllib.request.urlopen(f"https://{state.host}:{state.api_port}/readyz", context=ctx, timeout=5) as r:
             return bool(r.status == 200)
     _wait("the API server's /readyz", healthy, deadline, state, "kube-apiserver")
     kc = str(d / "admin.kubeconfig")
@@ -297,6 +304,9 @@ def start(state: ClusterState, *, timeout: float = 120.0) -> None:
         str(bin_dir / "kwok"), "--kubeconfig", kc, "--manage-all-nodes=false",
         "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
         "--cidr", state.pod_subnet, "--node-ip", state.nodes[0].ip, "--server-address", "",
+        # kwok renews each node's Lease (the kubelet's heartbeat): without it kube-controller-manager
+        # marks the nodes NotReady after its grace period (40 s) and every workload's status follows.
+        "--node-lease-duration-seconds", "40",
     ])
     state.save()
     create_nodes(state)

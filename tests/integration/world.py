@@ -267,6 +267,7 @@ class World:
             sock.unlink()
         proxy = EgressProxy(str(sock), self)
         threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        (self.dir / "world.ready").write_text(f"{time.time()}\n")  # simcluster.start waits for it
         delay = 0.1
         while True:
             try:
