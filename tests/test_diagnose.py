@@ -310,6 +310,10 @@ def test_a_healthy_stack_is_healthy_exit_0_and_everything_read_is_archived_witho
     assert any(n.startswith("kind-logs/km-dev-us/") and n.endswith("kubelet.log") for n in files)
     assert any(n.startswith("clusters/eu/api/api/v1/nodes") for n in files)
     assert any("cilium-dbg-status" in n for n in files) and "report.txt" in files
+    kubeconfig = yaml.safe_load(files["kubeconfig.redacted.yaml"])
+    assert [u["user"] for u in kubeconfig["users"]] == [
+        {"token": "<redacted>"}, {"client-certificate-data": "<redacted>", "client-key-data": "<redacted>"}]
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == s.servers["us"].url
     helm = next(v for n, v in files.items() if n.startswith("clusters/us/") and "sh.helm.release.v1.cilium" in v)
     assert '"status": "deployed"' in helm and "<redacted>" in helm
     assert_no_secret(files, s)

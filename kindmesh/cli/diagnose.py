@@ -975,8 +975,10 @@ def diagnose(stack: str, *, root: Path | None = None, timeout: float = DEFAULT_T
                       "could not run: the stack's plan cannot be read")
     archive = Archive()
     kubeconfig = context_file.path_for(stack, root)
-    with contextlib.suppress(OSError):
-        archive.known += kubeconfig_secrets(kubeconfig.read_text())
+    with contextlib.suppress(OSError, yaml.YAMLError):
+        text = kubeconfig.read_text()
+        archive.known += kubeconfig_secrets(text)
+        archive.add_text("kubeconfig.redacted.yaml", yaml.safe_dump(redact_object(yaml.safe_load(text)), sort_keys=False))
     archive.add_json("plan.json", [{
         "name": c.name, "source": c.source, "kind_name": c.kind_name, "context": c.context,
         "nodes": list(c.node_names), "mesh_ip": c.mesh_ip, "hubble_ui_ip": c.hubble_ui_ip, "peers": list(c.peers),
