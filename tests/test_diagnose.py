@@ -125,8 +125,15 @@ class FakeCluster:
         if path.endswith("/pods") and "labelSelector" in query:
             sel = query["labelSelector"]
             if sel == "k8s-app=cilium":
-                return lst("Pod", [{"metadata": {"name": f"cilium-{self.name}-{x}"}, "status": {"phase": "Running"}}
-                                   for x in "ab"])
+                pods = []
+                for x, node in zip("ab", NODES[self.name], strict=True):
+                    pod = {"metadata": {"name": f"cilium-{self.name}-{x}"}, "spec": {"nodeName": node},
+                           "status": {"phase": "Running"}}
+                    if "node-not-ready" in f and node.endswith("worker"):
+                        pod = crashing_pod(f"cilium-{self.name}-{x}", "cilium-agent")
+                    pods.append(pod)
+                node = query.get("fieldSelector", "").removeprefix("spec.nodeName=")
+                return lst("Pod", [p for p in pods if not node or p.get("spec", {}).get("nodeName", node) == node])
             if sel == "k8s-app=clustermesh-apiserver":
                 return lst("Pod", [{"metadata": {"name": "clustermesh-apiserver-7d"}, "status": {
                     "phase": "Running", "containerStatuses": [{"name": n, "ready": True}
@@ -176,6 +183,14 @@ state = json.loads((here / "kubectl.json").read_text())
 args = sys.argv[1:]
 with open(here / "kubectl-calls.jsonl", "a") as fh:
     fh.write(json.dumps(args) + "\n")
+if "exec" in args and "json" in args:  # cilium-dbg status -o json: the remote clusters
+    pod = args[args.index("exec") + 1]
+    cluster = pod.split("-")[1]
+    down = state.get("mesh_down", {{}}).get(cluster, [])
+    clusters = [{{"name": p, "ready": p not in down, "num-failures": 3 if p in down else 0,
+                 "status": "Waiting for initial connection to be established" if p in down else "ready"}}
+                for p in state.get("peers", {{}}).get(cluster, [])]
+    print(json.dumps({{"cluster-mesh": {{"clusters": clusters}}}})); sys.exit(0)
 if "exec" in args:
     pod = args[args.index("exec") + 1]
     rc, out = state.get(pod, [0, "OK"])
@@ -193,8 +208,8 @@ class Stack:
         self.root.mkdir()
         shutil.copy(ROOT / "Pulumi.dev.yaml", self.root / "Pulumi.dev.yaml")
         self.clusters = {n: FakeCluster(n, (faults or {}).get(n)) for n in ("us", "eu")}
-        self.servers = {"us": FakeApiServer(self.clusters["us"].route),
-                        "eu": FakeApiServer(self.clusters["eu"].route, tls=True)}
+        self.servers = {"us": FakeApiServer(lambda m, p, b: self.clusters["us"].route(m, p, b)),
+                        "eu": FakeApiServer(lambda m, p, b: self.clusters["eu"].route(m, p, b), tls=True)}
         nodes = [n for ns in NODES.values() for n in ns]
         self.fake = FakeBin(tmp / "tools",
                             clusters=["km-dev-us", "km-dev-eu"] if up else [],
@@ -204,7 +219,7 @@ class Stack:
         kubectl = self.fake.dir / "kubectl"
         kubectl.write_text(KUBECTL.format(python=sys.executable))
         kubectl.chmod(0o755)
-        (self.fake.dir / "kubectl.json").write_text(json.dumps(agents or {}))
+        (self.fake.dir / "kubectl.json").write_text(json.dumps({"peers": PEERS, **(agents or {})}))
         self.fake.activate(monkeypatch)
         for var in ("KINDMESH_KUBECTL", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
             monkeypatch.delenv(var, raising=False)
@@ -320,7 +335,8 @@ def test_a_healthy_stack_is_healthy_exit_0_and_everything_read_is_archived_witho
     assert (s.root / ".kindmesh" / ".gitignore").read_text() == "# written by kindmesh: credentials, never to be committed\n*\n"
     # kubectl was given the stack's kubeconfig and the cluster's context, and a bound
     calls = [json.loads(x) for x in (s.fake.dir / "kubectl-calls.jsonl").read_text().splitlines()]
-    assert len(calls) == 4 and all(c[:4] == ["--kubeconfig", str(s.kubeconfig), "--context", c[3]] for c in calls)
+    assert len(calls) == 6 and all(c[:4] == ["--kubeconfig", str(s.kubeconfig), "--context", c[3]] for c in calls)
+    assert sum("--brief" in c for c in calls) == 4 and sum("json" in c for c in calls) == 2  # each agent; one per cluster
     assert all(any(a.startswith("--request-timeout=") for a in c) for c in calls)
 
 
@@ -330,11 +346,42 @@ def test_a_node_not_ready_is_named_at_the_nodes_layer_with_the_cni_as_the_next_l
     row = failure(report, "us")
     assert report.exit_code == 1
     assert row.layer == "nodes" and "km-dev-us-worker is not Ready" in row.evidence and "cni plugin" in row.evidence
-    assert "k8s-app=cilium" in row.fix and "spec.nodeName=km-dev-us-worker" in row.fix
+    # the agent on that node is what to look at
+    assert "its Cilium agent cilium-us-b: container cilium-agent waiting: CrashLoopBackOff" in row.evidence
+    assert "logs cilium-us-b -c cilium-agent --previous" in row.fix
     # it stops there: nothing below is read for us; eu is healthy all the way down
     assert layers_ok(report, "us") == ["kind nodes", "kubernetes API"]
     assert any(r.state == "skip" and "cilium" in r.layer for r in rows_of(report, "us"))
-    assert not any("/daemonsets/" in p for p in s.clusters["us"].paths)
+    assert not any("/deployments/" in p or "ipaddresspools" in p for p in s.clusters["us"].paths)
+    assert layers_ok(report, "eu") == ALL_LAYERS
+
+
+def test_a_node_not_ready_for_another_reason_points_at_its_kubelet(tmp_path, monkeypatch):
+    class Stopped(FakeCluster):
+        def route(self, method, full, body):
+            reply = super().route(method, full, body)
+            if full == "/api/v1/nodes":
+                reply["items"][0]["status"]["conditions"] = [{"type": "Ready", "status": "Unknown",
+                                                              "reason": "NodeStatusUnknown",
+                                                              "message": "Kubelet stopped posting node status."}]
+            return reply
+
+    with Stack(tmp_path, monkeypatch) as s:
+        s.clusters["eu"] = Stopped("eu")
+        report, _ = s.run()
+    row = failure(report, "eu")
+    assert row.layer == "nodes" and "km-dev-eu-control-plane is not Ready: NodeStatusUnknown" in row.evidence
+    assert row.fix.startswith("docker exec km-dev-eu-control-plane journalctl -u kubelet")
+
+
+def test_a_peer_the_agents_do_not_reach_is_named_at_the_clustermesh_layer(tmp_path, monkeypatch):
+    with Stack(tmp_path, monkeypatch, agents={"mesh_down": {"us": ["eu"]}}) as s:
+        report, _ = s.run()
+    row = failure(report, "us")
+    assert row.layer == "clustermesh"
+    assert "agent cilium-us-a sees: eu not ready (Waiting for initial connection to be established; 3 failures)" \
+        in row.evidence
+    assert "cilium --context us clustermesh status" in row.fix and "-c kvstoremesh" in row.fix
     assert layers_ok(report, "eu") == ALL_LAYERS
 
 

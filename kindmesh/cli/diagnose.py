@@ -17,7 +17,8 @@ through the planner, the way ``make doctor`` reads it; the clusters are reached 
 7. ``metallb``: controller and speakers rolled out, the webhook served, the pools and the
    L2Advertisement present, the planned LoadBalancer IPs assigned;
 8. ``clustermesh``: the cluster's mesh config (``cilium-clustermesh``, and ``cilium-kvstoremesh``
-   when KVStoreMesh runs) holds every planned peer and no other;
+   when KVStoreMesh runs) holds every planned peer and no other, and an agent sees each ready
+   (``cilium-dbg status -o json``);
 9. ``demo`` (when the stack has it): its Deployments ready, its Services there.
 
 A cluster is not descended past its first broken layer. One table is printed: cluster, layer,
@@ -599,14 +600,38 @@ class ClusterWalk:
             if events:
                 evidence += f"; events: {events}"
             if any(w in message.lower() for w in ("cni", "network plugin", "networkready=false")):
-                fix = (f"its network (Cilium) is not running there: {self.kubectl} -n {CILIUM_NS} get pods "
-                       f"-l k8s-app=cilium -o wide --field-selector spec.nodeName={name}; then the agent's logs")
+                agent, fix = self.agent_on(name)
+                evidence += f"; {agent}"
             elif self.c.source == "kind":
                 fix = f"docker exec {name} journalctl -u kubelet -n 50 --no-pager; {self.kubectl} describe node {name}"
             else:
                 fix = f"{self.kubectl} describe node {name} (then the kubelet's log on that machine)"
             raise Broken(evidence, fix)
         return f"{len(nodes)}/{len(nodes)} nodes Ready"
+
+    def agent_on(self, node: str) -> tuple[str, str]:
+        """(what the Cilium agent on ``node`` is doing, what to do) for a node whose network is not ready."""
+        if self.get_or_none(f"/apis/apps/v1/namespaces/{CILIUM_NS}/daemonsets/cilium") is None:
+            return ("Cilium is not installed (no DaemonSet kube-system/cilium)",
+                    f"make up STACK={self.stack} installs it (when a run stopped before, its output names the "
+                    "failed resource)")
+        body = self.get(f"/api/v1/namespaces/{CILIUM_NS}/pods?labelSelector={quote('k8s-app=cilium')}"
+                        f"&fieldSelector={quote(f'spec.nodeName={node}')}")
+        pods = [p for p in body.get("items") or [] if isinstance(p, dict)]
+        describe = f"{self.kubectl} -n {CILIUM_NS} describe daemonset cilium"
+        if not pods:
+            return "no Cilium agent pod on it", f"{describe} (why it has no pod there)"
+        pod = pods[0]["metadata"]["name"]
+        state, container, crashed = _pod_state(pods[0])
+        text = f"its Cilium agent {pod}: {state}"
+        events = self.events(CILIUM_NS, pod, "Pod")
+        if events:
+            text += f"; events: {events}"
+        if container:
+            tail = self.log_tail(CILIUM_NS, pod, container, previous=crashed)
+            if tail:
+                text += f"; log: {tail}"
+        return text, _pod_fix(self.kubectl, CILIUM_NS, pod, container, state, crashed, describe)
 
     def layer_cilium(self) -> str:
         values = cilium_values(self.plan, self.c)
@@ -774,7 +799,44 @@ class ClusterWalk:
             seen_any.append(secret)
         if not want:
             return "no peers planned"
-        return f"peers {', '.join(sorted(want))} in {', '.join(seen_any)}"
+        return f"peers {', '.join(sorted(want))} in {', '.join(seen_any)}" + self.agent_mesh(want)
+
+    def agent_mesh(self, want: set[str]) -> str:
+        """What one running agent says of its remote clusters (``cilium-dbg status -o json``): every
+        planned peer there and ready."""
+        body = self.get(f"/api/v1/namespaces/{CILIUM_NS}/pods?labelSelector={quote('k8s-app=cilium')}")
+        running = [p["metadata"]["name"] for p in body.get("items") or []
+                   if isinstance(p, dict) and (p.get("status") or {}).get("phase") == "Running"]
+        if not running:
+            return ""
+        pod = running[0]
+        ran = self.kubectl_run(["-n", CILIUM_NS, "exec", pod, "-c", "cilium-agent", "--",
+                                "cilium-dbg", "status", "-o", "json"], f"cilium-dbg-status-json-{pod}")
+        if ran is None:
+            return ""
+        look = (f"cilium --context {self.context} clustermesh status; {self.kubectl} -n {CILIUM_NS} logs "
+                "deploy/clustermesh-apiserver -c kvstoremesh --tail 50")
+        try:
+            data = json.loads(ran.out) if ran.rc == 0 else None
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise Broken(f"agent {pod}: cilium-dbg status -o json: {said(ran)}", look)
+        clusters = (data.get("cluster-mesh") or {}).get("clusters") or []
+        seen = {str(c.get("name")): c for c in clusters if isinstance(c, dict) and c.get("name")}
+        problems = [f"{n} missing" for n in sorted(want - set(seen))]
+        problems += [f"{n} unexpected" for n in sorted(set(seen) - want)]
+        for n in sorted(want & set(seen)):
+            c = seen[n]
+            if not c.get("ready"):
+                last = f", last {c['last-failure']}" if c.get("last-failure") else ""
+                problems.append(f"{n} not ready ({snippet(c.get('status') or '?', 120)}; "
+                                f"{c.get('num-failures', 0)} failures{last})")
+        if problems:
+            raise Broken(f"agent {pod} sees: {'; '.join(problems)}",
+                         f"a peer's clustermesh-apiserver must answer at its planned LoadBalancer IP: see that "
+                         f"cluster's rows; {look}")
+        return f"; agent {pod} sees {', '.join(sorted(want))} ready"
 
     def layer_demo(self) -> str:
         ns = demo_objects.NAMESPACE
