@@ -183,6 +183,9 @@ state = json.loads((here / "kubectl.json").read_text())
 args = sys.argv[1:]
 with open(here / "kubectl-calls.jsonl", "a") as fh:
     fh.write(json.dumps(args) + "\n")
+if state.get("hang"):  # an exec that never returns (a wedged agent)
+    import time
+    time.sleep(state["hang"])
 if "exec" in args and "json" in args:  # cilium-dbg status -o json: the remote clusters
     pod = args[args.index("exec") + 1]
     cluster = pod.split("-")[1]
@@ -439,6 +442,16 @@ def test_an_agent_whose_status_is_not_ok_is_named_at_the_cilium_layer(tmp_path, 
     row = failure(report, "us")
     assert row.layer == "cilium" and "agent cilium-us-b" in row.evidence and "connection refused" in row.evidence
     assert "cilium-dbg status --verbose" in row.fix
+
+
+def test_a_hanging_kubectl_exec_is_cut_at_the_deadline_and_named(tmp_path, monkeypatch):
+    with Stack(tmp_path, monkeypatch, agents={"hang": 60}) as s:
+        report, took = s.run(timeout=4)
+    assert took < 4 + diagnose.GRACE + 2
+    assert report.exit_code == 1
+    for c in ("us", "eu"):
+        row = failure(report, c)
+        assert row.layer == "cilium" and "did not finish within" in row.evidence, row
 
 
 def test_the_kubeconfig_file_deleted_is_named_at_the_api_layer_of_every_cluster(tmp_path, monkeypatch):

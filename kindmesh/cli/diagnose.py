@@ -943,7 +943,11 @@ def host_rows(stack: str, root: Path, deadline: Deadline, archive: Archive, stac
     box: dict[str, list[doctor.Finding]] = {}
 
     def target() -> None:
-        box["findings"] = check(stack, root)
+        try:
+            box["findings"] = check(stack, root)
+        except Exception as err:  # the doctor's own bug: a row, not a traceback
+            box["findings"] = [doctor.Finding("doctor", "warn", f"the checks failed: {type(err).__name__}: "
+                                                                f"{snippet(err)}", "run make doctor")]
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
@@ -952,7 +956,8 @@ def host_rows(stack: str, root: Path, deadline: Deadline, archive: Archive, stac
         return [Row(STACK_ROW, "host", WARN, f"make doctor's checks did not finish within {HOST_TIMEOUT:.0f}s",
                     "run make doctor")], ""
     findings = box["findings"]
-    archive.add_text("host/doctor.txt", doctor.render(findings))
+    if findings:
+        archive.add_text("host/doctor.txt", doctor.render(findings))
     blocks = ""
     rows: list[Row] = []
     for f in findings:
@@ -1056,6 +1061,7 @@ def diagnose(stack: str, *, root: Path | None = None, timeout: float = DEFAULT_T
     rows += host
     if has_kind and not blocks and known_kind is None:
         blocks = f"kind get clusters: {kind_error}"
+        rows = [r for r in rows if not (r.layer == "host" and r.state == OK)]
         rows.append(Row(STACK_ROW, "host: kind", FAIL, blocks, doctor.INSTALL["kind"].format(kind="0.30.0")))
     network_ok = True
     if has_kind and not blocks:
