@@ -72,9 +72,12 @@ def crashing_pod(name: str, container: str) -> dict[str, Any]:
 class FakeCluster:
     """One cluster of the dev stack as the API server shows it, healthy unless a fault is set."""
 
-    def __init__(self, name: str, faults: set[str] | None = None):
+    def __init__(self, name: str, faults: set[str] | None = None, *, nodes: list[str] | None = None,
+                 lb: tuple[str, str] | None = None):
         self.name = name
         self.faults = faults or set()
+        self.nodes = nodes or NODES[name]
+        self.lb = lb or LB.get(name, ("", ""))
         self.paths: list[str] = []
 
     def helm(self, release: str) -> dict[str, Any]:
@@ -92,7 +95,7 @@ class FakeCluster:
             return {"gitVersion": "v1.34.0"}
         if path == "/api/v1/nodes":
             nodes = []
-            for n in NODES[self.name]:
+            for n in self.nodes:
                 bad = "node-not-ready" in f and n.endswith("worker")
                 cond = ({"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": CNI_DOWN} if bad
                         else {"type": "Ready", "status": "True", "reason": "KubeletReady"})
@@ -126,7 +129,7 @@ class FakeCluster:
             sel = query["labelSelector"]
             if sel == "k8s-app=cilium":
                 pods = []
-                for x, node in zip("ab", NODES[self.name], strict=True):
+                for x, node in zip("ab", self.nodes * 2, strict=False):
                     pod = {"metadata": {"name": f"cilium-{self.name}-{x}"}, "spec": {"nodeName": node},
                            "status": {"phase": "Running"}}
                     if "node-not-ready" in f and node.endswith("worker"):
@@ -159,7 +162,7 @@ class FakeCluster:
                                    "spec": {"type": "LoadBalancer" if ns == "kube-system" else "ClusterIP"},
                                    "status": {}}
             if ns == "kube-system":
-                ip = LB[self.name][0 if name == "clustermesh-apiserver" else 1]
+                ip = self.lb[0 if name == "clustermesh-apiserver" else 1]
                 if not (name == "clustermesh-apiserver" and "no-lb-ip" in f):
                     svc["status"] = {"loadBalancer": {"ingress": [{"ip": ip}]}}
             return svc
@@ -167,7 +170,7 @@ class FakeCluster:
             return lst("Service", [])
         m = re.fullmatch(r"/api/v1/namespaces/kube-system/secrets/(cilium-clustermesh|cilium-kvstoremesh)", path)
         if m:
-            peers = [] if "missing-peer" in f else PEERS[self.name]
+            peers = [] if "missing-peer" in f else PEERS[self.name]  # PEERS: every cluster's planned peers
             data = {p: b64("endpoints:\n- https://clustermesh-apiserver.kube-system.svc:2379\n") for p in peers}
             if m.group(1) == "cilium-kvstoremesh":
                 data.update({f"{p}.etcd-client.key": b64(CA_KEY_PEM) for p in peers})
@@ -188,7 +191,7 @@ if state.get("hang"):  # an exec that never returns (a wedged agent)
     time.sleep(state["hang"])
 if "exec" in args and "json" in args:  # cilium-dbg status -o json: the remote clusters
     pod = args[args.index("exec") + 1]
-    cluster = pod.split("-")[1]
+    cluster = pod[len("cilium-"):-len("-a")]
     down = state.get("mesh_down", {{}}).get(cluster, [])
     clusters = [{{"name": p, "ready": p not in down, "num-failures": 3 if p in down else 0,
                  "status": "Waiting for initial connection to be established" if p in down else "ready"}}
@@ -532,6 +535,49 @@ def test_the_cli_exit_codes_and_table(tmp_path, monkeypatch, capsys):
     assert diagnose.main(["--stack", "../x"]) == 2
     assert diagnose.main(["--timeout", "0"]) == 2
     assert diagnose.main(["--bogus"]) == 2
+
+
+def test_an_existing_cluster_stack_has_no_kind_layers_and_no_metallb_of_ours(tmp_path, monkeypatch):
+    root = tmp_path / "project"
+    root.mkdir()
+    data = yaml.safe_load((ROOT / "Pulumi.remote.yaml").read_text())
+    names = [c["name"] for c in data["config"]["kindmesh:clusters"]]
+    for i, c in enumerate(data["config"]["kindmesh:clusters"]):  # the kubeconfigs as content: no ~/.kube here
+        c["kubeconfig"] = yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "default",
+            "clusters": [{"name": "c", "cluster": {"server": f"https://192.168.56.1{i + 1}:6443"}}],
+            "contexts": [{"name": "default", "context": {"cluster": "c", "user": "u"}}],
+            "users": [{"name": "u", "user": {"token": f"token-{i}"}}]})
+    (root / "Pulumi.remote.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.setitem(PEERS, names[0], [names[1]])
+    monkeypatch.setitem(PEERS, names[1], [names[0]])
+    clusters = {n: FakeCluster(n, nodes=[f"{n}-server"]) for n in names}
+    fake = FakeBin(tmp_path / "tools")
+    kubectl = fake.dir / "kubectl"
+    kubectl.write_text(KUBECTL.format(python=sys.executable))
+    kubectl.chmod(0o755)
+    (fake.dir / "kubectl.json").write_text(json.dumps({"peers": PEERS}))
+    fake.activate(monkeypatch)
+    servers = {n: FakeApiServer(clusters[n].route) for n in names}
+    with servers[names[0]], servers[names[1]]:
+        path = root / ".kindmesh" / "remote" / "kubeconfig"
+        path.parent.mkdir(parents=True)
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": names[0],
+            "clusters": [{"name": n, "cluster": {"server": servers[n].url}} for n in names],
+            "users": [{"name": n, "user": {"token": f"{n}-token-123456"}} for n in names],
+            "contexts": [{"name": n, "context": {"cluster": n, "user": n}} for n in names]}))
+        report = diagnose.diagnose("remote", root=root, timeout=20, host_check=healthy_host)
+    text = diagnose.render(report.rows, "remote")
+    assert report.exit_code == 0, text
+    for n in names:
+        layers = layers_ok(report, n)
+        assert layers[:5] == ["kubernetes API", "nodes", "cilium", "metallb", "clustermesh"], text
+        metallb = next(r for r in rows_of(report, n) if r.layer == "metallb")
+        assert metallb.evidence == "MetalLB is not installed here (mesh endpoint: nodePort)"
+        assert not any("metallb" in p for p in clusters[n].paths)
+    assert fake.calls() == []  # neither kind nor docker: these clusters live elsewhere
+    assert not any(r.layer == "docker network" for r in report.rows)
 
 
 # ----------------------------------------------------------------------------- redaction

@@ -699,13 +699,18 @@ class ClusterWalk:
         return f"KVStoreMesh ready ({seen} pod)" if seen else "KVStoreMesh not in use"
 
     def layer_metallb(self) -> str:
-        summary = [self.helm_release("metallb", METALLB_NS)]
-        for w in metallb_workloads(metallb_values()):
-            line = self.check_workload(w)
-            if line:
-                summary.append(line)
-        summary.append(self.webhook())
-        summary.append(self.pools())
+        existing = getattr(self.c, "existing", None)
+        if existing is not None and getattr(existing, "endpoint", "pool") != "pool":
+            # the planner gave this existing cluster no MetalLB: its mesh endpoint is a NodePort or its own LB
+            summary = [f"MetalLB is not installed here (mesh endpoint: {existing.endpoint})"]
+        else:
+            summary = [self.helm_release("metallb", METALLB_NS)]
+            for w in metallb_workloads(metallb_values()):
+                line = self.check_workload(w)
+                if line:
+                    summary.append(line)
+            summary.append(self.webhook())
+            summary.append(self.pools())
         summary += self.lb_ips()
         return "; ".join(summary)
 
