@@ -27,7 +27,7 @@ command. Everything read goes into ``.kindmesh/<stack>/diagnose-<UTC time>.tar.g
 ``kind export logs`` of each kind cluster), with secrets redacted: Secret data, kubeconfig
 credentials, tokens and PEM private keys.
 
-Bounded: every call has a timeout under one global deadline (``--timeout``, 50 s); an API
+Bounded: every call has a timeout under one global deadline (``--timeout``, 45 s); an API
 server that does not answer is a finding, not a hang. Exit 0 when every layer is healthy,
 1 when a problem was found, 2 when it could not run (no or an invalid stack file, bad usage).
 """
@@ -71,14 +71,14 @@ from kindmesh.deploy import context_file
 from kindmesh.deploy.gates import lb_ip_assigned, workload_ready
 from kindmesh.deploy.kubeapi import ClientSetupError, KubeClient, KubeconfigError, KubeError, snippet
 
-DEFAULT_TIMEOUT = 50.0  # the whole run; the dev stack reads in well under a minute
+DEFAULT_TIMEOUT = 45.0  # the reading; with the archive written, the dev stack is done within a minute
 REQUEST_TIMEOUT = 6.0  # one API request
 EXEC_TIMEOUT = 10.0  # one kubectl exec, one docker/kind call
 HOST_TIMEOUT = 20.0  # the doctor's checks
-LOGS_TIMEOUT = 40.0  # kind export logs, per cluster (in the background, under the deadline)
+LOGS_TIMEOUT = 35.0  # kind export logs, per cluster (in the background, under the deadline)
 GRACE = 2.0  # how long past the deadline a cluster's walk may take to return its last call
 MAX_LOG_FILE = 2 * 1024 * 1024  # of one kind log file, the tail kept
-MAX_LOGS = 64 * 1024 * 1024  # all kind logs of one cluster
+MAX_LOGS = 32 * 1024 * 1024  # all kind logs of one cluster
 
 CILIUM_NS = "kube-system"
 METALLB_NS = "metallb-system"
@@ -250,7 +250,7 @@ class Archive:
     def write(self, path: Path) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh, tarfile.open(fileobj=fh, mode="w:gz") as tar:
+        with os.fdopen(fd, "wb") as fh, tarfile.open(fileobj=fh, mode="w:gz", compresslevel=6) as tar:
             with self._lock:
                 files = sorted(self.files.items())
             top = path.name[: -len(".tar.gz")]
@@ -1012,6 +1012,13 @@ def kind_clusters(deadline: Deadline, archive: Archive, tools: Tools) -> tuple[s
 
 def export_logs(kind_name: str, tools: Tools, deadline: Deadline, archive: Archive, tmp: Path) -> None:
     """``kind export logs`` of one cluster into the archive, bounded by the deadline."""
+    try:
+        _export_logs(kind_name, tools, deadline, archive, tmp)
+    except Exception as err:  # e.g. the run ended and removed the directory meanwhile: a note, not a traceback
+        archive.add_text(f"kind-logs/{kind_name}/NOT-EXPORTED", f"{type(err).__name__}: {snippet(err)}\n")
+
+
+def _export_logs(kind_name: str, tools: Tools, deadline: Deadline, archive: Archive, tmp: Path) -> None:
     target = tmp / kind_name
     try:
         timeout = deadline.bound(LOGS_TIMEOUT) - GRACE
@@ -1088,14 +1095,14 @@ def diagnose(stack: str, *, root: Path | None = None, timeout: float = DEFAULT_T
         for w in walks:
             threading.Thread(target=w.run, daemon=True).start()
         for w in walks:
-            if not w.done.wait(max(0.0, deadline.left()) + GRACE):
+            if not w.done.wait(max(0.0, deadline.left() + GRACE)):
                 w.rows.append(Row(w.name, w.layer or "?", FAIL,
                                   f"no answer within the {timeout:.0f}s deadline (a call hung at this layer)",
                                   f"run again with more time: python -m kindmesh.cli.diagnose --stack {stack} "
                                   "--timeout 120"))
             rows += list(w.rows)
         for t in exports:
-            t.join(max(0.0, deadline.left()) + GRACE)
+            t.join(max(0.0, deadline.left() + GRACE))  # one end for all: GRACE past the deadline
         problem = any(r.state == FAIL for r in rows)
         archive.add_text("report.txt", render(rows, stack))
         stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y%m%dT%H%M%SZ")
