@@ -590,6 +590,13 @@ def test_scrub_removes_private_keys_tokens_and_kubeconfig_credentials():
     for secret in (CA_KEY_BODY, b64(CA_KEY_PEM)[:40], "abcdefgh12345678", US_TOKEN, b64("x" * 40), "eyJhbGciOiJSUzI1NiJ9"):
         assert secret not in out
     assert '"other": 1' in out and "Authorization: Bearer <redacted>" in out
+    # a key cut off at either end (a log's tail, a line limit) loses its lines all the same
+    lines = CA_KEY_PEM.strip().splitlines()
+    head, tail = "\n".join(lines[:-1]), "\n".join(lines[1:])
+    for cut in (head, tail):
+        out = diagnose.scrub(f"before\n{cut}\nafter\n")
+        assert out.startswith("before\n") and out.endswith("after\n") and "PRIVATE KEY" not in out
+        assert not any(line in out for line in lines[1:-1]), out
 
 
 def test_redact_object_keeps_secret_names_and_drops_values():

@@ -127,7 +127,10 @@ class Deadline:
 SECRET_KEYS = ("client-key-data", "client-certificate-data", "token", "id-token", "refresh-token",
                "password", "client-key", "ca.key", "tls.key")
 _PEM_KEY = re.compile(r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----", re.S)
-_PEM_KEY_OPEN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[^\"'\n]*")  # a block cut off or escaped
+# a block cut off (a log's tail kept, a line limit): its opening with the base64 lines after it,
+# or the base64 lines before its end
+_PEM_KEY_OPEN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[^\"'\n]*(?:\r?\n[A-Za-z0-9+/=]{16,})*")
+_PEM_KEY_TAIL = re.compile(r"(?:[A-Za-z0-9+/=]{16,}\r?\n)*[A-Za-z0-9+/=]*-----END [A-Z0-9 ]*PRIVATE KEY-----")
 _B64_PEM = re.compile(r"LS0tLS1CRUdJTi[A-Za-z0-9+/=\\n]{20,}")  # base64 of "-----BEGIN"
 _KEY_VALUE = re.compile(
     r"(?P<key>[\"']?(?:" + "|".join(re.escape(k) for k in SECRET_KEYS) + r")[\"']?\s*[:=]\s*)"
@@ -153,6 +156,7 @@ def scrub(text: str, known: Iterable[str] = ()) -> str:
         text = text.replace(secret, REDACTED)
     text = _PEM_KEY.sub(REDACTED, text)
     text = _PEM_KEY_OPEN.sub(REDACTED, text)
+    text = _PEM_KEY_TAIL.sub(REDACTED, text)
     text = _B64_PEM.sub(_b64_private_key, text)
     text = _KEY_VALUE.sub(lambda m: m.group("key") + REDACTED, text)
     text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
