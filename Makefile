@@ -25,7 +25,7 @@ endif
 export PULUMI_SKIP_UPDATE_CHECK := true
 KUBECONFIG_FILE := $(CURDIR)/.kindmesh/$(STACK)/kubeconfig
 
-.PHONY: venv dev-venv test lint typecheck check doctor up preview refresh destroy outputs verify \
+.PHONY: venv dev-venv test lint typecheck check doctor up preview refresh destroy outputs verify diagnose \
         env kubeconfig new-stack bench e2e integration clean python-check stack-exists stack-create upgrade \
         tools tools-dir tools-smoke
 
@@ -90,8 +90,13 @@ stack-exists: .pulumi-state
 	    echo "  create it with 'make up STACK=$(STACK)' (needs Pulumi.$(STACK).yaml; 'make new-stack NAME=$(STACK)' writes one)" >&2; \
 	  else echo "kindmesh: 'pulumi stack select $(STACK)' failed: $$err" >&2; fi; exit 1; }
 
+# A failed `pulumi up` (a readiness gate, say) ends with the one command that finds the broken
+# layer; pulumi's exit code is kept.
 up: stack-create
-	$(PULUMI) up --yes --stack $(STACK)
+	@echo "$(PULUMI) up --yes --stack $(STACK)"
+	@$(PULUMI) up --yes --stack $(STACK) || { rc=$$?; \
+	  echo "kindmesh: 'pulumi up' failed (exit $$rc). Find the broken layer of each cluster and what to do: make diagnose STACK=$(STACK)" >&2; \
+	  exit $$rc; }
 	@echo "kubectl: eval \"\$$(make -s env STACK=$(STACK))\" then kubectl --context <cluster name> ..."
 
 preview: $(RUNTIME) stack-exists
@@ -115,6 +120,12 @@ outputs: stack-exists
 
 verify: $(RUNTIME) stack-exists
 	@$(PY) -m kindmesh.cli.verify --stack $(STACK)
+
+# Read-only walk of the stack's layers, in any state (never up, half up, up, partly destroyed): one
+# table with the first broken layer of each cluster and its fix, an archive in .kindmesh/$(STACK)/.
+# Exit 0 healthy, 1 a problem found, 2 could not run. Needs no Pulumi stack: it plans from the file.
+diagnose: $(RUNTIME)
+	@$(PY) -m kindmesh.cli.diagnose --stack $(STACK)
 
 # Exports for plain `pulumi`/`kubectl`/`cilium` in this directory: eval "$(make -s env)"
 env:

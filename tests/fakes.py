@@ -8,6 +8,8 @@ Docker flavours: ``store="classic"`` (default) or ``"containerd"`` (``docker inf
 reports DriverStatus ``driver-type io.containerd.snapshotter.v1``; then ``kind load
 docker-image`` fails for multi-platform images the way kind #3795/#4066 describe, and
 ``kind load image-archive`` works). ``bridge_mtu`` sets the default network's MTU.
+``kind export logs DIR --name X`` writes one node file (``log_text``); ``docker inspect`` with a
+``.State`` format answers ``container_state`` (default running) and the networks.
 State is updated under an flock so concurrent fake calls do not lose writes.
 """
 
@@ -110,6 +112,14 @@ if tool == "kind":
         for n in state.get("nodes", {{}}).get(name, [f"{{name}}-control-plane"]):
             print(n)
         sys.exit(0)
+    if args[:2] == ["export", "logs"]:
+        name = arg("--name")
+        if name not in state["clusters"]:
+            print(f"ERROR: unknown cluster \"{{name}}\"", file=sys.stderr); sys.exit(1)
+        node_dir = Path(args[2]) / f"{{name}}-control-plane"
+        node_dir.mkdir(parents=True, exist_ok=True)
+        (node_dir / "kubelet.log").write_text(state.get("log_text", "kubelet: started\n"))
+        print(f"Exporting logs for cluster \"{{name}}\" to:\n{{args[2]}}"); sys.exit(0)
     if args[:2] == ["load", "docker-image"]:
         if state.get("fail_load"):
             print(state["fail_load"], file=sys.stderr); sys.exit(1)
@@ -173,6 +183,9 @@ if tool == "docker":
             print(f"Error: No such object: {{container}}", file=sys.stderr); sys.exit(1)
         if "{{{{.Config.Image}}}}" in args:
             print(state.get("node_images", {{}}).get(container, "")); sys.exit(0)
+        if any(".State" in a for a in args):  # {{{{json .State}}}} {{{{json .NetworkSettings.Networks}}}}
+            st = state.get("container_state", {{}}).get(container, {{"Status": "running", "Running": True, "ExitCode": 0}})
+            print(json.dumps(st) + " " + json.dumps({{n: {{}} for n in nets}})); sys.exit(0)
         print(json.dumps({{n: {{}} for n in nets}})); sys.exit(0)
     if args[:1] == ["pull"]:
         if args[-1] in state.get("missing_images", []):

@@ -191,3 +191,30 @@ def test_make_upgrade_runs_the_staged_upgrade_with_the_makefiles_environment(tmp
     assert all(c["backend"] == f"file://{p.dir}/.pulumi-state" for c in p.calls())
     res = p.make("upgrade", "CILIUM=1.20.0", "STACK=typo")
     assert res.returncode != 0 and "stack 'typo' does not exist" in res.stderr
+
+
+def test_a_failed_up_keeps_pulumis_exit_code_and_points_at_make_diagnose(tmp_path):
+    p = Project(tmp_path)
+    fake = p.bin / "pulumi"
+    fake.write_text(fake.read_text() + 'if args[:1] == ["up"]:\n'
+                    '    print("error: the rollout gate of cluster \'us\' failed", file=sys.stderr); sys.exit(255)\n')
+    res = p.make("up", "STACK=trio")
+    assert res.returncode != 0
+    assert "'pulumi up' failed (exit 255)" in res.stderr
+    lines = res.stderr.strip().splitlines()  # the hint last, then make's own line with the recipe's (pulumi's) code
+    assert lines[-2].endswith("make diagnose STACK=trio") and lines[-1].endswith("up] Error 255")
+    assert "pulumi up --yes --stack trio" in res.stdout
+
+
+def test_make_diagnose_walks_a_stack_that_was_never_brought_up_without_pulumi(tmp_path):
+    p = Project(tmp_path)
+    res = p.make("diagnose")
+    # the doctor's host rows pass; kind knows no cluster of the stack and its docker network is missing
+    assert res.returncode != 0, res.stdout + res.stderr  # make's 2; the module's own 1 is tested in test_diagnose
+    assert "all      docker network  FAIL" in res.stdout
+    assert "docker network kindmesh-dev does not exist" in res.stdout and "fix: never brought up" in res.stdout
+    assert "make up STACK=dev" in res.stdout and "Traceback" not in res.stderr
+    assert list((p.dir / ".kindmesh" / "dev").glob("diagnose-*.tar.gz"))
+    assert p.calls() == [] and p.stacks() == []  # no pulumi call, no stack made
+    res = p.make("diagnose", "STACK=typo")
+    assert res.returncode != 0 and "no Pulumi.typo.yaml" in res.stdout

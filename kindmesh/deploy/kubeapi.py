@@ -345,6 +345,16 @@ class KubeClient:
     def get(self, path: str, *, timeout: float = REQUEST_CAP) -> Response:
         return self.request("GET", path, timeout=timeout)
 
+    def get_text(self, path: str, *, timeout: float = REQUEST_CAP) -> str:
+        """A GET whose reply is text (a pod's log), bounded like :meth:`request`; KubeError otherwise."""
+        deadline = time.monotonic() + timeout
+        resp = self._open("GET", path, None, timeout)
+        raw = self._read(resp, deadline)
+        if not 200 <= resp.status <= 299:
+            message, reason = _status_message(resp.status, raw)
+            raise KubeError(resp.status, message, reason)
+        return raw.decode("utf-8", errors="replace")
+
     def dry_run_create(self, path: str, obj: dict[str, Any], *, timeout: float = REQUEST_CAP) -> Response:
         sep = "&" if "?" in path else "?"
         return self.request("POST", f"{path}{sep}dryRun=All", obj, timeout=timeout)
