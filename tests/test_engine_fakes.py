@@ -222,3 +222,28 @@ def test_kwok_renews_node_leases_within_the_controller_managers_grace_period() -
     argv = source[source.index('_start(state, "kwok"'):]
     argv = argv[:argv.index("])")]
     assert '"--node-lease-duration-seconds", "40"' in argv
+
+
+def test_sweep_ends_every_process_of_the_run_even_detached_ones(tmp_path: Path) -> None:
+    root = tmp_path / "world"
+    env = {**os.environ, "KINDMESH_WORLD": str(root)}
+    ours = [subprocess.Popen(["sleep", "300"], env=env, start_new_session=True),
+            # one that ignores TERM (as a provider stuck in a call may): KILL after the grace
+            subprocess.Popen(["sh", "-c", "trap '' TERM; sleep 300 & wait"], env=env, start_new_session=True)]
+    other = subprocess.Popen(["sleep", "300"], env={**os.environ, "KINDMESH_WORLD": str(root) + "-other"})
+    time.sleep(0.2)  # let the shell set its trap
+    try:
+        t0 = time.monotonic()
+        lifecycle.sweep(root, grace=1.0)
+        for p in ours:
+            p.wait(5)
+        assert time.monotonic() - t0 < 5
+        assert other.poll() is None, "a process of another run must be left alone"
+        left = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True).stdout.split()
+        assert str(other.pid) in left and len([pid for pid in left if pid != str(other.pid)]) == 0
+    finally:
+        other.kill()
+        other.wait()
+        for p in ours:
+            if p.poll() is None:
+                p.kill()

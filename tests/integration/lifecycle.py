@@ -34,8 +34,10 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,6 +197,7 @@ class World:
         self.socket = root / "docker.sock"
         self.daemon: subprocess.Popen[bytes] | None = None
         self.hosts: list[str] = []
+        self.lock = threading.Lock()
         home = root / "pulumi-home"
         home.mkdir()
         if tools.plugins.is_dir():
@@ -212,9 +215,12 @@ class World:
             "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1",
             # `--event-log` exists only with this set
             "PULUMI_DEBUG_COMMANDS": "true",
+            # the file backend of this run (no `pulumi login`: scenarios run side by side)
+            "PULUMI_BACKEND_URL": f"file://{root / 'state'}",
             "XDG_RUNTIME_DIR": str(root / "run"), "KINDMESH_RUNTIME_DIR": str(root / "run"),
         })
         (root / "home").mkdir()
+        (root / "state").mkdir()
         (root / "run").mkdir(mode=0o700)
         os.environ.update({"KINDMESH_WORLD": str(root), "KINDMESH_TOOLS_BIN": str(tools.bin),
                            "DOCKER_HOST": f"unix://{self.socket}"})
@@ -241,9 +247,10 @@ class World:
 
     def host_address(self) -> str:
         """The next free address of the world's simulated hosts (added to the namespace's loopback)."""
-        address = str(HOST_NET.network_address + 11 + len(self.hosts))
-        add_host_address(address)
-        self.hosts.append(address)
+        with self.lock:
+            address = str(HOST_NET.network_address + 11 + len(self.hosts))
+            add_host_address(address)
+            self.hosts.append(address)
         return address
 
     def start_existing(self, name: str, pod_subnet: str, service_subnet: str, workers: int = 1) -> tuple[Path, str]:
@@ -728,17 +735,31 @@ def run_step(sc: Scenario, step: Step, logdir: Path) -> dict[str, Any]:
     if step.after is not None and not problems:
         problems += step.after(sc)
     order: Any = None
-    if step.name == "up" and plan.order:
-        # the first up: the order the engine actually ran the steps in, next to the model (issue 19)
+    if step.name == "up" and plan.order and not sc.example:
+        # the first up: the order the engine actually ran the steps in, next to the model (bench/model.py)
+        out_json = event_log.with_suffix(".order.json")
         proc = subprocess.run([sys.executable, str(REPO / "bench" / "engine_order.py"), str(event_log), "--raw",
-                               str(sc.workdir / f"Pulumi.{sc.stack}.yaml"), "--json", str(event_log.with_suffix(".order.json"))],
+                               str(sc.workdir / f"Pulumi.{sc.stack}.yaml"), "--json", str(out_json)],
                               cwd=REPO, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
         (logdir / f"{sc.name}-{slug}.order.txt").write_text(proc.stdout + proc.stderr)
-        order = str(event_log.with_suffix(".order.json"))
+        order = order_summary(out_json, proc)
     return {"scenario": sc.name, "step": step.name, "command": "pulumi " + " ".join(args),
             "expected": (step.expect.__doc__ or "").strip() if step.expect else "",
             "summary": plan.summary, "changes": plan.by_op(), "seconds": round(seconds, 1),
             "ok": not problems, "problems": problems, "notes": notes, "engine_order": order}
+
+
+def order_summary(path: Path, proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The engine's real order against the model's, in a few numbers (the whole report beside it).
+    The world's durations are not the model's (a simulated cluster starts in seconds): what
+    counts is the order — edges the engine did not honour, and waits the model does not know."""
+    if proc.returncode != 0 or not path.exists():
+        return {"error": (proc.stderr or proc.stdout).strip()[-500:]}
+    rep = json.loads(path.read_text())
+    return {"report": str(path), "steps": len(rep["rows"]), "modelled_total_s": rep["modelled_total"],
+            "engine_total_s": rep["actual_total"], "edges_not_real": len(rep["edges_not_real"]),
+            "edges_missing": len(rep["edges_missing"]), "unmodelled": len(rep["unmodelled"]),
+            "not_in_log": len(rep["not_in_log"])}
 
 
 def prepare(sc: Scenario, world: World, root: Path) -> None:
@@ -756,11 +777,6 @@ def prepare(sc: Scenario, world: World, root: Path) -> None:
     venv_name = (yaml.safe_load((sc.workdir / "Pulumi.yaml").read_text())["runtime"]["options"]["virtualenv"])
     (sc.workdir / venv_name).symlink_to(Path(sys.executable).parent.parent)
     (sc.workdir / f"Pulumi.{sc.stack}.yaml").write_text(yaml.safe_dump(sc.config, sort_keys=False))
-    (root / "state").mkdir(exist_ok=True)
-    proc = subprocess.run(["pulumi", "login", f"file://{root / 'state'}"], cwd=sc.workdir, env=sc.env,
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"pulumi login failed: {proc.stderr}")
     proc = subprocess.run(["pulumi", "stack", "init", sc.stack, "--secrets-provider", "passphrase", "--non-interactive"],
                           cwd=sc.workdir, env=sc.env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -886,6 +902,9 @@ def _running(pid: int) -> bool:
         return False
 
 
+STOPPING = threading.Event()  # set on Ctrl-C: the scenarios' workers stop after their current step
+
+
 def run_scenario(sc: Scenario, world: World, root: Path, logdir: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     t0 = time.monotonic()
@@ -901,17 +920,19 @@ def run_scenario(sc: Scenario, world: World, root: Path, logdir: Path) -> list[d
         print_row(rows[-1])
         return rows
     for step in sc.steps:
+        if STOPPING.is_set():
+            return rows
         row = run_step(sc, step, logdir)
         rows.append(row)
         print_row(row)
         if not row["ok"] and step.name in ("preview", "up"):
             break  # nothing after a failed first preview or up means anything
-    if sc.plans and (not rows[-1]["ok"] or sc.steps[-1].command != "destroy"):
+    if sc.plans and not STOPPING.is_set() and (not rows[-1]["ok"] or sc.steps[-1].command != "destroy"):
         sc.pulumi(["destroy", "--yes", "--skip-preview"])  # best effort: the world is torn down anyway
     return rows
 
 
-def run(selected: list[str], stack_file: Path | None, report: Path, keep: bool) -> int:
+def run(selected: list[str], stack_file: Path | None, report: Path, keep: bool, jobs: int = 3) -> int:
     tools = find_tools()
     if tools is None:
         print("engine tier: the real tools are not built: run `make tools` first", file=sys.stderr)
@@ -934,8 +955,19 @@ def run(selected: list[str], stack_file: Path | None, report: Path, keep: bool) 
                   "running the cluster tier instead (real API servers, charts, gates; no Pulumi engine)", flush=True)
             rows += run_cluster_tier(world, root, selected, stack_file)
         else:
-            for sc in scenarios(selected, stack_file):
-                rows += run_scenario(sc, world, root, logdir)
+            # Scenarios run side by side (each its own project, stack and clusters; one world):
+            # most of a step is waiting on gates and Helm, not CPU.
+            todo = scenarios(selected, stack_file)
+            pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo))))
+            try:
+                for result in pool.map(lambda sc: run_scenario(sc, world, root, logdir), todo):
+                    rows += result
+            finally:
+                # on Ctrl-C: end the processes first, so the workers' pulumi calls return at once
+                if sys.exc_info()[0] is not None:
+                    STOPPING.set()
+                    sweep(root, grace=5.0)
+                pool.shutdown(wait=True, cancel_futures=True)
     except KeyboardInterrupt:
         interrupted = True
         print("engine tier: interrupted; stopping everything it started", file=sys.stderr, flush=True)
@@ -1041,9 +1073,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack-file", type=Path, help="run the lifecycle on this stack file instead")
     parser.add_argument("--report", type=Path, default=REPO / ".integration" / "report.json", help="the JSON report")
     parser.add_argument("--keep", action="store_true", help="keep the world directory (logs of every process)")
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("KINDMESH_TIER_JOBS", "3")),
+                        help="scenarios run side by side (default 3, or $KINDMESH_TIER_JOBS)")
     ns = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    return run(ns.scenario, ns.stack_file, ns.report, ns.keep)
+    return run(ns.scenario, ns.stack_file, ns.report, ns.keep, ns.jobs)
 
 
 if __name__ == "__main__":
