@@ -75,15 +75,31 @@ def _ints(entries):
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_planned_ips_are_reserved_and_never_auto_assigned(stack):
     """The auto-assigned pool and the reserved one partition the planned range; the reserved
-    one holds exactly the mesh (and Hubble UI) IPs and is never auto-assigned (issue 20: a k3s
-    traefik LoadBalancer Service must not take the mesh IP first)."""
+    one holds exactly the mesh IP and the Hubble UI's slot (the pool's second address, on or off)
+    and is never auto-assigned (issue 20: a k3s traefik LoadBalancer Service must not take the
+    mesh IP first)."""
     plan = load_plan(stack_raw(stack), stack=stack)
     for c in plan.clusters:
         pool, reserved = ip_address_pool(plan, c), reserved_address_pool(plan, c)
         auto, kept = _ints(pool["spec"]["addresses"]), _ints(reserved["spec"]["addresses"])
         assert auto | kept == _ints([c.pool]) and not auto & kept
-        assert kept == _ints([c.mesh_ip + "/32"] + ([c.hubble_ui_ip + "/32"] if c.hubble_ui_ip else []))
+        ui_slot = str(ipaddress.IPv4Address(c.mesh_ip) + 1)
+        assert c.hubble_ui_ip in (None, ui_slot)
+        assert kept == _ints([c.mesh_ip + "/32", ui_slot + "/32"])
         assert pool["spec"]["autoAssign"] is True and reserved["spec"]["autoAssign"] is False
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_turning_hubble_ui_on_or_off_moves_no_address_between_the_pools(stack):
+    """MetalLB refuses a pool that overlaps another whichever is applied first, so an address
+    moving between the two pools on a toggle would fail the update (the engine tier saw it)."""
+    raw = stack_raw(stack)
+    pools = []
+    for on in (True, False):
+        doc = {**raw, "cilium": {**(raw.get("cilium") or {}), "hubbleUi": on}}
+        plan = load_plan(doc, stack=stack)
+        pools.append([(ip_address_pool(plan, c)["spec"], reserved_address_pool(plan, c)["spec"]) for c in plan.clusters])
+    assert pools[0] == pools[1]
 
 
 @pytest.mark.parametrize("addresses,reserved,auto,kept", [
@@ -187,3 +203,12 @@ def test_gate_workload_names_are_the_charts(tmp_path):
                  for m in tar.getmembers() if m.name.endswith(("controller.yaml", "speaker.yaml"))}
     assert 'name: {{ template "metallb.fullname" . }}-controller' in texts["controller.yaml"]
     assert 'name: {{ template "metallb.fullname" . }}-speaker' in texts["speaker.yaml"]
+
+
+def test_objects_without_labels_carry_no_empty_labels_map():
+    """The API server drops an empty ``labels`` map: asking for one would be a diff on every
+    preview (the engine tier saw the single-cluster example update its pools on each run)."""
+    from kindmesh.core.render import ip_address_pool_for, l2_advertisement_for
+    for obj in (ip_address_pool_for(["10.0.0.0-10.0.0.7"]), l2_advertisement_for("p")):
+        assert "labels" not in obj["metadata"]
+    assert ip_address_pool_for(["10.0.0.0/29"], labels={"a": "b"})["metadata"]["labels"] == {"a": "b"}

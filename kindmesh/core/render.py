@@ -6,6 +6,7 @@ everything a user could diff is testable (and byte-stable) without Pulumi.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -268,12 +269,12 @@ def metallb_workloads(values: Mapping[str, Any], release: str = "metallb") -> li
 
 
 def _metallb_object(kind: str, name: str, labels: Mapping[str, str], spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "metallb.io/v1beta1",
-        "kind": kind,
-        "metadata": {"name": name, "namespace": METALLB_NAMESPACE, "labels": dict(labels)},
-        "spec": spec,
-    }
+    # No empty `labels`: the API server drops an empty map, so the live object would never match
+    # it and every preview would show an update (the engine tier caught it on the example).
+    metadata: dict[str, Any] = {"name": name, "namespace": METALLB_NAMESPACE}
+    if labels:
+        metadata["labels"] = dict(labels)
+    return {"apiVersion": "metallb.io/v1beta1", "kind": kind, "metadata": metadata, "spec": spec}
 
 
 def ip_address_pool_for(addresses: Sequence[str], *, name: str = POOL_NAME,
@@ -351,8 +352,18 @@ def split_pool(addresses: Sequence[str], reserved: Sequence[str]) -> tuple[list[
 
 
 def reserved_ips(cluster: ClusterPlan) -> list[str]:
-    """The planned LoadBalancer IPs of a cluster (mesh, Hubble UI): kept out of auto-assignment."""
-    return [ip for ip in (cluster.mesh_ip, cluster.hubble_ui_ip) if ip]
+    """The planned LoadBalancer IPs of a cluster (mesh, Hubble UI): kept out of auto-assignment.
+
+    The Hubble UI's slot (the pool's second address) stays reserved while the UI is off: turning
+    the UI on or off then never moves an address between the two pools. (Moving one would need
+    the shrinking pool applied before the growing one, or MetalLB's webhook refuses the growing
+    one as overlapping: the engine tier caught exactly that.)
+    """
+    ips = [ip for ip in (cluster.mesh_ip, cluster.hubble_ui_ip) if ip]
+    if cluster.hubble_ui_ip is None and cluster.mesh_ip and cluster.mesh_ip == cluster.pool_first \
+            and cluster.pool_last and ipaddress.IPv4Address(cluster.pool_last) > ipaddress.IPv4Address(cluster.pool_first):
+        ips.append(str(ipaddress.IPv4Address(cluster.pool_first) + 1))
+    return ips
 
 
 def ip_address_pool(plan: StackPlan, cluster: ClusterPlan) -> dict[str, Any]:

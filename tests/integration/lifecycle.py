@@ -111,6 +111,16 @@ def enter_netns(world_root: Path | None = None) -> str:
     return how
 
 
+def leave_mounts() -> None:
+    """Undo the simulated sysctls' bind mount and remove their folder."""
+    sysctl = os.environ.pop("KINDMESH_TIER_SYSCTL", "")
+    if not sysctl:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.umount2(b"/proc/sys/fs/inotify", 2)  # MNT_DETACH
+    shutil.rmtree(sysctl, ignore_errors=True)
+
+
 def add_host_address(address: str) -> None:
     """Give a simulated host its address (on loopback, inside the tier's namespace only)."""
     if os.environ.get(NETNS_ENV) != "1":
@@ -381,8 +391,13 @@ def expect_nothing(plan: Plan, sc: Scenario) -> list[str]:
     return [f"expected no changes, got {o}: {short(u)}" for u, o in sorted(plan.changed().items())]
 
 
+def expect_refresh_clean(plan: Plan, sc: Scenario) -> list[str]:
+    """refresh finds every resource as the state has it"""
+    # a refresh's steps are all `refresh`; what it found differs shows in its summary only
+    return [f"refresh found {n} resource(s) to {op}" for op, n in sorted(plan.summary.items()) if op != "same" and n]
+
+
 UPDATABLE_ON_PEER_CHANGE = ("kubernetes:helm.sh/v3:Release", "command:local:Command")
-IP_POOL = "kubernetes:metallb.io/v1beta1:IPAddressPool"
 # The engine gives the Python dynamic provider (the default `pulumi-python` provider of the
 # program's dynamic resources) the whole stack config as its inputs (pulumi/pulumi#17552), so any
 # edit of the stack file updates that provider resource, and nothing through it: no resource's
@@ -446,10 +461,11 @@ def expect_destroyed(plan: Plan, sc: Scenario) -> list[str]:
     problems = [f"{o} of {short(u)} during destroy" for u, o in sorted(plan.changed().items()) if o != "delete"]
     world = sc.world
     assert world is not None
-    kinds = [c for c in world.clusters() if c not in sc.existing]
+    own_kinds, own_nets = owned(sc)
+    kinds = [c for c in world.clusters() if c in own_kinds]
     if kinds:
         problems.append(f"kind clusters left: {kinds}")
-    nets = [n for n in world.networks() if n not in ("bridge", "host", "none")]
+    nets = [n for n in world.networks() if n in own_nets]
     if nets:
         problems.append(f"docker networks left: {nets}")
     kc = sc.kubeconfig_file()
@@ -464,6 +480,26 @@ def expect_destroyed(plan: Plan, sc: Scenario) -> list[str]:
     if resources:
         problems.append(f"the stack still has {len(resources)} resource(s)")
     return problems
+
+
+EXAMPLE_MESH = {"clusters": [{"name": "east", "id": 1, "workers": 0}, {"name": "west", "id": 2, "workers": 0}],
+                "network": {"subnet": "172.26.0.0/24", "poolSize": 8}}  # examples/two-cluster-mesh/__main__.py
+
+
+def owned(sc: Scenario) -> tuple[set[str], set[str]]:
+    """The kind clusters and docker networks this scenario's program makes (scenarios share one
+    world): what the planner names for its stack file (and the added cluster ``zz``)."""
+    from kindmesh.core.planner import kind_name_for, load_plan
+    from tests.integration.cluster_tier import raw_config
+    if sc.example and sc.project.name == "single-cluster":
+        return {"solo"}, {"solo-net"}
+    if sc.example:
+        raw, stack = EXAMPLE_MESH, f"{sc.stack}-lab"
+    else:
+        raw, stack = raw_config(sc.config), sc.stack
+    plan = load_plan(raw, stack=stack)
+    kinds = {c.kind_name for c in plan.clusters if c.source == "kind"} | {kind_name_for(stack, "zz")}
+    return kinds, {plan.network.name} if plan.network else set()
 
 
 def leftover_objects(kubeconfig: Path) -> list[str]:
@@ -504,6 +540,7 @@ class Scenario:
     last_output: str = ""  # what the last step printed (for checks on `preview --diff`)
     example: bool = False  # a program of its own (examples/): its config is in its code
     extra_env: dict[str, str] = field(default_factory=dict)
+    applied: dict[str, Any] = field(default_factory=dict)  # the stack file of the last successful up
 
     @property
     def env(self) -> dict[str, str]:
@@ -554,7 +591,7 @@ def full_lifecycle(sc: Scenario) -> list[Step]:
         Step("up", "up", expect_only("create"), after=check_kubectl),
         Step("preview again", "preview", expect_nothing),
         Step("up again", "up", expect_nothing),
-        Step("refresh", "refresh", expect_nothing),
+        Step("refresh", "refresh", expect_refresh_clean),
     ]
     if sc.example:
         return [*steps, Step("destroy", "destroy", expect_destroyed)]
@@ -571,11 +608,11 @@ def full_lifecycle(sc: Scenario) -> list[Step]:
         ]
     steps += [
         Step("reorder clusters", "up", expect_nothing, edit=_edit_clusters(lambda cs: list(reversed(cs)))),
-        # The Hubble UI's planned LoadBalancer IP is reserved while the UI is on and goes back to
-        # the auto-assigned pool when it is off: both pools of a kind cluster update in place.
-        Step("hubble UI toggled (preview --diff)", "diff", expect_updates_of(*UPDATABLE_ON_PEER_CHANGE, IP_POOL),
+        # The Hubble UI's address stays reserved while the UI is off, so no MetalLB pool changes
+        # (an address moving between the pools made MetalLB's webhook refuse the update).
+        Step("hubble UI toggled (preview --diff)", "diff", expect_updates_of(*UPDATABLE_ON_PEER_CHANGE),
              edit=toggle_hubble_ui, after=check_diff_secrets),
-        Step("hubble UI toggled", "up", expect_updates_of(*UPDATABLE_ON_PEER_CHANGE, IP_POOL)),
+        Step("hubble UI toggled", "up", expect_updates_of(*UPDATABLE_ON_PEER_CHANGE)),
     ]
     steps += upgrade_steps(sc)
     steps.append(Step("destroy", "destroy", expect_destroyed))
@@ -649,13 +686,20 @@ def expect_stage(name: str) -> Expect:
     def check(plan: Plan, sc: Scenario) -> list[str]:
         problems = []
         for urn, op in sorted(plan.changed().items()):
+            if op == "update" and host_image_prepull(urn, plan):
+                continue  # the host pre-pulls the new version's images too (not a cluster's resource)
             if op != "update" or owner(urn, sc.cluster_names()) != name or plan.types[urn] not in UPDATABLE_ON_PEER_CHANGE:
                 problems.append(f"{op} of {short(urn)} (a stage may only update {name}'s release and gates)")
         if not any(plan.types[u] == "kubernetes:helm.sh/v3:Release" for u in plan.changed()):
             problems.append(f"{name}'s Cilium release was not updated")
         return problems
-    check.__doc__ = f"updates of {name}'s release and gates only"
+    check.__doc__ = f"updates of {name}'s release and gates (and the host's image pre-pull) only"
     return check
+
+
+def host_image_prepull(urn: str, plan: Plan) -> bool:
+    """The stack's one pre-pull of every planned image on the host (``<stack>-host-images-pull``)."""
+    return plan.types.get(urn) == "command:local:Command" and urn.rsplit("::", 1)[-1].endswith("host-images-pull")
 
 
 def toggle_hubble_ui(doc: dict[str, Any]) -> dict[str, Any]:
@@ -721,7 +765,7 @@ def run_step(sc: Scenario, step: Step, logdir: Path) -> dict[str, Any]:
     plan = read_plan(event_log)
     sc.plans.append(plan)
     notes: list[str] = []
-    if step.edit is not None:
+    if step.edit is not None or sc.config != sc.applied:
         for urn, op in list(plan.ops.items()):
             if op == "update" and plan.types.get(urn) == DYNAMIC_PROVIDER:
                 plan.ops[urn] = "same"
@@ -730,6 +774,11 @@ def run_step(sc: Scenario, step: Step, logdir: Path) -> dict[str, Any]:
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
         problems.append(f"pulumi {' '.join(args)} exited {proc.returncode}:\n{tail}")
+    elif step.command in ("up", "destroy"):
+        sc.applied = copy.deepcopy(sc.config)
+    for line in (proc.stdout + proc.stderr).splitlines():
+        if "expected to have version" in line:  # the engine runs a plugin other than the pinned one
+            problems.append(f"plugin version warning: {line.strip()[:300]}")
     if step.expect is not None and not problems:
         problems += step.expect(plan, sc)
     if step.after is not None and not problems:
@@ -824,14 +873,17 @@ def scenarios(selected: list[str], stack_file: Path | None) -> list[Scenario]:
     if not want or "mixed" in want:
         out.append(Scenario("mixed", "mixed", with_charts(MIXED_ENGINE)))
     if not want or "defects" in want:
-        sc = Scenario("defects", "defects", with_charts(shipped("ci")),
+        doc = with_charts(shipped("ci"))
+        doc["config"]["kindmesh:network"] = {**doc["config"]["kindmesh:network"], "subnet": "172.24.0.0/24"}  # beside ci
+        sc = Scenario("defects", "defects", doc,
                       extra_env={"KINDMESH_TIER_REVERT": "gate-triggers,network-options"})
         sc.steps = defect_steps()
         out.append(sc)
     for ex in EXAMPLES:
         if not want or f"example:{ex}" in want:
             doc = {"config": {"kindmesh:charts": {"cilium": str(CHARTS), "metallb": str(CHARTS)}}}
-            out.append(Scenario(f"example:{ex}", "tier", doc, project=REPO / "examples" / ex, example=True))
+            out.append(Scenario(f"example:{ex}", f"tier-{ex.split('-')[0]}", doc, project=REPO / "examples" / ex,
+                                example=True))
     return out
 
 
@@ -972,12 +1024,10 @@ def run(selected: list[str], stack_file: Path | None, report: Path, keep: bool, 
         interrupted = True
         print("engine tier: interrupted; stopping everything it started", file=sys.stderr, flush=True)
     finally:
-        left = sweep(root, grace=5.0)  # pulumi, plugins, gates first: they talk to the clusters
+        sweep(root, grace=5.0)  # pulumi, plugins, gates first: they talk to the clusters
         world.stop()
-        left += sweep(root, grace=5.0)
-        sysctl = os.environ.get("KINDMESH_TIER_SYSCTL")
-        if sysctl:
-            shutil.rmtree(sysctl, ignore_errors=True)
+        left = sweep(root, grace=5.0)  # anything the world's own stop missed
+        leave_mounts()
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
         if left:
