@@ -231,7 +231,9 @@ def test_sweep_ends_every_process_of_the_run_even_detached_ones(tmp_path: Path) 
             # one that ignores TERM (as a provider stuck in a call may): KILL after the grace
             subprocess.Popen(["sh", "-c", "trap '' TERM; sleep 300 & wait"], env=env, start_new_session=True)]
     other = subprocess.Popen(["sleep", "300"], env={**os.environ, "KINDMESH_WORLD": str(root) + "-other"})
-    time.sleep(0.2)  # let the shell set its trap
+    time.sleep(0.2)  # let the shell set its trap and start its child
+    children = subprocess.run(["pgrep", "-P", str(ours[1].pid)], capture_output=True, text=True).stdout.split()
+    assert children, "the shell's own child (sleep) should be running"
     try:
         t0 = time.monotonic()
         lifecycle.sweep(root, grace=1.0)
@@ -239,11 +241,40 @@ def test_sweep_ends_every_process_of_the_run_even_detached_ones(tmp_path: Path) 
             p.wait(5)
         assert time.monotonic() - t0 < 5
         assert other.poll() is None, "a process of another run must be left alone"
-        left = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True).stdout.split()
-        assert str(other.pid) in left and len([pid for pid in left if pid != str(other.pid)]) == 0
+        for pid in children:  # the shell's child carries the environment too: ended as well
+            assert not lifecycle._running(int(pid))
     finally:
         other.kill()
         other.wait()
         for p in ours:
             if p.poll() is None:
                 p.kill()
+
+
+def test_a_stage_may_update_its_own_release_and_gates_and_the_host_prepull_only() -> None:
+    sc = lifecycle.Scenario("ci", "ci", {"config": {"kindmesh:clusters": [{"name": "alpha"}, {"name": "beta"}]}})
+    good = _plan({"alpha-cilium": ("update", "kubernetes:helm.sh/v3:Release"),
+                  "alpha-cilium-rollout": ("update", "command:local:Command"),
+                  "host-images-pull": ("update", "command:local:Command")})
+    assert lifecycle.expect_stage("alpha")(good, sc) == []
+    peer = _plan({"alpha-cilium": ("update", "kubernetes:helm.sh/v3:Release"),
+                  "beta-cilium": ("update", "kubernetes:helm.sh/v3:Release")})
+    assert any("beta-cilium" in p for p in lifecycle.expect_stage("alpha")(peer, sc))
+    nothing = _plan({"alpha-cilium-rollout": ("update", "command:local:Command")})
+    assert any("not updated" in p for p in lifecycle.expect_stage("alpha")(nothing, sc))
+
+
+def test_a_refresh_is_clean_only_when_its_summary_has_nothing_but_same() -> None:
+    plan = _plan({"us-pool": ("refresh", "kubernetes:metallb.io/v1beta1:IPAddressPool")})
+    plan.summary = {"same": 15}
+    assert lifecycle.expect_refresh_clean(plan, None) == []  # type: ignore[arg-type]
+    plan.summary = {"same": 15, "update": 4}
+    assert lifecycle.expect_refresh_clean(plan, None) == ["refresh found 4 resource(s) to update"]  # type: ignore[arg-type]
+
+
+def test_a_reverted_fix_passes_only_when_the_engine_shows_its_replacement() -> None:
+    check = lifecycle.expect_replaced("docker:index/network:Network")
+    caught = _plan({"network": ("replace", "docker:index/network:Network")})
+    assert check(caught, None) == []  # type: ignore[arg-type]
+    missed = _plan({"network": ("same", "docker:index/network:Network")})
+    assert check(missed, None)  # type: ignore[arg-type]

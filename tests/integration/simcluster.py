@@ -28,12 +28,11 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+if TYPE_CHECKING:  # imported where used: `kind get`/`load` (frequent) need no cryptography
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -62,18 +61,24 @@ def free_port() -> int:
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
+    from cryptography.hazmat.primitives.asymmetric import ec
     return ec.generate_private_key(ec.SECP256R1())
 
 
 def _pem_key(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 
 def _pem_cert(cert: x509.Certificate) -> bytes:
+    from cryptography.hazmat.primitives import serialization
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def make_ca(cn: str) -> tuple[x509.Certificate, Any]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
     key = _key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     now = datetime.datetime.now(datetime.UTC)
@@ -90,6 +95,9 @@ def make_ca(cn: str) -> tuple[x509.Certificate, Any]:
 
 def issue(ca: tuple[x509.Certificate, Any], cn: str, *, orgs: tuple[str, ...] = (), dns: tuple[str, ...] = (),
           ips: tuple[str, ...] = (), server: bool = False) -> tuple[x509.Certificate, Any]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
     key = _key()
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
     attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
@@ -231,6 +239,8 @@ def _alive(pid: int) -> bool:
 
 def start(state: ClusterState, *, timeout: float = 120.0) -> None:
     """Make certificates, start every process, wait for the API server, create the nodes."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
     bin_dir = tools_bin()
     d = state.dir
     pki = d / "pki"

@@ -274,7 +274,7 @@ class World:
                 self.ensure_cilium_crds()
                 self.check_metallb()
                 self.assign_load_balancers()
-                delay = 0.25
+                delay = 0.5
             except Exception as exc:  # noqa: BLE001 - the API server may be starting or stopping
                 log.warning("world loop: %s: %s", type(exc).__name__, exc)
                 delay = min(delay * 2, 2.0)
