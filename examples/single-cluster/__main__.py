@@ -31,12 +31,15 @@ charts = pulumi.Config("kindmesh").get_object("charts") or {}
 chart_repos = {"cilium": {"repo": charts["cilium"]} if "cilium" in charts else {},
                "metallb": {"repo": charts["metallb"]} if "metallb" in charts else {}}
 SUBNET = "172.27.0.0/24"
+GATEWAY = "172.27.0.1"  # the subnet's first address
 nodes, _pools = network_layout(SUBNET)  # docker's ip_range keeps node IPs out of the pools
 first, last = pool_for(SUBNET, 8, 1)  # cluster id 1's pool: 8 addresses at the top of the subnet
 network = docker.Network(
     "network",
     name=f"{NAME}-net",
-    ipam_configs=[docker.NetworkIpamConfigArgs(subnet=SUBNET, ip_range=str(nodes))],
+    # the gateway given, as Docker would pick it: Docker reports the one it picks, and a refresh
+    # would otherwise see ipamConfigs change (every field of a docker network forces a replace)
+    ipam_configs=[docker.NetworkIpamConfigArgs(subnet=SUBNET, ip_range=str(nodes), gateway=GATEWAY)],
     opts=pulumi.ResourceOptions(provider=docker.Provider("docker")),
 )
 kind = KindCluster(NAME, KindClusterArgs(
