@@ -39,7 +39,7 @@ def test_single_cluster_from_the_components_alone():
     assert gate.type == COMMAND and release.urn in gate.dependencies
     # node IPs (docker ip_range) and the MetalLB pool never meet; Cilium's mesh IP is in the pool
     ipam = by_name["network"].inputs["ipamConfigs"][0]
-    assert ipam == {"subnet": "172.27.0.0/24", "ipRange": "172.27.0.0/25"}
+    assert ipam == {"subnet": "172.27.0.0/24", "ipRange": "172.27.0.0/25", "gateway": "172.27.0.1"}
     pool = by_name["solo-pool"].inputs["spec"]["addresses"]
     assert pool == ["172.27.0.248-172.27.0.254"]  # the mesh IP .247 is reserved: a pool of its own
     reserved = by_name["solo-reserved-pool"].inputs["spec"]
