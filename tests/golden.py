@@ -112,6 +112,16 @@ def cases() -> dict[str, tuple[str, dict[str, Any]]]:
     return out
 
 
+def plan_data(plan: Any) -> dict[str, Any]:
+    """The plan's fields, without those derived from the others (``metadata["derived"]``: the
+    pre-pull lists the planner stores; their content is recorded as ``images`` below)."""
+    data = dataclasses.asdict(plan)
+    for f in dataclasses.fields(plan):
+        if f.metadata.get("derived"):
+            del data[f.name]
+    return data
+
+
 def snapshot(name: str) -> dict[str, Any]:
     from kindmesh.core.demo import expected_backends, manifests, verification_spec
     from kindmesh.core.planner import load_plan
@@ -166,7 +176,7 @@ def snapshot(name: str) -> dict[str, Any]:
     return {
         "case": name,
         "stack": stack,
-        "plan": dataclasses.asdict(plan),
+        "plan": plan_data(plan),
         "stackLabel": plan.stack_label,
         "images": list(plan.images),
         "clusters": clusters,

@@ -439,7 +439,7 @@ def test_a_subnet_another_docker_network_uses_is_named(tmp_path):
 
 
 def test_a_live_network_with_another_subnet_or_mtu_is_refused_with_the_way_out(tmp_path):
-    from kindmesh.core.planner import stack_label
+    from kindmesh.core.model import stack_label
 
     ours = {"Name": "kindmesh-dev", "Labels": {"kindmesh.io/stack": stack_label("kindmesh", "dev")},
             "IPAM": {"Config": [{"Subnet": "172.30.0.0/16"}]}, "Options": {}}

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from kindmesh.cli import upgrade
-from kindmesh.core.config import strip_namespace
+from kindmesh.core.config_raw import strip_namespace
 from kindmesh.core.planner import load_plan
 from tests.fake_apiserver import FakeApiServer, Reply, status
 from tests.fake_pulumi import FakePulumi
