@@ -179,7 +179,7 @@ class StackConfig:
         return cluster.cilium_version or self.cilium.version
 
 
-# --------------------------------------------------------------------------- config
+# --------------------------------------------------------------------------- config: existing clusters
 @dataclass(frozen=True)
 class MeshEndpointConfig:
     node_port: int | None = None
