@@ -318,7 +318,7 @@ def _existing_cluster(
     ex = plan_existing(index, c, add)
     return ClusterPlan(
         name=c.name,
-        id=c.id if c.id >= 1 else index + 1,
+        id=c.id,  # 1..255: the parser leaves clusters without a usable id out
         source=c.source,
         kind_name="",
         context=ex.context if ex else "",
@@ -326,8 +326,8 @@ def _existing_cluster(
         node_names=(),
         workers=0,
         # required for existing clusters (reported by the parser when missing)
-        pod_subnet=c.pod_subnet or default_pod_subnet(c.id if c.id >= 1 else index + 1),
-        service_subnet=c.service_subnet or default_service_subnet(c.id if c.id >= 1 else index + 1),
+        pod_subnet=c.pod_subnet or default_pod_subnet(c.id),
+        service_subnet=c.service_subnet or default_service_subnet(c.id),
         peers=tuple(peers[c.name]),
         demo=DemoPlan(enabled=config.demo.enabled, policy=config.demo.policy,
                       affinity=c.demo.affinity, shared=c.demo.shared),
