@@ -128,3 +128,28 @@ def test_every_moved_path_of_a_line_is_adapted_after_one_that_already_existed():
     with mock.patch.dict(versions.CILIUM, {(1, 20): reordered}):
         adapted = versions.adapt_values(copy.deepcopy(values), "1.19.6")
     assert versions._get(adapted, first.old) == (True, ["x"]) and not versions._get(adapted, first.new)[0]
+
+
+@pytest.mark.parametrize(("eu_first", "eu_last", "overlap"), [
+    ("172.30.0.20", "172.30.0.30", True),  # shares the last address of us's pool
+    ("172.30.0.21", "172.30.0.30", False),  # right after it
+    ("172.30.0.1", "172.30.0.10", True),  # shares the first address
+    ("172.30.0.1", "172.30.0.9", False),  # right before it
+])
+def test_two_pools_sharing_one_address_overlap(eu_first, eu_last, overlap):
+    p = load_plan(TWO, stack="dev")
+    us = dataclasses.replace(p.cluster("us"), pool_first="172.30.0.10", pool_last="172.30.0.20")
+    eu = dataclasses.replace(p.cluster("eu"), pool_first=eu_first, pool_last=eu_last)
+    pair = dataclasses.replace(p, clusters=(us, eu))
+    if overlap:
+        with pytest.raises(PoolOverlapError, match="overlaps pool"):
+            check_pool_is_own(pair, us)
+    else:
+        check_pool_is_own(pair, us)
+
+
+def test_a_slug_never_starts_or_ends_with_a_dash():
+    from kindmesh.core.model import slug, stack_slug
+
+    assert slug("__Team_A__") == "team-a" and slug("-a-") == "a" and slug("___") == ""
+    assert stack_slug("_dev_").startswith("dev--")
