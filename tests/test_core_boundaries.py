@@ -153,3 +153,13 @@ def test_a_slug_never_starts_or_ends_with_a_dash():
 
     assert slug("__Team_A__") == "team-a" and slug("-a-") == "a" and slug("___") == ""
     assert stack_slug("_dev_").startswith("dev--")
+
+
+def test_a_long_project_name_fills_the_stack_label_to_exactly_63_characters():
+    from kindmesh.core.model import LABEL_MAX, digest, stack_label
+
+    project = "p" * 60  # clean, but longer than the room left by ".dev": hashed to fit
+    label = stack_label(project, "dev")
+    assert len(label) == LABEL_MAX
+    assert label == f"{'p' * (LABEL_MAX - len('.dev') - 10)}--{digest(project)}.dev"
+    assert stack_label("kindmesh", "dev") == "kindmesh.dev"
