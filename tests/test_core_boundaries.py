@@ -163,3 +163,18 @@ def test_a_long_project_name_fills_the_stack_label_to_exactly_63_characters():
     assert len(label) == LABEL_MAX
     assert label == f"{'p' * (LABEL_MAX - len('.dev') - 10)}--{digest(project)}.dev"
     assert stack_label("kindmesh", "dev") == "kindmesh.dev"
+
+
+@pytest.mark.parametrize("project", ["kindmesh", "p" * 60, "Team_Project." * 9, "x"])
+@pytest.mark.parametrize("stack", ["dev", "s" * 40, "s" * 41, "Team_A." * 12, "-"])
+def test_every_stack_label_fits_a_label_value(project, stack):
+    from kindmesh.core.model import LABEL_MAX, stack_label
+
+    label = stack_label(project, stack)
+    assert len(label) <= LABEL_MAX and label.count(".") >= 1
+    assert not label.startswith(("-", ".")) and not label.endswith(("-", "."))
+
+
+def test_asking_a_plan_for_an_unknown_cluster_names_it():
+    with pytest.raises(KeyError, match="nope"):
+        load_plan(TWO, stack="dev").cluster("nope")

@@ -383,8 +383,6 @@ def stack_slug(stack: str, limit: int = STACK_SLUG_MAX) -> str:
 
 def stack_label(project: str, stack: str) -> str:
     """``<project>.<stack>`` as a label value (<= 63 characters; injective in the stack)."""
-    tail = stack_slug(stack)
-    head = stack_slug(project, LABEL_MAX - len(tail) - 1)
-    if len(head) + len(tail) + 1 > LABEL_MAX:
-        head = head[: LABEL_MAX - len(tail) - 1].strip("-") or "p"
+    tail = stack_slug(stack)  # at most STACK_SLUG_MAX (40) characters
+    head = stack_slug(project, LABEL_MAX - len(tail) - 1)  # at most the room left (>= 22): never longer
     return f"{head}.{tail}"
