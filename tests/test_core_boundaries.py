@@ -178,3 +178,9 @@ def test_every_stack_label_fits_a_label_value(project, stack):
 def test_asking_a_plan_for_an_unknown_cluster_names_it():
     with pytest.raises(KeyError, match="nope"):
         load_plan(TWO, stack="dev").cluster("nope")
+
+
+def test_the_kubernetes_version_of_a_node_image_from_a_registry_with_a_port():
+    assert versions.node_k8s_minor("registry.local:5000/kindest/node:v1.35.0") == (1, 35)
+    assert versions.node_k8s_minor("registry.local:5000/kindest/node:v1.35.0@sha256:" + "0" * 64) == (1, 35)
+    assert versions.node_k8s_minor("registry.local:5000/kindest/node") is None  # no tag: cannot tell
