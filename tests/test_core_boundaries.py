@@ -184,3 +184,35 @@ def test_the_kubernetes_version_of_a_node_image_from_a_registry_with_a_port():
     assert versions.node_k8s_minor("registry.local:5000/kindest/node:v1.35.0") == (1, 35)
     assert versions.node_k8s_minor("registry.local:5000/kindest/node:v1.35.0@sha256:" + "0" * 64) == (1, 35)
     assert versions.node_k8s_minor("registry.local:5000/kindest/node") is None  # no tag: cannot tell
+
+
+def test_node_image_tags_with_and_without_a_v_and_images_without_a_version():
+    assert versions.node_k8s_minor("kindest/node:1.35.0") == (1, 35)
+    assert versions.node_k8s_minor("kindest/node:latest") is None
+    assert versions.node_k8s_minor("v1.35.0") is None  # a name, no tag
+
+
+def test_the_newest_known_kind_release_gets_its_own_image_without_a_warning():
+    assert versions.kind_node_image(versions.NEWEST_KIND) == (versions.KIND_NODE_IMAGES[versions.NEWEST_KIND], None)
+
+
+OLD_NODE = "kindest/node:v1.30.0@sha256:" + "1" * 64
+
+
+def test_an_old_node_image_is_reported_once_per_cilium_minor_of_the_kind_clusters():
+    raw = {"clusters": [{"name": "a", "id": 1, "cilium": {"version": "1.20.0"}},
+                        {"name": "b", "id": 2, "cilium": {"version": "1.20.0"}},
+                        {"name": "c", "id": 3, "cilium": {"version": "1.19.6"}}],
+           "kind": {"nodeImage": OLD_NODE}}
+    with pytest.raises(ConfigError) as err:
+        load_plan(raw, stack="dev")
+    found = [p.message for p in err.value.problems if p.key == "kindmesh:kind.nodeImage"]
+    assert len(found) == 2
+    assert "older than Cilium 1.20 supports" in found[0] and "older than Cilium 1.19 supports" in found[1]
+
+
+def test_a_node_image_of_unknown_kubernetes_version_is_a_warning():
+    image = "kindest/node@sha256:" + "2" * 64
+    p = load_plan({"clusters": [{"name": "a", "id": 1}], "kind": {"nodeImage": image}}, stack="dev")
+    assert (f"cannot tell the Kubernetes version of node image {image}; not checked against Cilium's tested "
+            "Kubernetes versions") in p.warnings
