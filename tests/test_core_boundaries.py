@@ -216,3 +216,11 @@ def test_a_node_image_of_unknown_kubernetes_version_is_a_warning():
     p = load_plan({"clusters": [{"name": "a", "id": 1}], "kind": {"nodeImage": image}}, stack="dev")
     assert (f"cannot tell the Kubernetes version of node image {image}; not checked against Cilium's tested "
             "Kubernetes versions") in p.warnings
+
+
+def test_a_kind_newer_than_known_gets_the_newest_image_and_the_whole_way_to_its_own():
+    image, warning = versions.kind_node_image((0, 99, 0))
+    newest = versions.fmt_release(versions.NEWEST_KIND)
+    assert image == versions.KIND_NODE_IMAGES[versions.NEWEST_KIND]
+    assert warning == (f"kind v0.99.0 is newer than kindmesh knows ({newest}); using {newest}'s node image {image}. "
+                       "For v0.99.0's own image set kindmesh:kind.nodeImage (pinned by digest, from its release notes)")
