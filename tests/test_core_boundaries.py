@@ -224,3 +224,11 @@ def test_a_kind_newer_than_known_gets_the_newest_image_and_the_whole_way_to_its_
     assert image == versions.KIND_NODE_IMAGES[versions.NEWEST_KIND]
     assert warning == (f"kind v0.99.0 is newer than kindmesh knows ({newest}); using {newest}'s node image {image}. "
                        "For v0.99.0's own image set kindmesh:kind.nodeImage (pinned by digest, from its release notes)")
+
+
+def test_a_kind_release_between_known_ones_gets_the_image_of_the_newest_before_it():
+    images = versions.KIND_NODE_IMAGES
+    assert versions.kind_node_image((0, 31, 1)) == (images[(0, 31, 0)], None)
+    assert versions.kind_node_image((0, 32, 9)) == (images[(0, 32, 0)], None)
+    assert versions.kind_node_image(versions.MIN_KIND) == (images[versions.MIN_KIND], None)
+    assert versions.kind_node_image((0, 29, 9)) == (images[versions.MIN_KIND], None)  # the preflight refuses it

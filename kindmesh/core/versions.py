@@ -415,10 +415,8 @@ def kind_node_image(kind: Release | None) -> tuple[str, str | None]:
                        "image set kindmesh:kind.nodeImage (pinned by digest, from its release notes)")
     if kind < MIN_KIND:
         return KIND_NODE_IMAGES[MIN_KIND], None
-    # a patch release between known ones (e.g. v0.31.1): the image of its minor's release
-    same = [r for r in KIND_NODE_IMAGES if r[:2] == kind[:2] and r <= kind]
-    base = max(same) if same else max(r for r in KIND_NODE_IMAGES if r < kind)
-    return KIND_NODE_IMAGES[base], None
+    # a release between known ones (e.g. v0.31.1): the image of the newest known release before it
+    return KIND_NODE_IMAGES[max(r for r in KIND_NODE_IMAGES if r < kind)], None
 
 
 def node_k8s_minor(image: str) -> Minor | None:
