@@ -27,7 +27,7 @@ KUBECONFIG_FILE := $(CURDIR)/.kindmesh/$(STACK)/kubeconfig
 
 .PHONY: venv dev-venv test lint typecheck check doctor up preview refresh destroy outputs verify diagnose \
         env kubeconfig new-stack bench e2e integration clean python-check stack-exists stack-create upgrade \
-        tools tools-dir tools-smoke
+        tools tools-dir tools-smoke mutation
 
 # ------------------------------------------------------------------------ virtualenv
 python-check:
@@ -168,6 +168,17 @@ bench: $(DEV)
 # one stack file's lifecycle; SCENARIOS="ci dev" picks shipped scenarios.
 integration: $(DEV)
 	$(PY) -m tests.integration.lifecycle $(if $(STACK_FILE),--stack-file $(STACK_FILE)) $(foreach s,$(SCENARIOS),--scenario $(s))
+
+# Mutation testing (not part of CI; slow: hours for everything on 2 cores). mutmut mutates the pure core
+# and the upgrade, preflight and doctor checks ([tool.mutmut] in pyproject.toml) and runs their fast
+# tests against every mutant. MUTANTS="kindmesh.core.naming*" runs a subset; the results stay in
+# mutants/ (git-ignored): `$(PY) -m mutmut browse`, `$(PY) -m mutmut show <name>`.
+MUTANTS ?=
+MUTATION_JOBS ?= 2
+mutation: $(DEV)
+	$(PY) -m mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)
+	$(PY) -m mutmut export-cicd-stats
+	@$(PY) -c 'import json; s = json.load(open("mutants/mutmut-cicd-stats.json")); print("kindmesh mutation:", ", ".join(f"{k} {v}" for k, v in s.items()))'
 
 e2e: $(DEV) .pulumi-state
 	KINDMESH_E2E=1 $(PY) -m pytest -q tests/e2e -rs

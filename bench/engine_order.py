@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         import yaml
 
-        from kindmesh.core.config import strip_namespace
+        from kindmesh.core.config_raw import strip_namespace
 
         data = yaml.safe_load(args.raw.read_text()) or {}
         cfg = data.get("config", data) if isinstance(data, dict) else {}

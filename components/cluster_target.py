@@ -45,12 +45,12 @@ def after_list(after: object, field: str) -> list[pulumi.Resource]:
 
 
 def check_cidr(value: object, field: str) -> None:
-    """An IPv4 CIDR (kindmesh.core.config's rule), else a ``ValueError``/``TypeError`` naming ``field``."""
-    from kindmesh.core.config import _Collector  # the config's own validator
+    """An IPv4 CIDR (kindmesh.core.collector's rule), else a ``ValueError``/``TypeError`` naming ``field``."""
+    from kindmesh.core.collector import Collector  # the config's own validator
 
     if not isinstance(value, str):
         raise TypeError(f"{field}: expected an IPv4 CIDR string like '10.1.0.0/16', got {type(value).__name__}")
-    c = _Collector()
+    c = Collector()
     c.cidr(field, value)
     if c.problems:
         raise ValueError(str(c.problems[0]))

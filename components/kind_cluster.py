@@ -35,8 +35,9 @@ from pulumi.dynamic import Resource
 from kindmesh import PACKAGE_HOME
 from kindmesh.components.cluster_target import After, after_list, check_cidr, check_int, reject_str
 from kindmesh.components.kind_provider import KindClusterInfoProvider
-from kindmesh.core.config import KIND_NAME_MAX, KIND_NAME_RE, KIND_NODE_IMAGE
+from kindmesh.core.config import KIND_NODE_IMAGE
 from kindmesh.core.images import Image
+from kindmesh.core.naming import KIND_NAME_MAX, KIND_NAME_RE
 from kindmesh.core.render import dump_yaml, kind_config_for
 from kindmesh.deploy import kindctl
 

@@ -45,9 +45,10 @@ from kindmesh.components.mesh_ca import MeshCA, MeshCAArgs
 from kindmesh.components.mesh_connection import MeshConnection, MeshConnectionArgs, MeshMember
 from kindmesh.components.mesh_demo import MeshDemo, MeshDemoArgs
 from kindmesh.components.metallb_pool import MetalLBPool, MetalLBPoolArgs
-from kindmesh.core.config import ConfigError, decode_raw, namespace_problems
+from kindmesh.core.config_raw import decode_raw, namespace_problems
 from kindmesh.core.demo import manifests, verification_spec
-from kindmesh.core.planner import ClusterPlan, StackPlan, check_pool_is_own, load_plan
+from kindmesh.core.model import ClusterPlan, ConfigError, StackPlan
+from kindmesh.core.planner import check_pool_is_own, load_plan
 from kindmesh.core.render import (
     STACK_LABEL,
     cilium_values,

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kindmesh.core.planner import StackPlan
+from kindmesh.core.model import StackPlan
 from kindmesh.core.versions import KIND_NODE_IMAGES, MIN_KIND, fmt_release
 from kindmesh.deploy import kindctl
 

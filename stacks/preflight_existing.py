@@ -35,8 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kindmesh.core.existing import STACK_LABEL
-from kindmesh.core.planner import ClusterPlan, StackPlan
+from kindmesh.core.model import STACK_LABEL, ClusterPlan, StackPlan
 from kindmesh.core.versions import cilium_line, window_text, window_verdict
 from kindmesh.deploy.kubeapi import ClientSetupError, KubeClient, KubeconfigError, KubeError
 from kindmesh.stacks import preflight

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kindmesh.core.config import strip_namespace
+from kindmesh.core.config_raw import strip_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "upstream"

@@ -11,7 +11,7 @@ import pulumi
 import pytest
 from pulumi.runtime.settings import ROOT
 
-from kindmesh.core.planner import DEFAULT_SUBNETS, default_subnet
+from kindmesh.core.naming import DEFAULT_SUBNETS, default_subnet
 from tests.mocks import Mocks, Recorder
 
 NETWORK = "docker:index/network:Network"

@@ -9,14 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kindmesh.core.config import (
-    CLUSTER_KEYS,
-    PROBLEMS_SHOWN,
-    TOP_KEYS,
-    ConfigError,
-    decode_raw,
-)
-from kindmesh.core.planner import StackPlan, load_plan
+from kindmesh.core.collector import TOP_KEYS
+from kindmesh.core.config import CLUSTER_KEYS
+from kindmesh.core.config_raw import decode_raw
+from kindmesh.core.model import PROBLEMS_SHOWN, ConfigError, StackPlan
+from kindmesh.core.planner import load_plan
 
 MESSAGE_MAX = 8 * 1024
 

@@ -439,7 +439,7 @@ def test_a_subnet_another_docker_network_uses_is_named(tmp_path):
 
 
 def test_a_live_network_with_another_subnet_or_mtu_is_refused_with_the_way_out(tmp_path):
-    from kindmesh.core.planner import stack_label
+    from kindmesh.core.model import stack_label
 
     ours = {"Name": "kindmesh-dev", "Labels": {"kindmesh.io/stack": stack_label("kindmesh", "dev")},
             "IPAM": {"Config": [{"Subnet": "172.30.0.0/16"}]}, "Options": {}}
@@ -517,3 +517,10 @@ def test_an_unvalidated_cilium_patch_is_a_warning_row_not_a_failure(tmp_path):
     findings = {f.name: f for f in doctor.diagnose("dev", root=root, proc_root=proc)}
     assert findings["stack"].status == "ok"
     assert findings["versions"].status == "warn" and "1.20.9 has not been validated" in findings["versions"].detail
+
+
+def test_cgroupns_accepts_an_engine_api_exactly_at_the_floor():
+    """1.41 (Docker 20.10) is the first Engine API kind can ask for private cgroup namespaces with."""
+    assert doctor.MIN_API_CGROUPNS == (1, 41)
+    assert doctor.check_cgroupns(HOST_INFO, (1, 41)).status == "ok"
+    assert doctor.check_cgroupns(HOST_INFO, (1, 40)).status == "FAIL"

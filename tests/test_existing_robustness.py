@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kindmesh.core.config import NESTING_MAX, PROBLEMS_SHOWN, ConfigError
+from kindmesh.core.collector import NESTING_MAX
+from kindmesh.core.model import PROBLEMS_SHOWN, ConfigError
 from kindmesh.core.planner import load_plan
 from tests.helpers import stack_raw
 
@@ -252,7 +253,7 @@ def test_node_ips_in_special_ranges_never_plan(ip):
         if special:
             assert "kindmesh:clusters[0].meshEndpoint.nodeIPs[0]" in {p.key for p in err.problems}
         else:  # an ordinary address may clash with another cluster's, never be called special
-            from kindmesh.core.config import SPECIAL_RANGES
+            from kindmesh.core.collector import SPECIAL_RANGES
 
             assert not any(cidr in p.message for p in err.problems for cidr, _ in SPECIAL_RANGES), err
         return

@@ -14,7 +14,8 @@ from pulumi.runtime import config as rconfig
 from pulumi.runtime.settings import ROOT as ROOT_RESOURCE
 
 from kindmesh.cli import doctor
-from kindmesh.core.config import ConfigError, namespace_problems, namespace_typo
+from kindmesh.core.config_raw import namespace_problems, namespace_typo
+from kindmesh.core.model import ConfigError
 from kindmesh.core.planner import load_plan
 from tests.helpers import ROOT, stack_raw
 from tests.mocks import Mocks, Recorder

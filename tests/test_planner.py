@@ -126,7 +126,7 @@ def test_stack_files_disable_default_kubernetes_and_docker_providers(stack):
 
 
 def test_default_subnet_avoids_taken_ones_and_an_explicit_subnet_is_kept():
-    from kindmesh.core.planner import DEFAULT_SUBNETS, default_subnet, free_subnet
+    from kindmesh.core.naming import DEFAULT_SUBNETS, default_subnet, free_subnet
 
     own = default_subnet("lab")
     assert own == free_subnet("lab", [], DEFAULT_SUBNETS)  # the hashed slot when nothing is taken

@@ -14,14 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kindmesh.core.planner import (
-    KIND_NAME_MAX,
-    kind_name_for,
-    load_plan,
-    network_name_for,
-    stack_label,
-    stack_slug,
-)
+from kindmesh.core.model import stack_label, stack_slug
+from kindmesh.core.naming import KIND_NAME_MAX, kind_name_for, network_name_for
+from kindmesh.core.planner import load_plan
 from tests.test_planner_properties import NAME, topologies
 
 FIELDS = ("name", "id", "kind_name", "context", "control_plane", "node_names", "workers", "pod_subnet",

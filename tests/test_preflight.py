@@ -264,3 +264,13 @@ def test_a_node_image_is_the_same_by_tag_when_one_side_has_no_digest():
     assert preflight.same_image(pinned, pinned)
     assert not preflight.same_image(pinned, "kindest/node:v1.34.0@sha256:" + "8" * 64)
     assert not preflight.same_image("kindest/node:v1.35.0", pinned)
+
+
+def test_a_foreign_network_whose_subnet_contains_the_stacks_is_named():
+    """Overlap both ways: a wider foreign subnet around the stack's clashes as much as one inside it."""
+    plan = load_plan({"clusters": [{"name": "solo", "id": 1}], "network": {"subnet": "172.30.0.0/16"}}, stack="dev")
+    wide = {"Name": "wide", "Labels": {}, "IPAM": {"Config": [{"Subnet": "172.16.0.0/12"}]}}
+    (problem,) = preflight.network_problems(plan, [wide], 1500)
+    assert "kindmesh:network.subnet 172.30.0.0/16 clashes with docker network 'wide' (172.16.0.0/12)" in problem
+    beside = {"Name": "beside", "Labels": {}, "IPAM": {"Config": [{"Subnet": "172.31.0.0/16"}]}}
+    assert preflight.network_problems(plan, [beside], 1500) == []

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from kindmesh.cli import upgrade
-from kindmesh.core.config import strip_namespace
+from kindmesh.core.config_raw import strip_namespace
 from kindmesh.core.planner import load_plan
 from tests.fake_apiserver import FakeApiServer, Reply, status
 from tests.fake_pulumi import FakePulumi
@@ -312,3 +312,41 @@ def test_a_cluster_running_other_than_its_own_pin_is_named_with_its_key(tmp_path
     assert f.calls() == []
     assert "us runs another version than Pulumi.trio.yaml says" in out
     assert "--path 'kindmesh:clusters[0].cilium.version' <running version>" in out
+
+
+# ------------------------------------------------------------------ boundaries (issue 25: unpinned mutants)
+def test_finishing_removes_only_the_version_and_keeps_a_clusters_own_values(tmp_path, fake):
+    """The rewrite removes ``clusters[i].cilium.version``; the whole ``cilium`` section only when the
+    version was all it held: a cluster's ``cilium.values`` survive in the user's stack file."""
+    proj = project(tmp_path, us=OLD)
+    path = proj / "Pulumi.trio.yaml"
+    data = yaml.safe_load(path.read_text())
+    us = next(c for c in data["config"]["kindmesh:clusters"] if c["name"] == "us")
+    us["cilium"] = {"version": OLD, "values": {"operator": {"replicas": 2}}}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    f = fake()
+    assert run(proj, "--cilium", NEW, checks=FakeChecks()) == 0
+    assert ["config", "rm", "--path", "kindmesh:clusters[0].cilium.version"] in f.commands()
+    assert ["config", "rm", "--path", "kindmesh:clusters[0].cilium"] not in f.commands()
+    config = config_of(proj)
+    us_after = next(c for c in config["kindmesh:clusters"] if c["name"] == "us")
+    assert us_after["cilium"] == {"values": {"operator": {"replicas": 2}}}
+    assert config["kindmesh:cilium"]["version"] == NEW
+
+
+class _Api:
+    """The three objects ``mesh_state`` reads, as the Kubernetes API would return them."""
+
+    def __init__(self, version: str, secret_keys: list[str]):
+        self.objects = {upgrade.DS_PATH: ds(version), upgrade.APISERVER_PATH: deployment("clustermesh-apiserver", version),
+                        upgrade.MESH_SECRET_PATH: {"data": {k: "Zm9v" for k in secret_keys}}}
+
+    def get(self, path: str) -> Any:
+        return type("Reply", (), {"body": self.objects[path]})()
+
+
+def test_an_extra_unplanned_peer_in_the_mesh_config_is_reported():
+    assert upgrade.mesh_state(_Api(NEW, ["eu"]), NEW, ["eu"]) is None  # exactly the planned peers
+    problem = upgrade.mesh_state(_Api(NEW, ["eu", "rogue"]), NEW, ["eu"])
+    assert problem == "cilium-clustermesh lists eu, rogue (expected eu)"
+    assert upgrade.mesh_state(_Api(NEW, ["rogue"]), NEW, []) == "cilium-clustermesh lists rogue (expected none)"

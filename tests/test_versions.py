@@ -432,3 +432,15 @@ def test_the_clusters_output_names_each_clusters_cilium_version():
     rec = evaluate(mixed(), "dev")
     rows = {row["name"]: row["ciliumVersion"] for row in rec.stack_outputs["clusters"]}
     assert rows == {"us": "1.20.0", "eu": "1.19.6"}
+
+
+def test_a_value_added_in_1_20_is_accepted_on_a_1_20_cluster():
+    """The boundary of ``Added``: refused before its minor (tested above), accepted from it on."""
+    added = {"clustermesh": {"defaultGlobalNamespace": True}}
+    assert versions.value_problems(added, "1.20.0") == []
+    assert versions.value_problems(added, "1.19.6") != []
+    plan = load_plan({"clusters": [{"name": "a", "id": 1, "cilium": {"version": "1.20.0", "values": added}}]},
+                     stack="dev")
+    (cluster,) = plan.clusters
+    assert cluster.cilium_version == "1.20.0"
+    assert cilium_values(plan, cluster)["clustermesh"]["defaultGlobalNamespace"] is True

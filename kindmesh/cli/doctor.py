@@ -33,8 +33,10 @@ from typing import Any
 
 import yaml
 
-from kindmesh.core.config import ConfigError, namespace_problems, strip_namespace
-from kindmesh.core.planner import StackPlan, default_subnet, free_subnet, load_plan
+from kindmesh.core.config_raw import namespace_problems, strip_namespace
+from kindmesh.core.model import ConfigError, StackPlan
+from kindmesh.core.naming import default_subnet, free_subnet
+from kindmesh.core.planner import load_plan
 from kindmesh.core.versions import NEWEST_KIND, fmt_release, kind_node_image
 from kindmesh.stacks import preflight
 from kindmesh.stacks.preflight import INOTIFY, MIN_KIND, parse_kind_version

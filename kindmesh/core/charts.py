@@ -2,6 +2,8 @@
 
 Pure (no pulumi): the config checks a source with :func:`chart_location`, and the Helm
 release takes what it returns.
+
+May import: nothing (no module of kindmesh).
 """
 
 from __future__ import annotations

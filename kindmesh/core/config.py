@@ -1,545 +1,80 @@
-"""Typed stack configuration for kindmesh.
+"""Typed stack configuration: :func:`parse_config` turns the raw ``kindmesh:`` keys into the
+frozen dataclasses of kindmesh.core.model.
 
 The raw configuration is the mapping of keys under the ``kindmesh:`` namespace of a
-``Pulumi.<stack>.yaml`` file (key without the namespace -> already-decoded value).
-:func:`parse_config` turns it into frozen dataclasses and collects *every* problem it
-finds into one :class:`ConfigError`, each naming the key and the fix. Any input gives a
-config or a ConfigError (never another exception), and the error's size is bounded: input
-is quoted up to QUOTE_MAX characters, one mistake shared by many clusters is one problem,
-and at most PROBLEMS_SHOWN problems are listed (the rest counted).
+``Pulumi.<stack>.yaml`` file (key without the namespace -> already-decoded value;
+kindmesh.core.config_raw decodes and strips it). :func:`parse_config` collects *every*
+problem it finds into one :class:`ConfigError`, each naming the key and the fix. Any input
+gives a config or a ConfigError (never another exception), and the error's size is bounded:
+input is quoted up to QUOTE_MAX characters, one mistake shared by many clusters is one
+problem, and at most PROBLEMS_SHOWN problems are listed (the rest counted). Chart versions
+are checked against the version catalogue; the keys of existing clusters and the extra Helm
+values are parsed by config_existing and config_values.
 
 Pure module: no ``pulumi`` import.
+
+May import: model, charts, versions, collector, config_values, config_existing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from kindmesh.core.existing import (
-    EXISTING_KEYS,
-    ExistingConfig,
-    parse_cilium_extras,
-    parse_cluster_cilium,
-    parse_existing,
-)
-from kindmesh.core.versions import (
+from kindmesh.core.charts import REMOTE_SCHEMES, ChartSourceError, chart_location
+from kindmesh.core.collector import TOP_KEYS, Collector, indices, quote
+from kindmesh.core.config_existing import EXISTING_KEYS, parse_existing
+from kindmesh.core.config_values import parse_cilium_extras, parse_cluster_cilium
+from kindmesh.core.model import (
+    CILIUM_CHART_REPO,
     DEFAULT_CILIUM,
-    DEFAULT_KIND,
     DEFAULT_METALLB,
-    KIND_NODE_IMAGES,
-    resolve_cilium,
-    resolve_metallb,
+    DEFAULT_POOL_SIZE,
+    DEMO_BACKEND_IMAGE,
+    DEMO_CLIENT_IMAGE,
+    METALLB_CHART_REPO,
+    NAMESPACE,
+    PROBLEMS_SHOWN,
+    ChartsConfig,
+    CiliumConfig,
+    ClusterConfig,
+    ConfigError,
+    DemoClusterConfig,
+    DemoConfig,
+    KindConfig,
+    MeshConfig,
+    MetalLBConfig,
+    NetworkConfig,
+    Problem,
+    StackConfig,
+    VerifyConfig,
 )
-
-NAMESPACE = "kindmesh"
+from kindmesh.core.versions import DEFAULT_KIND, KIND_NODE_IMAGES, resolve_cilium, resolve_metallb
 
 # Cilium's own rule for cluster.name (values.schema.json of chart 1.19.6).
 CLUSTER_NAME_RE = re.compile(r"^([a-z0-9][-a-z0-9]*)?[a-z0-9]$")
 CLUSTER_NAME_MAX = 32
-# kind's own rule for cluster names, and our bound: "<name>-control-plane" stays a 63-char hostname
-KIND_NAME_RE = re.compile(r"[a-z0-9.-]+")
-KIND_NAME_MAX = 48
 CLUSTER_ID_MIN, CLUSTER_ID_MAX = 1, 255
-
 TOPOLOGIES = ("full", "hub", "none")
 AFFINITIES = ("local", "remote", "none")
 ENCRYPTIONS = ("none", "wireguard")
 SOURCES = ("kind", "existing")
-
 # Defaults from the version catalogue (kindmesh.core.versions, docs/versions.md).
 CILIUM_CHART_VERSION = DEFAULT_CILIUM
-CILIUM_CHART_REPO = "https://helm.cilium.io"
 METALLB_CHART_VERSION = DEFAULT_METALLB
-METALLB_CHART_REPO = "https://metallb.github.io/metallb"
 # The node image when the installed kind release is unknown (the plan follows the installed
 # kind otherwise: kindmesh.core.versions.kind_node_image).
 KIND_NODE_IMAGE = KIND_NODE_IMAGES[DEFAULT_KIND]
-DEFAULT_POOL_SIZE = 16
 POOL_SIZE_MIN, POOL_SIZE_MAX = 4, 1024
-
-# Demo images (pinned by tag and digest) used by the demo workloads.
-DEMO_BACKEND_IMAGE = (
-    "docker.io/hashicorp/http-echo:1.0.0"
-    "@sha256:fcb75f691c8b0414d670ae570240cbf95502cc18a9ba57e982ecac589760a186"
-)
-DEMO_CLIENT_IMAGE = (
-    "docker.io/curlimages/curl:8.11.1"
-    "@sha256:c1fe1679c34d9784c1b0d1e5f62ac0a79fca01fb6377cdd33e90473c6f9f9a69"
-)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the configuration: which key, and what to do."""
-
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.key}: {self.message}"
-
-
-# Bounds on what an error message may echo, so any input gives a readable message.
-QUOTE_MAX = 60  # characters of user input quoted in a message
-LINE_MAX = 480  # characters of one reported problem
-PROBLEMS_SHOWN = 15  # problems listed in one error; the rest are counted
-INDICES_SHOWN = 4  # clusters listed when one mistake is shared by many
-INT_DIGITS_MAX = 18  # integers beyond this are out of every range kindmesh has
-NESTING_MAX = 32  # deepest JSON nesting accepted from `pulumi config`
-
-
-def clip(text: str, limit: int = QUOTE_MAX) -> str:
-    """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def quote(value: Any) -> str:
-    """A short, always-bounded description of a user-supplied value for a message."""
-    if value is None or isinstance(value, bool):
-        return repr(value)
-    if isinstance(value, int):
-        bits = abs(value).bit_length()
-        if bits > 60:  # repr() of a 4300+ digit int raises; never needed in a message
-            return f"an integer of about {int(bits * 0.30103) + 1} digits"
-        return repr(value)
-    if isinstance(value, float):
-        return clip(repr(value))
-    if isinstance(value, str):
-        return repr(clip(value))
-    if isinstance(value, Mapping):
-        return f"a mapping of {len(value)} key(s)"
-    if isinstance(value, (list, tuple)):
-        return f"a list of {len(value)} item(s)"
-    return f"a {type(value).__name__}"
-
-
-def indices(positions: Sequence[int]) -> str:
-    """``clusters[0], clusters[3] and 998 more`` (bounded)."""
-    shown = ", ".join(f"clusters[{i}]" for i in positions[:INDICES_SHOWN])
-    more = len(positions) - INDICES_SHOWN
-    return f"{shown} and {more} more" if more > 0 else shown
-
-
-class ConfigError(ValueError):
-    """Raised with every configuration problem at once (the message is bounded in size)."""
-
-    def __init__(self, problems: Sequence[Problem]):
-        self.problems = list(problems)
-        shown = [clip(f"  - {p}", LINE_MAX) for p in self.problems[:PROBLEMS_SHOWN]]
-        omitted = len(self.problems) - len(shown)
-        if omitted > 0:
-            shown.append(f"  … and {omitted} more problem(s) not shown; fix these and run again")
-        lines = "\n".join(shown)
-        super().__init__(f"kindmesh configuration has {len(self.problems)} problem(s):\n{lines}")
-
-
-@dataclass(frozen=True)
-class DemoClusterConfig:
-    affinity: str | None = None  # local | remote | none; None = no annotation
-    shared: bool = True
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    name: str
-    id: int
-    workers: int = 1
-    pod_subnet: str | None = None
-    service_subnet: str | None = None
-    source: str = "kind"
-    demo: DemoClusterConfig = field(default_factory=DemoClusterConfig)
-    # source: existing (stacks/existing.py); None for kind clusters
-    existing: ExistingConfig | None = None
-    cilium_values: dict[str, Any] = field(default_factory=dict)  # clusters[].cilium.values
-    cilium_version: str | None = None  # clusters[].cilium.version (None: the stack's cilium.version)
-    # position in kindmesh:clusters, for messages only: never part of any decision
-    index: int = field(default=0, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class MeshConfig:
-    topology: str = "full"
-    hub: str | None = None
-    routable: bool = False  # the user says kind and existing clusters' networks route
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    subnet: str | None = None  # None = derived from the stack name
-    name: str | None = None  # None = kindmesh-<stack>
-    pool_size: int = DEFAULT_POOL_SIZE
-
-
-@dataclass(frozen=True)
-class CiliumConfig:
-    version: str = CILIUM_CHART_VERSION
-    hubble: bool = True
-    hubble_ui: bool = True
-    encryption: str = "none"
-    values: dict[str, Any] = field(default_factory=dict)  # extra Helm values (cilium.values)
-    hubble_metrics: tuple[str, ...] = ()  # cilium.hubbleMetrics -> hubble.metrics.enabled
-
-
-@dataclass(frozen=True)
-class MetalLBConfig:
-    version: str = METALLB_CHART_VERSION
-
-
-@dataclass(frozen=True)
-class ChartsConfig:
-    """Where each chart comes from: a Helm repository URL, or a local directory of chart
-    archives (``<chart>-<version>.tgz``, e.g. the released archives on an air-gapped host)
-    or one chart archive/directory. Local paths are taken relative to the project."""
-
-    cilium: str = CILIUM_CHART_REPO
-    metallb: str = METALLB_CHART_REPO
-
-
-@dataclass(frozen=True)
-class KindConfig:
-    node_image: str | None = None  # None: the image of the installed kind release (the planner decides)
-    prepull: bool = True
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    enabled: bool = True
-    policy: bool = False
-    backend_image: str = DEMO_BACKEND_IMAGE
-    client_image: str = DEMO_CLIENT_IMAGE
-
-
-@dataclass(frozen=True)
-class VerifyConfig:
-    on_up: bool = False
-
-
-@dataclass(frozen=True)
-class StackConfig:
-    clusters: tuple[ClusterConfig, ...]
-    mesh: MeshConfig = field(default_factory=MeshConfig)
-    network: NetworkConfig = field(default_factory=NetworkConfig)
-    cilium: CiliumConfig = field(default_factory=CiliumConfig)
-    metallb: MetalLBConfig = field(default_factory=MetalLBConfig)
-    kind: KindConfig = field(default_factory=KindConfig)
-    demo: DemoConfig = field(default_factory=DemoConfig)
-    verify: VerifyConfig = field(default_factory=VerifyConfig)
-    charts: ChartsConfig = field(default_factory=ChartsConfig)
-    # versions accepted with a warning (not validated by kindmesh); shown by `up` and the doctor
-    warnings: tuple[str, ...] = field(default=(), compare=False)
-
-    def cilium_version_of(self, cluster: ClusterConfig) -> str:
-        """The Cilium version of one cluster: its own clusters[].cilium.version, else the stack's."""
-        return cluster.cilium_version or self.cilium.version
-
-
-# Documented keys: top-level key -> allowed sub-keys (None = not a mapping).
-TOP_KEYS: dict[str, tuple[str, ...] | None] = {
-    "clusters": None,
-    "mesh": ("topology", "hub", "routable"),
-    "network": ("subnet", "name", "poolSize"),
-    "cilium": ("version", "hubble", "hubbleUi", "encryption", "values", "hubbleMetrics"),
-    "metallb": ("version",),
-    "kind": ("nodeImage", "prePull"),
-    "demo": ("enabled", "policy", "backendImage", "clientImage"),
-    "verify": ("onUp",),
-    "charts": ("cilium", "metallb"),
-}
 CLUSTER_KEYS = ("name", "id", "workers", "podSubnet", "serviceSubnet", "source", "demo", *EXISTING_KEYS)
 CLUSTER_DEMO_KEYS = ("affinity", "shared")
-
-
-# Ranges no pod, service or docker network may use (the fix: a private range).
-SPECIAL_RANGES: tuple[tuple[str, str], ...] = (
-    ("0.0.0.0/8", "'this network' (unspecified)"),
-    ("127.0.0.0/8", "loopback"),
-    ("169.254.0.0/16", "link-local"),
-    ("224.0.0.0/4", "multicast"),
-    ("240.0.0.0/4", "reserved (and broadcast)"),
-)
 # Networks docker creates itself, and kind's own network: never the stack's network.
 FOREIGN_NETWORKS = ("bridge", "host", "none", "kind")
 # docker0, the default bridge, on a default Docker install (daemon.json "bip" moves it): a stack
 # network overlapping it clashes with every container on the default bridge.
 DOCKER0_SUBNET = "172.17.0.0/16"
-IMAGE_REF_MAX = 512
-_IMAGE_RE = re.compile(r"[a-z0-9][a-z0-9._/:-]*(:[\w][\w.-]*)?(@sha256:[0-9a-f]{64})?", re.ASCII)
-_VERSION_RE = re.compile(r"v?\d{1,9}\.\d{1,9}\.\d{1,9}([-+][0-9A-Za-z.+-]*)?", re.ASCII)
-_PATH_KEY_RE = re.compile(r"^([A-Za-z]+)(?:\[[0-9]*\])?[.\[]", re.ASCII)
-
-
-def special_range(net: ipaddress.IPv4Network) -> str | None:
-    """Why ``net`` is no place for pods, services or nodes (None when it is fine)."""
-    for cidr, what in SPECIAL_RANGES:
-        if net.overlaps(ipaddress.IPv4Network(cidr)):
-            return f"overlaps the {what} range {cidr}"
-    return None
-
-
-class _Collector:
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-        self.warnings: list[str] = []
-
-    def add(self, key: str, message: str) -> None:
-        self.problems.append(Problem(key, message))
-
-    def unknown_keys(self, key: str, value: Mapping[Any, Any], allowed: Sequence[str]) -> None:
-        for k in value:
-            if k in allowed:
-                continue
-            name = k if isinstance(k, str) else quote(k)  # str() of a 4300+ digit int raises
-            hint = _closest(name, allowed) if len(name) <= QUOTE_MAX else None
-            fix = f"did you mean '{hint}'?" if hint else "remove it"
-            sep = ":" if key == NAMESPACE else "."
-            self.add(
-                f"{key}{sep}{clip(name)}",
-                f"unknown key ({fix}); allowed keys: {', '.join(allowed)}",
-            )
-
-    def top_level_keys(self, raw: Mapping[Any, Any]) -> None:
-        unknown = {k: v for k, v in raw.items() if k not in TOP_KEYS}
-        for k in list(unknown):
-            match = _PATH_KEY_RE.match(k) if isinstance(k, str) else None
-            if match and match.group(1) in TOP_KEYS:
-                name = clip(k)
-                self.add(
-                    f"{NAMESPACE}:{name}",
-                    "is a flat key that looks like a path: `pulumi config set` without --path "
-                    "stores the dots literally. Remove it with "
-                    f"`pulumi config rm '{NAMESPACE}:{name}'` and set it with "
-                    f"`pulumi config set --path '{NAMESPACE}:{name}' <value>`",
-                )
-                del unknown[k]
-        self.unknown_keys(NAMESPACE, unknown, list(TOP_KEYS))
-
-    def mapping(self, key: str, value: Any) -> Mapping[Any, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            self.add(key, f"must be a mapping of keys to values, got {quote(value)}")
-            return {}
-        return value
-
-    def boolean(self, key: str, value: Any, default: bool) -> bool:
-        if value is None:
-            return default
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            return value.strip().lower() == "true"
-        self.add(key, f"must be true or false, got {quote(value)}")
-        return default
-
-    def integer(self, key: str, value: Any) -> int | None:
-        # ASCII digits only: \d (and int()) also take '١', '１', '²'
-        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?[0-9]+\s*", value, re.ASCII):
-            digits = value.strip().lstrip("+-").lstrip("0")
-            if len(digits) > INT_DIGITS_MAX:  # never int() a 4300-digit string
-                self.add(key, f"{quote(value)} is far too large; write a small whole number")
-                return None
-            return -int(digits or "0") if value.strip().startswith("-") else int(digits or "0")
-        if isinstance(value, int) and not isinstance(value, bool):
-            if abs(value).bit_length() > 60:
-                self.add(key, f"{quote(value)} is far too large; write a small whole number")
-                return None
-            return value
-        self.add(key, f"must be a whole number (an integer), got {quote(value)}")
-        return None
-
-    def string(self, key: str, value: Any, default: str | None = None) -> str | None:
-        if value is None:
-            return default
-        if not isinstance(value, str) or not value.strip():
-            self.add(key, f"must be a non-empty string, got {quote(value)}")
-            return default
-        return value.strip()
-
-    def chart_source(self, key: str, value: Any, chart: str, version: str, default: str) -> str:
-        """A repository URL, or a local chart directory/archive that holds ``chart`` at ``version``."""
-        from kindmesh.core.charts import ChartSourceError, chart_location
-
-        text = self.string(key, value, default) or default
-        try:
-            chart_location(text, chart, version)
-        except ChartSourceError as err:
-            self.add(key, str(err))
-        except (OSError, ValueError) as err:  # e.g. a path too long for the file system: never a traceback
-            self.add(key, f"{quote(text)} cannot be used as a chart path ({getattr(err, 'strerror', None) or err}); "
-                          "give a repository URL or an existing chart directory or archive")
-        return text
-
-    def version(self, key: str, value: Any, default: str) -> str:
-        """A chart version: semver, optionally with a leading v (``1.19.6``)."""
-        text = self.string(key, value, default) or default
-        if len(text) > 64 or not _VERSION_RE.fullmatch(text):
-            self.add(key, f"{quote(text)} is not a chart version; write it like {default}")
-            return default
-        return text
-
-    def image(self, key: str, value: Any, default: str) -> str:
-        """An image reference (``registry/name:tag@sha256:…``), bounded and without spaces."""
-        text = self.string(key, value, default) or default
-        if len(text) > IMAGE_REF_MAX or not _IMAGE_RE.fullmatch(text):
-            self.add(
-                key,
-                f"{quote(text)} is not an image reference; write it like {clip(default, 50)} "
-                f"(at most {IMAGE_REF_MAX} characters, no spaces)",
-            )
-            return default
-        return text
-
-    def choice(self, key: str, value: Any, choices: Sequence[str], default: str) -> str:
-        if value is None:
-            return default
-        if not isinstance(value, str) or value not in choices:
-            self.add(key, f"must be one of {', '.join(choices)}; got {quote(value)}")
-            return default
-        return value
-
-    def cidr(self, key: str, value: Any) -> str | None:
-        text = self.string(key, value)
-        if text is None:
-            return None
-        example = "write it like 10.1.0.0/16"
-        if len(text) > 64:  # no IPv4 or IPv6 CIDR is this long
-            self.add(key, f"{quote(text)} is not a valid IPv4 CIDR; {example}")
-            return None
-        try:
-            net = ipaddress.ip_network(text, strict=True)
-        except ValueError as exc:
-            why = clip(str(exc), 120)
-            self.add(key, f"{quote(text)} is not a valid IPv4 CIDR ({why}); {example}")
-            return None
-        if net.version != 4:
-            self.add(key, f"{quote(text)} is IPv6; kindmesh plans IPv4 CIDRs only; {example}")
-            return None
-        assert isinstance(net, ipaddress.IPv4Network)
-        why_not = special_range(net)
-        if why_not:
-            self.add(key, f"{net} {why_not}; use a private range such as 10.0.0.0/8 or 172.16.0.0/12")
-            return None
-        return str(net)
-
-
-def _closest(word: str, options: Sequence[str]) -> str | None:
-    import difflib
-
-    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    if match:
-        return match[0]
-    lowered = {o.lower(): o for o in options}
-    return lowered.get(word.lower())
-
-
-NAMESPACE_NEAR_MISS = 0.75  # difflib ratio from which another namespace is taken for a typo of ours
-
-
-def namespace_typo(namespace: str) -> bool:
-    """Whether a config namespace looks like a typo of ``kindmesh`` (``kindmsh``, ``KindMesh``,
-    ``kind-mesh``, ``kindmesh `` …): such keys reach no program and would be silently ignored."""
-    import difflib
-
-    if namespace == NAMESPACE:
-        return False
-    folded = re.sub(r"[^a-z0-9]", "", namespace.lower())
-    if folded == NAMESPACE:
-        return True
-    return difflib.SequenceMatcher(None, folded, NAMESPACE).ratio() >= NAMESPACE_NEAR_MISS
-
-
-def namespace_problems(keys: Any) -> list[Problem]:
-    """One problem per config key whose namespace is a near miss of ``kindmesh:`` (bounded)."""
-    problems: list[Problem] = []
-    for key in keys:
-        ns, sep, rest = str(key).partition(":")
-        if not sep or not namespace_typo(ns):
-            continue
-        if len(problems) >= PROBLEMS_SHOWN:
-            break
-        shown, fixed = clip(f"{ns}:{rest}"), clip(f"{NAMESPACE}:{rest}")
-        problems.append(Problem(
-            shown,
-            f"the namespace {quote(ns)} is not {NAMESPACE!r} (a typo?): no program reads this key, so it would "
-            f"be silently ignored. Rename it to `{fixed}` in Pulumi.<stack>.yaml "
-            f"(or `pulumi config rm '{shown}'` and set it again as `{fixed}`)",
-        ))
-    return problems
-
-
-def strip_namespace(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """``{'kindmesh:clusters': …}`` -> ``{'clusters': …}``; other namespaces dropped."""
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        ns, sep, rest = str(key).partition(":")
-        if sep and ns == NAMESPACE:
-            out[rest] = value
-    return out
-
-
-def json_depth(text: str) -> int:
-    """How deep ``[``/``{`` nest in JSON ``text`` (strings skipped): checked before decoding,
-    because ``json.loads`` recurses and raises RecursionError on deep input."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-    return deepest
-
-
-def _bounded_int(text: str) -> int | str:
-    # int() refuses 4300+ digits; keep such a number as text, reported as far too large
-    return int(text) if len(text) <= 4000 else text
-
-
-def decode_raw(merged: Mapping[str, Any]) -> dict[str, Any]:
-    """``kindmesh:`` keys of a Pulumi config (``{'kindmesh:network': '{"subnet": …}'}``) ->
-    raw keys with JSON values decoded (what :func:`parse_config` reads).
-
-    A value that is not JSON stays a string. A value nested deeper than NESTING_MAX is a
-    ConfigError naming its key (json.loads would raise RecursionError on it)."""
-    raw: dict[str, Any] = {}
-    problems: list[Problem] = []
-    for key, value in merged.items():
-        ns, sep, rest = str(key).partition(":")
-        if not sep or ns != NAMESPACE:
-            continue
-        if isinstance(value, str):
-            depth = json_depth(value)
-            if depth > NESTING_MAX:
-                problems.append(
-                    Problem(
-                        f"{NAMESPACE}:{clip(rest)}",
-                        f"is nested {depth} levels deep; kindmesh config is at most {NESTING_MAX} "
-                        "deep: check the value with `pulumi config get` and set it again",
-                    )
-                )
-                continue
-            with contextlib.suppress(ValueError, RecursionError):  # not JSON: a plain string
-                value = json.loads(value, parse_int=_bounded_int)
-        raw[rest] = value
-    if problems:
-        raise ConfigError(problems)
-    return raw
 
 
 def validate_cluster_name(name: str) -> str | None:
@@ -563,7 +98,7 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
     returned (so the planner can report its own problems in the same message);
     otherwise a :class:`ConfigError` is raised if anything is wrong.
     """
-    c = _Collector()
+    c = Collector()
     if not isinstance(raw, Mapping):
         raise ConfigError([Problem(f"{NAMESPACE}:", f"the configuration must be a mapping, got {quote(raw)}")])
     c.top_level_keys(raw)
@@ -720,7 +255,7 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
     return config
 
 
-def _catalogued(c: _Collector, key: str, value: Any, default: str) -> str:
+def _catalogued(c: Collector, key: str, value: Any, default: str) -> str:
     """A chart version checked against the version catalogue (problem or warning recorded)."""
     text = c.version(key, value, default)
     resolve = resolve_cilium if "cilium" in key else resolve_metallb
@@ -733,10 +268,8 @@ def _catalogued(c: _Collector, key: str, value: Any, default: str) -> str:
     return resolved.version if resolved else default
 
 
-def _check_cluster_charts(c: _Collector, clusters: Sequence[ClusterConfig], source: str, stack_version: str) -> None:
+def _check_cluster_charts(c: Collector, clusters: Sequence[ClusterConfig], source: str, stack_version: str) -> None:
     """A local Cilium chart source must hold the chart of every cluster's own version too."""
-    from kindmesh.core.charts import REMOTE_SCHEMES, ChartSourceError, chart_location
-
     if source.startswith(REMOTE_SCHEMES):
         return
     try:
@@ -770,7 +303,7 @@ def _free_text(free: list[int]) -> str:
     return "free ids: " + ", ".join(map(str, free[:3])) + ("…" if len(free) > 3 else "")
 
 
-def _parse_clusters(c: _Collector, value: Any) -> tuple[list[ClusterConfig], list[str]]:
+def _parse_clusters(c: Collector, value: Any) -> tuple[list[ClusterConfig], list[str]]:
     """(usable clusters, every name given); clusters with an unusable name or id are
     reported and left out, so the planner never plans them."""
     key = "kindmesh:clusters"

@@ -12,6 +12,10 @@ Per cluster, in namespace ``kindmesh-demo``:
   kube-dns, and allow rules client -> echo that select the permitted clusters with
   ``io.cilium.k8s.policy.cluster`` (required for cross-cluster matches since 1.19):
   any cluster this one is meshed with.
+
+Pure module: no ``pulumi`` import.
+
+May import: model, images.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from kindmesh.core.images import Image
-from kindmesh.core.planner import ClusterPlan, StackPlan
+from kindmesh.core.model import ClusterPlan, StackPlan
 
 NAMESPACE = "kindmesh-demo"
 ECHO_PORT = 5678

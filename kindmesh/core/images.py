@@ -9,6 +9,8 @@ and loaded into kind by tag (``kind load docker-image`` re-exports the image, so
 registry's digest does not survive the load). When pre-pulling is on, the Helm values
 switch the charts to tag references so the kubelet finds the loaded images
 (``pullPolicy: IfNotPresent``). Pure module.
+
+May import: model.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kindmesh.core.config import DemoConfig
+    from kindmesh.core.model import DemoConfig
 
 
 @dataclass(frozen=True)

@@ -1,51 +1,61 @@
 """The pure topology planner: stack config -> plan.
 
-Everything that is a *decision* lives here: kind names, Cilium names and ids, pod and
-service CIDRs, the per-stack docker network layout, MetalLB pools, the stable
-clustermesh-apiserver IP of every cluster, the Hubble UI IP, and the mesh peers.
-Deterministic (same config -> equal plan) and local: every per-cluster decision derives
-from the cluster's explicit, required ``id`` and its name, never from its position, and
-every list (clusters, peers, links) is ordered by id. So adding, removing or reordering
-clusters never changes another cluster's names, CIDRs, pool or mesh IP, and its peers
-only by the cluster added or removed.
+Everything that is a *decision* lives here (and in naming and existing below it): kind
+names, Cilium names and ids, pod and service CIDRs, the per-stack docker network layout,
+MetalLB pools, the stable clustermesh-apiserver IP of every cluster, the Hubble UI IP, the
+mesh peers and the images to pre-pull. Deterministic (same config -> equal plan) and local:
+every per-cluster decision derives from the cluster's explicit, required ``id`` and its
+name, never from its position, and every list (clusters, peers, links) is ordered by id.
+So adding, removing or reordering clusters never changes another cluster's names, CIDRs,
+pool or mesh IP, and its peers only by the cluster added or removed.
 
 Names are injective: distinct stack names get distinct docker networks and stack labels
-(:func:`stack_slug`), and distinct (stack, cluster) pairs distinct kind names
-(:func:`kind_name_for`).
-
-Network layout of the stack's docker subnet (IPv4)::
-
-    network | gateway | node range (lower half: docker hands node IPs out here) ...
-    ... | pools (upper half, slot k = id-1 counted from the top) | broadcast
-
-The node range is given to docker as the network's ``ip_range`` so docker can never
-hand a node an address inside a pool. The layout depends on the subnet alone, so the
-network's inputs do not change when clusters are added or removed.
+(kindmesh.core.model.stack_slug), and distinct (stack, cluster) pairs distinct kind names
+(kindmesh.core.naming.kind_name_for). The node range is given to docker as the network's
+``ip_range`` so docker can never hand a node an address inside a pool. The layout depends
+on the subnet alone, so the network's inputs do not change when clusters are added or
+removed.
 
 Pure module: no ``pulumi`` import.
+
+May import: model, images, versions, config, naming, existing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from kindmesh.core.config import (
-    KIND_NAME_MAX,
-    ClusterConfig,
-    ConfigError,
-    Problem,
-    StackConfig,
-    parse_config,
-)
-from kindmesh.core.existing import ExistingPlan, check_stack, mesh_addresses, plan_existing
+from kindmesh.core.config import parse_config
+from kindmesh.core.existing import check_stack, mesh_addresses, plan_existing
 from kindmesh.core.images import demo_images
-from kindmesh.core.versions import (
+from kindmesh.core.model import (
+    ClusterConfig,
+    ClusterPlan,
+    ConfigError,
+    DemoPlan,
+    MeshLink,
+    NetworkPlan,
+    Problem,
     Release,
+    StackConfig,
+    StackPlan,
+)
+from kindmesh.core.naming import (
+    NODE_POD_PREFIX,
+    IPv4Net,
+    default_pod_subnet,
+    default_service_subnet,
+    default_subnet,
+    kind_name_for,
+    network_layout,
+    network_name_for,
+    node_names,
+    pod_prefix_needed,
+    pool_for,
+)
+from kindmesh.core.versions import (
     check_skew,
     cilium_images,
     cilium_line,
@@ -61,261 +71,23 @@ from kindmesh.core.versions import (
     window_verdict,
 )
 
-IPv4Net = ipaddress.IPv4Network
-IPv4Addr = ipaddress.IPv4Address
 
-MESH_PORT = 2379
-# Default docker subnets are picked among these /16s by a hash of the stack name
-# (docker0 is usually 172.17/16 and kind's own network 172.18/16: avoided).
-DEFAULT_SUBNETS = tuple(f"172.{n}.0.0/16" for n in range(24, 32))
-NODE_POD_PREFIX = 24  # kube-controller-manager's default IPv4 node CIDR mask (kind keeps it)
-STACK_SLUG_MAX = 40  # keeps "kindmesh-<slug>" and "<project>.<slug>" short
-LABEL_MAX = 63  # Kubernetes label values and docker label values we set
-HASH_LEN = 8
-_CLEAN_RE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")  # a DNS label with no '--'
-
-
-@dataclass(frozen=True)
-class DemoPlan:
-    enabled: bool
-    policy: bool
-    affinity: str | None
-    shared: bool
-
-
-@dataclass(frozen=True)
-class ClusterPlan:
-    """Everything decided about one cluster."""
-
-    name: str  # Cilium cluster.name, the user's name
-    id: int  # Cilium cluster.id
-    source: str  # "kind" (later: "kubeconfig" for existing clusters)
-    kind_name: str  # kind cluster name (unique per host: includes the stack)
-    context: str  # kube context kind writes
-    control_plane: str  # control-plane container name = Cilium k8sServiceHost
-    node_names: tuple[str, ...]
-    workers: int
-    pod_subnet: str
-    service_subnet: str
-    pool_first: str
-    pool_last: str
-    mesh_ip: str  # clustermesh-apiserver LoadBalancer IP (first of the pool)
-    hubble_ui_ip: str | None  # Hubble UI LoadBalancer IP (second of the pool)
-    peers: tuple[str, ...]  # names of the clusters this one meshes with
-    demo: DemoPlan
-    # existing clusters (stacks/existing.py): NodePort endpoints listen on other ports/IPs
-    mesh_port: int = MESH_PORT
-    mesh_ips: tuple[str, ...] = ()  # () = (mesh_ip,)
-    existing: ExistingPlan | None = None
-    cilium_version: str = ""  # this cluster's Cilium chart version ("" = the stack's cilium.version)
-
-    @property
-    def pool(self) -> str:
-        """MetalLB address range ``first-last``."""
-        return f"{self.pool_first}-{self.pool_last}"
-
-    @property
-    def mesh_endpoint(self) -> str:
-        """Where peers reach this cluster's clustermesh-apiserver."""
-        return f"{self.mesh_ip}:{self.mesh_port}"
-
-
-@dataclass(frozen=True)
-class NetworkPlan:
-    name: str
-    subnet: str
-    gateway: str
-    node_range: str  # docker ip_range for node containers
-    pool_region: str  # where pools are carved from (upper half)
-    pool_size: int
-
-
-@dataclass(frozen=True)
-class MeshLink:
-    a: str
-    b: str
-
-    def __str__(self) -> str:
-        return f"{self.a}<->{self.b}"
-
-
-@dataclass(frozen=True)
-class StackPlan:
-    project: str
-    stack: str
-    config: StackConfig
-    network: NetworkPlan
-    clusters: tuple[ClusterPlan, ...]
-    topology: str
-    hub: str | None
-    links: tuple[MeshLink, ...]
-    node_image: str = ""  # kind node image: kind.nodeImage, else the installed kind release's
-    kind_version: Release | None = None  # the kind release the plan was made for (None: unknown)
-    warnings: tuple[str, ...] = ()  # accepted, but worth saying (unvalidated versions, windows)
-
-    def cilium_version(self, cluster: ClusterPlan) -> str:
-        return cluster.cilium_version or self.config.cilium.version
-
-    def images_for(self, cluster: ClusterPlan) -> tuple[str, ...]:
-        """Images loaded into one kind cluster: its own Cilium version's, MetalLB's, the demo's."""
-        return prepull_images(self.config, (self.cilium_version(cluster),))
-
-    def cluster(self, name: str) -> ClusterPlan:
-        for c in self.clusters:
-            if c.name == name:
-                return c
-        raise KeyError(name)
-
-    def peer_entries(self, name: str) -> list[dict[str, Any]]:
-        """Cilium ``clustermesh.config.clusters`` entries for ``name``'s peers."""
-        return [
-            {"name": p.name, "port": p.mesh_port, "ips": list(p.mesh_ips or (p.mesh_ip,))}
-            for p in (self.cluster(n) for n in self.cluster(name).peers)
-        ]
-
-    @property
-    def stack_label(self) -> str:
-        """Label value naming this stack on docker networks, kind nodes and objects."""
-        return stack_label(self.project, self.stack)
-
-    @property
-    def images(self) -> tuple[str, ...]:
-        """Images pulled once on the host: every kind cluster's (one set per Cilium version in use)."""
-        kinds = [c for c in self.clusters if c.source == "kind"] or list(self.clusters)
-        return prepull_images(self.config, tuple(self.cilium_version(c) for c in kinds))
-
-
-def slug(text: str) -> str:
-    """Lowercase DNS-label-ish slug of a free-form name (lossy: ``team_a`` = ``team-a``).
-
-    Never contains ``--`` and never starts or ends with ``-``; may be empty."""
-    s = re.sub(r"[^a-z0-9]+", "-", text.lower())
-    return s.strip("-")
-
-
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:HASH_LEN]
-
-
-def is_clean(name: str) -> bool:
-    """A lowercase DNS label without ``--``: used as-is in names."""
-    return _CLEAN_RE.fullmatch(name) is not None
-
-
-def stack_slug(stack: str, limit: int = STACK_SLUG_MAX) -> str:
-    """Injective, DNS-label-safe form of a Pulumi stack (or project) name.
-
-    A clean name (``dev``, ``team-a``) is kept as is. Any other name (``Dev``, ``team_a``,
-    ``Team.A``, or a clean name longer than ``limit``) becomes its slug, ``--`` and a hash
-    of the exact name: ``team-a--1b2c3d4e``. Clean names never contain ``--``, so the two
-    forms never meet, and the hash tells apart names with the same slug.
-    """
-    if is_clean(stack) and len(stack) <= limit:
-        return stack
-    head = slug(stack)[: max(limit - HASH_LEN - 2, 1)].strip("-") or "s"
-    return f"{head}--{_digest(stack)}"
-
-
-def stack_label(project: str, stack: str) -> str:
-    """``<project>.<stack>`` as a label value (<= 63 characters; injective in the stack)."""
-    tail = stack_slug(stack)
-    head = stack_slug(project, LABEL_MAX - len(tail) - 1)
-    if len(head) + len(tail) + 1 > LABEL_MAX:
-        head = head[: LABEL_MAX - len(tail) - 1].strip("-") or "p"
-    return f"{head}.{tail}"
-
-
-def network_name_for(stack: str) -> str:
-    return f"kindmesh-{stack_slug(stack)}"
-
-
-def kind_name_for(stack: str, cluster: str) -> str:
-    """Deterministic kind cluster name; distinct (stack, cluster) pairs never share one.
-
-    ``km-<stack>-<cluster>`` when the stack name is lowercase letters and digits only
-    (``dev`` -> ``km-dev-us``): such a stack has no '-', so the name splits back into
-    (stack, cluster) one way only. Every other pair gets ``km--<slug>-<cluster>-<hash>``,
-    the hash over the exact (stack, cluster): the ``km--`` prefix never starts a name of
-    the first form. At most 48 characters, so ``<name>-control-plane`` is a valid
-    hostname (kind itself allows ``[a-z0-9.-]+``).
-    """
-    if re.fullmatch(r"[a-z0-9]+", stack):
-        name = f"km-{stack}-{cluster}"
-        if len(name) <= KIND_NAME_MAX:
-            return name
-    digest = _digest(stack, cluster)
-    tail = f"{cluster[: KIND_NAME_MAX - 4 - HASH_LEN - 1]}-{digest}".strip("-")
-    room = KIND_NAME_MAX - len("km--") - len(tail) - 1
-    head = slug(stack)[: max(room, 0)].strip("-")
-    return f"km--{head}-{tail}" if head else f"km--{tail}"
-
-
-def free_subnet(name: str, used: Iterable[str | IPv4Net], candidates: Sequence[str]) -> str | None:
-    """The first of ``candidates`` overlapping none of ``used``, probing from a slot the name's
-    hash picks (names spread out; the same name and ``used`` give the same subnet)."""
-    taken = [ipaddress.ip_network(u, strict=False) for u in used]
-    start = int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(candidates)
-    for step in range(len(candidates)):
-        candidate = candidates[(start + step) % len(candidates)]
-        if not any(ipaddress.IPv4Network(candidate).overlaps(t) for t in taken):
-            return candidate
-    return None
-
-
-def default_subnet(stack: str, avoid: Iterable[str | IPv4Net] = ()) -> str:
-    """The stack's docker subnet when the config sets none: its hashed DEFAULT_SUBNETS slot,
-    or the next one that overlaps nothing in ``avoid`` (another mesh of the same program)."""
-    hashed = DEFAULT_SUBNETS[int(hashlib.sha256(stack.encode()).hexdigest(), 16) % len(DEFAULT_SUBNETS)]
-    return free_subnet(stack, avoid, DEFAULT_SUBNETS) or hashed  # all taken: the caller reports the clash
-
-
-def default_pod_subnet(cluster_id: int) -> str:
-    return f"10.{cluster_id}.0.0/17"
-
-
-def default_service_subnet(cluster_id: int) -> str:
-    return f"10.{cluster_id}.128.0/20"
-
-
-def prepull_images(config: StackConfig, cilium_versions: Sequence[str] = ()) -> tuple[str, ...]:
-    """Images of ``cilium_versions`` (default: the stack's), MetalLB's and the demo's, pulled once
-    on the host (Cilium's first; versions kindmesh has not validated contribute none)."""
-    images: list[str] = []
-    for version in sorted(set(cilium_versions or (config.cilium.version,)), key=_version_key):
-        images += cilium_images(version, config.cilium.hubble, config.cilium.hubble_ui)
-    images += metallb_images(config.metallb.version)
+def prepull_plan(config: StackConfig) -> dict[str, Any]:
+    """The StackPlan fields of what the host pre-pulls: the Cilium images of every Cilium version
+    the config uses (ordered by version; versions kindmesh has not validated contribute none),
+    then MetalLB's and the demo's."""
+    versions = {config.cilium.version, *(config.cilium_version_of(c) for c in config.clusters)}
+    cilium = tuple((v, tuple(cilium_images(v, config.cilium.hubble, config.cilium.hubble_ui)))
+                   for v in sorted(versions, key=_version_key))
+    other = list(metallb_images(config.metallb.version))
     if config.demo.enabled:
-        images += demo_images(config.demo)
-    return tuple(dict.fromkeys(images))  # de-duplicated, order kept
+        other += demo_images(config.demo)
+    return {"cilium_images": cilium, "other_images": tuple(other)}
 
 
 def _version_key(version: str) -> tuple[Any, ...]:
     parsed = parse_version(version)
     return (parsed[0], parsed[1], version) if parsed else ((0, 0, 0), "", version)
-
-
-def network_layout(subnet: str) -> tuple[IPv4Net, IPv4Net]:
-    """(node range, pool region) of a docker subnet: its lower and upper half.
-
-    Public for programs built from the components alone: give docker the node range as the
-    network's ``ip_range`` and carve MetalLB pools from the region (:func:`pool_for`), so
-    docker never hands a node an address inside a pool."""
-    net = ipaddress.IPv4Network(subnet)
-    if net.prefixlen >= 31:
-        raise ValueError("subnet too small")
-    lower, upper = net.subnets(prefixlen_diff=1)
-    return lower, upper
-
-
-def pool_for(subnet: str, pool_size: int, cluster_id: int) -> tuple[IPv4Addr, IPv4Addr]:
-    """Pool slot (id-1) counted from the top of the subnet, below the broadcast.
-
-    Public (see :func:`network_layout`): ``(first, last)`` of cluster ``cluster_id``'s pool."""
-    net = ipaddress.IPv4Network(subnet)
-    last = int(net.broadcast_address) - 1 - (cluster_id - 1) * pool_size
-    first = last - pool_size + 1
-    # a slot below the address space only happens for configs already reported as too small
-    return IPv4Addr(max(first, 0)), IPv4Addr(max(last, 0))
 
 
 def _links(topology: str, hub: str | None, names: list[str]) -> list[MeshLink]:
@@ -430,7 +202,7 @@ def _plan(config: StackConfig, *, stack: str, project: str, problems: list[Probl
                 kind_name=kname,
                 context=f"kind-{kname}",
                 control_plane=f"{kname}-control-plane",
-                node_names=_node_names(kname, c.workers),
+                node_names=node_names(kname, c.workers),
                 workers=c.workers,
                 pod_subnet=c.pod_subnet or default_pod_subnet(cid),
                 service_subnet=c.service_subnet or default_service_subnet(cid),
@@ -480,6 +252,7 @@ def _plan(config: StackConfig, *, stack: str, project: str, problems: list[Probl
         node_image=node_image,
         kind_version=kind_version,
         warnings=tuple(dict.fromkeys(warnings)),
+        **prepull_plan(config),
     )
 
 
@@ -545,7 +318,7 @@ def _existing_cluster(
     ex = plan_existing(index, c, add)
     return ClusterPlan(
         name=c.name,
-        id=c.id if c.id >= 1 else index + 1,
+        id=c.id,  # 1..255: the parser leaves clusters without a usable id out
         source=c.source,
         kind_name="",
         context=ex.context if ex else "",
@@ -553,8 +326,8 @@ def _existing_cluster(
         node_names=(),
         workers=0,
         # required for existing clusters (reported by the parser when missing)
-        pod_subnet=c.pod_subnet or default_pod_subnet(c.id if c.id >= 1 else index + 1),
-        service_subnet=c.service_subnet or default_service_subnet(c.id if c.id >= 1 else index + 1),
+        pod_subnet=c.pod_subnet or default_pod_subnet(c.id),
+        service_subnet=c.service_subnet or default_service_subnet(c.id),
         peers=tuple(peers[c.name]),
         demo=DemoPlan(enabled=config.demo.enabled, policy=config.demo.policy,
                       affinity=c.demo.affinity, shared=c.demo.shared),
@@ -562,18 +335,6 @@ def _existing_cluster(
         cilium_version=config.cilium_version_of(c),
         **mesh_addresses(c, config.cilium.hubble_ui),
     )
-
-
-def _node_names(kind_name: str, workers: int) -> tuple[str, ...]:
-    names = [f"{kind_name}-control-plane"]
-    for i in range(1, workers + 1):
-        names.append(f"{kind_name}-worker" if i == 1 else f"{kind_name}-worker{i}")
-    return tuple(names)
-
-
-def pod_prefix_needed(nodes: int) -> int:
-    """Longest pod CIDR prefix that still gives each of ``nodes`` nodes its own /24."""
-    return NODE_POD_PREFIX - max(nodes - 1, 0).bit_length()
 
 
 def _check_cidrs(

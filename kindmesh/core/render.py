@@ -1,7 +1,11 @@
-"""Pure renderers: plan -> kind config, Helm values, Kubernetes manifests.
+"""Pure renderers: plan -> kind config, Helm values, Kubernetes manifests, outputs.
 
 No ``pulumi`` import: components call these and wrap the results in resources, so
-everything a user could diff is testable (and byte-stable) without Pulumi.
+everything a user could diff is testable (and byte-stable) without Pulumi. Also the
+plan-free helpers for programs built from the components alone (``kind_config_for``,
+``kind_cilium_values``, ``mesh_values``, ``ip_address_pool_for``, ``l2_advertisement_for``).
+
+May import: model, versions, render_existing.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from kindmesh.core.existing import existing_cilium_values, table_extras, with_extras
-from kindmesh.core.planner import ClusterPlan, StackPlan
+from kindmesh.core.model import STACK_LABEL, ClusterPlan, StackPlan
+from kindmesh.core.render_existing import existing_cilium_values, table_extras, with_extras
 from kindmesh.core.versions import cilium_image_set
 
 KIND_API_VERSION = "kind.x-k8s.io/v1alpha4"
@@ -23,7 +27,6 @@ POOL_NAME = "kindmesh-pool"
 RESERVED_POOL_NAME = "kindmesh-reserved"
 L2_NAME = "kindmesh-l2"
 MESH_LB_ANNOTATION = "metallb.io/loadBalancerIPs"
-STACK_LABEL = "kindmesh.io/stack"
 CLUSTER_LABEL = "kindmesh.io/cluster"
 
 

@@ -17,6 +17,8 @@ Rules (README / docs/versions.md):
   ClusterMesh upgrades); more is refused.
 
 Pure module: no ``pulumi`` import. The caller detects the installed kind release.
+
+May import: model, images.
 """
 
 from __future__ import annotations
@@ -29,8 +31,12 @@ from typing import Any
 
 from kindmesh.core.images import Image
 
+# the default versions live with the types (model); the catalogue re-exports them
+from kindmesh.core.model import DEFAULT_CILIUM as DEFAULT_CILIUM
+from kindmesh.core.model import DEFAULT_METALLB as DEFAULT_METALLB
+from kindmesh.core.model import Release
+
 Minor = tuple[int, int]
-Release = tuple[int, int, int]
 
 _VERSION_RE = re.compile(r"v?(\d{1,9})\.(\d{1,9})\.(\d{1,9})(?:[-+]([0-9A-Za-z.+-]*))?", re.ASCII)
 
@@ -205,8 +211,6 @@ METALLB: dict[Minor, ChartLine] = {
         notes=("speaker.frr.enabled now defaults to false (kindmesh sets false for every version)",),
     ),
 }
-DEFAULT_CILIUM = "1.20.0"
-DEFAULT_METALLB = "0.16.1"
 MAX_CILIUM_SKEW = 1  # minors between the oldest and newest Cilium of one mesh
 
 # kind release -> the node image it creates by default (pkg/apis/config/defaults/image.go at
@@ -411,10 +415,8 @@ def kind_node_image(kind: Release | None) -> tuple[str, str | None]:
                        "image set kindmesh:kind.nodeImage (pinned by digest, from its release notes)")
     if kind < MIN_KIND:
         return KIND_NODE_IMAGES[MIN_KIND], None
-    # a patch release between known ones (e.g. v0.31.1): the image of its minor's release
-    same = [r for r in KIND_NODE_IMAGES if r[:2] == kind[:2] and r <= kind]
-    base = max(same) if same else max(r for r in KIND_NODE_IMAGES if r < kind)
-    return KIND_NODE_IMAGES[base], None
+    # a release between known ones (e.g. v0.31.1): the image of the newest known release before it
+    return KIND_NODE_IMAGES[max(r for r in KIND_NODE_IMAGES if r < kind)], None
 
 
 def node_k8s_minor(image: str) -> Minor | None:
