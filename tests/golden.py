@@ -45,13 +45,17 @@ def fake_kubeconfig(server: str, token: str) -> str:
 
 
 def example_config(example: str) -> dict[str, Any]:
-    """The literal ``config={…}`` given to ``MeshArgs`` in ``examples/<example>/__main__.py``."""
+    """The literal ``config={…}`` given to ``MeshArgs`` in ``examples/<example>/__main__.py``
+    (in the call, or the module-level ``name = {…}`` the call names)."""
     tree = ast.parse((ROOT / "examples" / example / "__main__.py").read_text())
+    literals = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name) and isinstance(node.value, ast.Dict)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "MeshArgs":
             for kw in node.keywords:
                 if kw.arg == "config":
-                    return dict(ast.literal_eval(kw.value))
+                    value = literals.get(kw.value.id, kw.value) if isinstance(kw.value, ast.Name) else kw.value
+                    return dict(ast.literal_eval(value))
     raise LookupError(f"no MeshArgs(config=...) literal in examples/{example}")
 
 
