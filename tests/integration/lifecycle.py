@@ -1234,6 +1234,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="scenarios run side by side (default 3, or $KINDMESH_TIER_JOBS)")
     ns = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # Ctrl-C raises KeyboardInterrupt even when started with SIGINT ignored (a background job of a
+    # non-interactive shell): the clean-up below runs either way.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     return run(ns.scenario, ns.stack_file, ns.report, ns.keep, ns.jobs)
 
 
