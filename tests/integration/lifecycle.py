@@ -883,11 +883,13 @@ def run_step(sc: Scenario, step: Step, logdir: Path) -> dict[str, Any]:
     if step.name == "up" and plan.order and not sc.example:
         # the first up: the order the engine actually ran the steps in, next to the model (bench/model.py)
         out_json = event_log.with_suffix(".order.json")
-        proc = subprocess.run([sys.executable, str(REPO / "bench" / "engine_order.py"), str(event_log), "--raw",
+        proc = subprocess.run([sys.executable, "-m", "bench.engine_order", str(event_log), "--raw",
                                str(sc.workdir / f"Pulumi.{sc.stack}.yaml"), "--json", str(out_json)],
                               cwd=REPO, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
         (logdir / f"{sc.name}-{slug}.order.txt").write_text(proc.stdout + proc.stderr)
         order = order_summary(out_json, proc)
+        if "error" in order:
+            problems.append(f"the engine-order comparison with bench/model.py failed: {order['error'][-300:]}")
     return {"scenario": sc.name, "step": step.name, "command": "pulumi " + " ".join(args),
             "expected": (step.expect.__doc__ or "").strip() if step.expect else "",
             "summary": plan.summary, "changes": plan.by_op(), "seconds": round(seconds, 1),
