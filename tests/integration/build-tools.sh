@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Build the real tools that `make integration` runs, from their Go modules (the Go module proxy
-# only: no prebuilt binaries, no GitHub downloads), pinned, into a cache outside the checkout:
+# Build the real tools that `make integration` runs, pinned, into a cache outside the checkout: the
+# Kubernetes binaries, etcd, kwok, helm and the Pulumi CLI from the Go module proxy; the provider
+# plugins and Pulumi's Python language host from ../shared/upstream/src (KINDMESH_UPSTREAM_SRC),
+# checksums verified. No prebuilt binaries, no downloads but Go modules:
 #
 #   ${KINDMESH_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kindmesh/tools}/<key>/
 #     bin/                 pulumi, pulumi-language-python (+ the scripts beside it),
@@ -10,7 +12,8 @@
 #     versions.json        every tool: module@version, build seconds, peak RSS
 #     READY                written last
 #
-# <key> is derived from every pinned version (+ the Go version and RECIPE), so a second run finds
+# <key> is derived from every pinned version (+ the Go version, RECIPE and the digest of the source
+# archives' SHA256SUMS), so a second run finds
 # READY and builds nothing. Nothing here downloads at run time: the tools are complete once built.
 #
 # Usage: build-tools.sh [--print-dir] [GROUP...]   GROUP: k8s pulumi providers (default: all)

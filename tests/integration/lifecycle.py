@@ -74,7 +74,7 @@ SIMULATED_SYSCTL = {"max_user_watches": 524288, "max_user_instances": 512, "max_
 HOST_NET = ipaddress.ip_network("198.18.0.0/24")
 
 
-def enter_netns(world_root: Path | None = None) -> str:
+def enter_netns() -> str:
     """Move this process into new network and mount namespaces: loopback only (up), and the
     simulated host's sysctls over /proc/sys/fs/inotify.
 
