@@ -278,3 +278,21 @@ def test_a_reverted_fix_passes_only_when_the_engine_shows_its_replacement() -> N
     assert check(caught, None) == []  # type: ignore[arg-type]
     missed = _plan({"network": ("same", "docker:index/network:Network")})
     assert check(missed, None)  # type: ignore[arg-type]
+
+
+def test_world_ports_are_never_handed_out_twice_and_stay_out_of_the_kernels_ephemeral_range(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bind(0)-then-close let two clusters (or a cluster and an outgoing connection) get the same
+    port; a world's ports come from one counter under a lock, below the ephemeral range."""
+    import socket
+
+    from tests.integration import simcluster
+    monkeypatch.setenv("KINDMESH_WORLD", str(tmp_path / "world"))
+    low = simcluster._ephemeral_low()
+    first = simcluster.free_port()
+    with socket.socket() as busy:  # a port someone else holds is skipped
+        busy.bind(("127.0.0.1", first + 1))
+        ports = [first] + [simcluster.free_port() for _ in range(50)]
+    assert len(set(ports)) == len(ports)
+    assert first + 1 not in ports
+    assert all(1024 <= p < low for p in ports)

@@ -27,6 +27,7 @@ import fcntl
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -868,8 +869,7 @@ def run_step(sc: Scenario, step: Step, logdir: Path) -> dict[str, Any]:
                 notes.append(f"set aside: update of {short(urn)} (the engine passes it the whole stack config)")
     problems: list[str] = []
     if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
-        problems.append(f"pulumi {' '.join(args)} exited {proc.returncode}:\n{tail}")
+        problems.append(f"pulumi {' '.join(args)} exited {proc.returncode}:\n{failure_lines(proc.stdout + proc.stderr)}")
     elif step.command in ("up", "destroy"):
         sc.applied = copy.deepcopy(sc.config)
     for line in (proc.stdout + proc.stderr).splitlines():
@@ -894,6 +894,15 @@ def run_step(sc: Scenario, step: Step, logdir: Path) -> dict[str, Any]:
             "expected": (step.expect.__doc__ or "").strip() if step.expect else "",
             "summary": plan.summary, "changes": plan.by_op(), "seconds": round(seconds, 1),
             "ok": not problems, "problems": problems, "notes": notes, "engine_order": order}
+
+
+def failure_lines(output: str, errors: int = 20, tail: int = 8) -> str:
+    """What a failed step said, in a few lines: the engine's error lines first (a failed `up`
+    ends with its config diff and summary, which would push them out of a plain tail)."""
+    lines = output.strip().splitlines()
+    wanted = [ln for ln in lines if re.search(r"\berror\b|ERROR|failed|Exception", ln)]
+    picked = wanted[:errors] + (["        […]"] if len(wanted) > errors else [])
+    return "\n".join([*picked, "        --- the end of the output ---", *lines[-tail:]])
 
 
 def order_summary(path: Path, proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:

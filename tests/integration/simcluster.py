@@ -52,9 +52,54 @@ def tools_bin() -> Path:
 
 
 def free_port() -> int:
+    """A port for a server of the world, never handed out twice in one world.
+
+    ``bind(0)`` then close is racy: the kernel may give the same port to another bind(0) or to
+    an outgoing connection before the server binds it (an etcd or API server then exits with
+    "address already in use"; seen once in CI with three scenarios side by side). In a world
+    (``KINDMESH_WORLD``), ports come from a counter under a lock, below the kernel's ephemeral
+    range (which outgoing connections and bind(0) use), each checked free."""
+    root = os.environ.get("KINDMESH_WORLD")
+    if not root:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    low = _ephemeral_low()
+    first, last = max(1024, low - 12000), low - 1
+    Path(root).mkdir(parents=True, exist_ok=True)
+    path = Path(root) / "ports.next"
+    with open(Path(root) / "ports.lock", "a+") as lock:
+        import fcntl
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            port = int(path.read_text()) if path.exists() else first
+            for _ in range(last - first + 1):
+                if port > last or port < first:
+                    port = first
+                candidate, port = port, port + 1
+                if _bindable(candidate):
+                    path.write_text(str(port))
+                    return candidate
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    raise RuntimeError(f"no free port in {first}-{last}")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------- certificates
