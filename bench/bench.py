@@ -153,6 +153,31 @@ def measure(n: int, runs: int, gc_threshold: int | None) -> dict[str, Any]:
     }
 
 
+MEASURED_ENGINE = ROOT / "bench" / "measured-engine.json"
+
+
+def print_measured_engine(path: Path = MEASURED_ENGINE) -> None:
+    """The first `up` measured through the real engine (tests/integration/timing.py), beside
+    the model of the same stack at the same scale: a world whose slow operations take the
+    model's figures × its scale."""
+    if not path.exists():
+        print("\nmeasured through the engine: no record (make integration SCENARIOS=timing KINDMESH_TIMING_RECORD=1)")
+        return
+    rec = json.loads(path.read_text())
+    host = rec.get("host", {})
+    print(f"\nmeasured through the real engine, recorded {rec.get('date', '?')} on {host.get('cpus', '?')} CPUs "
+          f"(`make integration SCENARIOS=timing`): a world at the model's figures × {rec['scale']}; "
+          "modelled = bench/model.py for the same stack at the same scale")
+    print("| clusters | `up` (s, measured) | engine first-to-last step (s) | `up` (s, modelled) | measured/modelled |")
+    print("|---:|---:|---:|---:|---:|")
+    for r in rec["rows"]:
+        print(f"| {r['clusters']} | {r['measured_s']:.1f} | {r['engine_s'] if r['engine_s'] is not None else '-'} | "
+              f"{r['modelled_s'] if r['modelled_s'] is not None else '-'} | {r['ratio'] if r['ratio'] is not None else '-'} |")
+    growth = rec.get("growth")
+    if growth:
+        print(f"measured {growth['of']} = {growth['value']} (goal ≤ {growth['goal']})")
+
+
 def run_fresh(n: int, runs: int, gc_threshold: int | None) -> dict[str, Any]:
     args = [sys.executable, str(Path(__file__).resolve()), "--one", str(n), "--runs", str(runs)]
     if gc_threshold is not None:
@@ -193,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nt(64)/t(16) = {by_n[64]['wall_min'] / by_n[16]['wall_min']:.1f} (linear: about 4)")
     if 2 in by_n and 16 in by_n:
         print(f"modelled up(16)/up(2) = {by_n[16]['up_minutes'] / by_n[2]['up_minutes']:.2f}")
+    print_measured_engine()
     last = rows[-1]
     print(f"\ncritical path at N={last['n']}: " + " -> ".join(last["critical"]))
     waits = {p: round(s) for p, s in last["queued"].items() if s}

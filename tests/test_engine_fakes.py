@@ -220,7 +220,7 @@ def test_kwok_renews_node_leases_within_the_controller_managers_grace_period() -
     # (kubelet heartbeats) the simulated nodes go NotReady and every workload's status follows.
     source = (REPO / "tests" / "integration" / "simcluster.py").read_text()
     argv = source[source.index('_start(state, "kwok"'):]
-    argv = argv[:argv.index("])")]
+    argv = argv[:argv.index("state.save()")]
     assert '"--node-lease-duration-seconds", "40"' in argv
 
 
@@ -296,3 +296,49 @@ def test_world_ports_are_never_handed_out_twice_and_stay_out_of_the_kernels_ephe
     assert len(set(ports)) == len(ports)
     assert first + 1 not in ports
     assert all(1024 <= p < low for p in ports)
+
+
+def test_a_timed_world_makes_pods_ready_after_the_models_delays_and_still_deletes_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """KINDMESH_WORLD_TIME_SCALE: kwok's pod stages hold a pod not Ready for its modelled delay
+    (Cilium's longer than any other pod's), complete a Job's pod, and still delete pods."""
+    tools = lifecycle.find_tools()
+    if tools is None:
+        pytest.skip("the engine tier's tools are not built (make tools)")
+    from kubernetes import client, config
+
+    from tests.integration import durations, simcluster
+    monkeypatch.setenv("KINDMESH_WORLD", str(tmp_path / "world"))
+    monkeypatch.setenv("KINDMESH_TOOLS_BIN", str(tools.bin))
+    monkeypatch.setenv(durations.SCALE_ENV, "0.02")  # cilium 2.4 s, others 0.4 s
+    state = simcluster.ClusterState(name="t1", network="", pod_subnet="10.1.0.0/16", service_subnet="10.2.0.0/16",
+                                    image="kindest/node:v1.34.0", api_port=simcluster.free_port(),
+                                    etcd_port=simcluster.free_port(), egress_port=simcluster.free_port(),
+                                    nodes=[simcluster.NodeSpec("t1-control-plane", "control-plane", "127.0.0.1")])
+    state.dir.mkdir(parents=True)
+    try:
+        simcluster.start(state, timeout=90)
+        api = client.CoreV1Api(config.new_client_from_config(str(state.dir / "admin.kubeconfig")))
+        def pod(name: str, labels: dict[str, str]) -> None:
+            api.create_namespaced_pod("default", {"metadata": {"name": name, "labels": labels}, "spec": {
+                "nodeName": "t1-control-plane", "containers": [{"name": "c", "image": "x"}]}})
+        t0 = time.monotonic()
+        pod("agent", {"k8s-app": "cilium"})
+        pod("web", {"app": "web"})
+        ready: dict[str, float] = {}
+        while len(ready) < 2 and time.monotonic() - t0 < 30:
+            for p in api.list_namespaced_pod("default").items:
+                conds = {c.type: c.status for c in p.status.conditions or []}
+                if conds.get("Ready") == "True" and p.metadata.name not in ready:
+                    ready[p.metadata.name] = time.monotonic() - t0
+            time.sleep(0.1)
+        assert set(ready) == {"agent", "web"}, ready
+        assert ready["web"] >= 0.3
+        assert ready["agent"] >= 2.2 and ready["agent"] > ready["web"] + 1
+        api.delete_namespaced_pod("agent", "default")
+        t1 = time.monotonic()
+        while any(p.metadata.name == "agent" for p in api.list_namespaced_pod("default").items):
+            assert time.monotonic() - t1 < 20, "kwok never deleted the pod"
+            time.sleep(0.1)
+    finally:
+        simcluster.stop("t1")

@@ -762,6 +762,8 @@ def _cli(cmd: str, rest: list[str]) -> int:
         print(f"fake docker: exec {command!r} is not simulated", file=sys.stderr)
         return 126
     if cmd == "pull":
+        from tests.integration import durations
+        started = time.monotonic()
         platform = _pop_opt(rest, "--platform") or "linux/amd64"
         ref = rest[-1]
         name, _, digest = ref.partition("@")
@@ -771,6 +773,7 @@ def _cli(cmd: str, rest: list[str]) -> int:
         api_json_stream = api("POST", "/images/create?" + urllib.parse.urlencode(q))
         if api_json_stream[0] >= 400:
             raise ApiError(api_json_stream[0], json.loads(api_json_stream[1])["message"])
+        durations.take("image pull", started)  # a timed world: as long as the model says a pull takes
         print(f"{ref}: Pulled")
         return 0
     if cmd == "tag":

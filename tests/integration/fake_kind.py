@@ -19,13 +19,14 @@ import fcntl
 import json
 import os
 import sys
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.integration import fake_docker, simcluster
+from tests.integration import durations, fake_docker, simcluster
 
 KIND_VERSION = os.environ.get("KINDMESH_FAKE_KIND_VERSION", "v0.30.0")
 DEFAULT_IMAGE = {"v0.30.0": "kindest/node:v1.34.0", "v0.31.0": "kindest/node:v1.35.0",
@@ -99,6 +100,7 @@ def create(ns: argparse.Namespace) -> int:
     image = ns.image or (node_images[0] if node_images else DEFAULT_IMAGE.get(KIND_VERSION, "kindest/node:v1.34.0"))
     network = os.environ.get("KIND_EXPERIMENTAL_DOCKER_NETWORK") or "kind"
     print(f"Creating cluster \"{name}\" ...", file=sys.stderr)
+    started = time.monotonic()
     lock = open(simcluster.world_dir() / "kind.lock", "w")  # kind's own provider is serial per name  # noqa: SIM115 - held across the create
     fcntl.flock(lock, fcntl.LOCK_EX)
     try:
@@ -139,6 +141,7 @@ def create(ns: argparse.Namespace) -> int:
         _delete(name)
         return 1
     kubeconfig = ns.kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    durations.take("kind create", started)  # a timed world: as long as the model says a create takes
     _merge_kubeconfig(kubeconfig.split(os.pathsep)[0], simcluster.kubeconfig(state))
     print(f"Set kubectl context to \"kind-{name}\"", file=sys.stderr)
     return 0
@@ -192,6 +195,7 @@ def load(ns: argparse.Namespace) -> int:
     if name not in cluster_names():
         print(f'ERROR: no nodes found for cluster "{name}"', file=sys.stderr)
         return 1
+    started = time.monotonic()
     record = simcluster.world_dir() / "clusters" / name / "loaded-images.jsonl"
     with open(record, "a") as fh:
         for ref in ns.refs:
@@ -199,6 +203,7 @@ def load(ns: argparse.Namespace) -> int:
                 print(f"ERROR: failed to load image: open {ref}: no such file or directory", file=sys.stderr)
                 return 1
             fh.write(json.dumps({"kind": ns.what, "ref": ref}) + "\n")
+    durations.take("image load", started, count=len(ns.refs))
     return 0
 
 

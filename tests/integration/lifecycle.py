@@ -45,6 +45,8 @@ from typing import Any
 
 import yaml
 
+from tests.integration import durations, timing
+
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
 CHARTS = SHARED / "upstream" / "charts"
@@ -883,8 +885,10 @@ def run_step(sc: Scenario, step: Step, logdir: Path) -> dict[str, Any]:
     if step.name == "up" and plan.order and not sc.example:
         # the first up: the order the engine actually ran the steps in, next to the model (bench/model.py)
         out_json = event_log.with_suffix(".order.json")
+        scale = sc.extra_env.get(durations.SCALE_ENV)  # a timed world: the model at the same scale
         proc = subprocess.run([sys.executable, "-m", "bench.engine_order", str(event_log), "--raw",
-                               str(sc.workdir / f"Pulumi.{sc.stack}.yaml"), "--json", str(out_json)],
+                               str(sc.workdir / f"Pulumi.{sc.stack}.yaml"), "--json", str(out_json),
+                               *(["--scale", scale] if scale else [])],
                               cwd=REPO, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
         (logdir / f"{sc.name}-{slug}.order.txt").write_text(proc.stdout + proc.stderr)
         order = order_summary(out_json, proc)
@@ -947,7 +951,7 @@ SHIPPED = ("ci", "dev", "trio", "hub", "remote")
 EXAMPLES = ("two-cluster-mesh", "single-cluster")
 # The clusters each example's code makes; single-cluster writes no kubeconfig file (it exports one).
 EXAMPLE_CLUSTERS = {"two-cluster-mesh": ("east", "west"), "single-cluster": ("solo",)}
-ALL_SCENARIOS = (*SHIPPED, "mixed", *(f"example:{e}" for e in EXAMPLES), "defects", "faults")
+ALL_SCENARIOS = (*SHIPPED, "mixed", *(f"example:{e}" for e in EXAMPLES), "defects", "faults", "timing")
 MIXED_ENGINE = {"config": {  # a kind cluster and an existing one (the world simulates it), meshed
     "pulumi:disable-default-providers": ["kubernetes", "docker"],
     "kindmesh:clusters": [
@@ -992,13 +996,19 @@ def scenarios(selected: list[str], stack_file: Path | None) -> list[Scenario]:
         sc = Scenario("faults", "faults", doc)
         sc.steps = fault_steps()
         out.append(sc)
+    if "timing" in want:  # not in the default set: N clusters, one N at a time (tests/integration/timing.py)
+        for n in timing.sizes():
+            sc = Scenario(f"timing:{n}", f"timing{n}", timing.stack_doc(n, str(CHARTS)),
+                          extra_env={durations.SCALE_ENV: str(timing.SCALE)})
+            sc.steps = [Step("up", "up", expect_only("create")), Step("destroy", "destroy", expect_destroyed)]
+            out.append(sc)
     for ex in EXAMPLES:
         if not want or f"example:{ex}" in want:
             doc = {"config": {"kindmesh:charts": {"cilium": str(CHARTS), "metallb": str(CHARTS)}}}
             out.append(Scenario(f"example:{ex}", f"tier-{ex.split('-')[0]}", doc, project=REPO / "examples" / ex,
                                 example=True))
     # the longest first: side by side, the short ones fill the tail
-    return sorted(out, key=lambda sc: -LENGTH.get(sc.name, 0))
+    return sorted(out, key=lambda sc: -LENGTH.get(sc.name, 0) if not sc.name.startswith("timing:") else 0)
 
 
 # Relative length of each scenario (clusters × steps), for the order they start in.
@@ -1128,6 +1138,8 @@ def run(selected: list[str], stack_file: Path | None, report: Path, keep: bool, 
             # Scenarios run side by side (each its own project, stack and clusters; one world):
             # most of a step is waiting on gates and Helm, not CPU.
             todo = scenarios(selected, stack_file)
+            if any(sc.name.startswith("timing:") for sc in todo):
+                jobs = 1  # measured one at a time: side by side, one would slow the other
             pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo))))
             try:
                 for result in pool.map(lambda sc: run_scenario(sc, world, root, logdir), todo):
@@ -1158,6 +1170,10 @@ def run(selected: list[str], stack_file: Path | None, report: Path, keep: bool, 
                                   "engine_missing": missing, "rows": rows, "isolation": iso}, indent=1))
     failed = [r for r in rows if not r["ok"]]
     print_table(rows)
+    measured = timing.summarize(rows)
+    if measured:
+        timing.write(measured, logdir)
+        print(timing.table(measured))
     print(f"{'engine' if not missing else 'cluster'} tier: {total:.0f}s; report: {report}")
     print(f"integration: {len(rows) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0

@@ -355,8 +355,13 @@ def start(state: ClusterState, *, timeout: float = 120.0) -> None:
         str(bin_dir / "kube-scheduler"), "--kubeconfig", kc, "--leader-elect=false",
         "--bind-address", "127.0.0.1", "--secure-port", "0",
     ])
+    from tests.integration import durations
+    stages = durations.kwok_pod_stages()  # a timed world: pods Ready after the model's delays
+    if stages:
+        (d / "kwok-stages.yaml").write_text(stages)
     _start(state, "kwok", [
-        str(bin_dir / "kwok"), "--kubeconfig", kc, "--manage-all-nodes=false",
+        str(bin_dir / "kwok"), *(["--config", str(d / "kwok-stages.yaml")] if stages else []),
+        "--kubeconfig", kc, "--manage-all-nodes=false",
         "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
         "--cidr", state.pod_subnet, "--node-ip", state.nodes[0].ip, "--server-address", "",
         # kwok renews each node's Lease (the kubelet's heartbeat): without it kube-controller-manager
