@@ -924,7 +924,7 @@ def order_summary(path: Path, proc: subprocess.CompletedProcess[str]) -> dict[st
 
 def prepare(sc: Scenario, world: World, root: Path) -> None:
     sc.world = world
-    sc.workdir = root / "projects" / sc.name
+    sc.workdir = root / "projects" / re.sub(r"[^A-Za-z0-9._-]", "-", sc.name)  # no ":" (PYTHONPATH splits on it)
     sc.workdir.mkdir(parents=True)
     files = subprocess.run(["git", "ls-files", "-z"], cwd=sc.project, capture_output=True, check=True).stdout
     for rel in files.decode().split("\0"):
