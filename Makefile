@@ -15,6 +15,10 @@ REQ_HASH := $(shell cat requirements.txt 2>/dev/null | cksum | cut -d' ' -f1)
 DEV_HASH := $(shell cat requirements.txt requirements-dev.txt 2>/dev/null | cksum | cut -d' ' -f1)
 RUNTIME := $(VENV)/.installed-runtime-$(REQ_HASH)
 DEV := $(VENV)/.installed-dev-$(DEV_HASH)
+# How many steps the engine runs at once. Its default is 4 × CPUs (8 on a 2-CPU host), and most of
+# a mesh's steps are waits (kind create, readiness gates): past two clusters they queued behind one
+# another (docs/performance.md: modelled and measured). `pulumi` run by hand: set it yourself.
+export PULUMI_PARALLEL ?= 64
 # Local file backend inside the project (git-ignored): no Pulumi Cloud login.
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 # Passphrase secrets provider; this default is for local labs only. Set your own for anything shared.

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -35,6 +36,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.model import RULES  # noqa: E402 - after the path set-up (pure: no pulumi import)
+
+MAKE_PARALLEL = 64  # the Makefile's PULUMI_PARALLEL: what `make up` runs with
 
 
 def host_facts() -> dict[str, Any]:
@@ -136,7 +139,9 @@ def measure(n: int, runs: int, gc_threshold: int | None) -> dict[str, Any]:
     evaluate(raw_config(n), stack="bench")
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    schedule = simulate(steps(rec.resources))
+    graph = steps(rec.resources)
+    schedule = simulate(graph, parallel=MAKE_PARALLEL)
+    engine_default = simulate(graph, parallel=4 * len(os.sched_getaffinity(0)))
     return {
         "n": n,
         "resources": len(rec.resources),
@@ -148,6 +153,7 @@ def measure(n: int, runs: int, gc_threshold: int | None) -> dict[str, Any]:
         "outputs_per_resource": counter[0] / len(counted.resources),
         "peak_mib": peak / 2**20,
         "up_minutes": schedule.total / 60,
+        "up_minutes_engine_default": engine_default.total / 60,
         "critical": schedule.critical,
         "queued": schedule.busiest_queue,
     }
@@ -168,10 +174,11 @@ def print_measured_engine(path: Path = MEASURED_ENGINE) -> None:
     print(f"\nmeasured through the real engine, recorded {rec.get('date', '?')} on {host.get('cpus', '?')} CPUs "
           f"(`make integration SCENARIOS=timing`): a world at the model's figures × {rec['scale']}; "
           "modelled = bench/model.py for the same stack at the same scale")
-    print("| clusters | `up` (s, measured) | engine first-to-last step (s) | `up` (s, modelled) | measured/modelled |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| clusters | --parallel | `up` (s, measured) | engine first-to-last step (s) | `up` (s, modelled) "
+          "| measured/modelled |")
+    print("|---:|---:|---:|---:|---:|---:|")
     for r in rec["rows"]:
-        print(f"| {r['clusters']} | {r['measured_s']:.1f} | {r['engine_s'] if r['engine_s'] is not None else '-'} | "
+        print(f"| {r['clusters']} | {r.get('parallel', '?')} | {r['measured_s']:.1f} | {r['engine_s'] if r['engine_s'] is not None else '-'} | "
               f"{r['modelled_s'] if r['modelled_s'] is not None else '-'} | {r['ratio'] if r['ratio'] is not None else '-'} |")
     growth = rec.get("growth")
     if growth:
@@ -207,12 +214,13 @@ def main(argv: list[str] | None = None) -> int:
           "durations below, not a measurement; the Docker host's `make e2e` measures real runs)")
     print(f"runs per N: {args.runs} (fresh process per N; times exclude imports and a warm-up run)")
     print("| clusters | resources | eval wall min / median (s, measured) | eval CPU min (s, measured) "
-          "| Outputs per resource | peak memory (MiB, measured) | `up` (min, modelled) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+          f"| Outputs per resource | peak memory (MiB, measured) | `up` (min, modelled, make up: --parallel {MAKE_PARALLEL}) "
+          f"| `up` (min, modelled, pulumi's default here: --parallel {4 * len(os.sched_getaffinity(0))}) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['n']} | {r['resources']} | {r['wall_min']:.2f} / {r['wall_median']:.2f} | "
               f"{r['cpu_min']:.2f} | {r['outputs_per_resource']:.1f} | {r['peak_mib']:.1f} | "
-              f"{r['up_minutes']:.2f} |")
+              f"{r['up_minutes']:.2f} | {r['up_minutes_engine_default']:.2f} |")
     by_n = {r["n"]: r for r in rows}
     if 16 in by_n and 64 in by_n:
         print(f"\nt(64)/t(16) = {by_n[64]['wall_min'] / by_n[16]['wall_min']:.1f} (linear: about 4)")

@@ -159,10 +159,11 @@ def _busy(runs_: Mapping[str, Run], keys: Iterable[str], at: float) -> int:
 
 
 def compare(events: list[dict[str, Any]], model: Mapping[str, Step], *, slack: float = 2.0,
-            pools: Mapping[str, int | None] | None = None) -> Report:
-    """The engine's order against the model's (see the module docstring)."""
+            pools: Mapping[str, int | None] | None = None, parallel: int | None = None) -> Report:
+    """The engine's order against the model's (see the module docstring); ``parallel`` is the
+    run's ``--parallel`` (the engine's default: 4 × CPUs)."""
     limits = dict(POOLS if pools is None else pools)
-    schedule: Schedule = simulate(dict(model), dict(limits))
+    schedule: Schedule = simulate(dict(model), dict(limits), parallel=parallel)
     ran = runs(events)
     keys = {step_key(u): u for u in model}  # model key -> model urn
     starts = [r.start for r in ran.values() if r.start is not None]
@@ -295,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply the model's durations (a world timed at the model's figures × 0.1: 0.1)")
+    parser.add_argument("--parallel", type=int, default=None,
+                        help="the run's `--parallel` (PULUMI_PARALLEL; the engine's default is 4 × CPUs); default: unbounded")
     parser.add_argument("--slack", type=float, default=2.0,
                         help="seconds a step may start after its predecessors before it counts as waiting (2)")
     args = parser.parse_args(argv)
@@ -322,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         os.chdir(here)
     if args.scale != 1.0:
         model = {u: replace(st, seconds=st.seconds * args.scale) for u, st in model.items()}
-    report = compare(events, model, slack=args.slack)
+    report = compare(events, model, slack=args.slack, parallel=args.parallel)
     print(table(report))
     if args.json:
         args.json.write_text(json.dumps(report.as_json(), indent=2, sort_keys=True) + "\n")

@@ -7,7 +7,9 @@ its provider process has a free slot:
 * edges: ``dependencies``, the parent (a custom parent must exist first), the provider
   reference (a provider is configured before it serves), and ``deletedWith``; a
   dependency on a component is a dependency on all of its descendants (as the engine does);
-* concurrency: the engine itself is unbounded (``--parallel`` defaults to unbounded); the
+* concurrency: the engine runs at most ``--parallel`` steps at once (``simulate(parallel=)``;
+  pulumi's default is 4 × GOMAXPROCS, `pulumi/pkg/cmd/pulumi/operations/up.go`, so 8 on a
+  2-CPU host; ``make up`` passes 64 through ``PULUMI_PARALLEL``); the
   Python dynamic-provider host serves *all* dynamic resources of a stack with a gRPC
   server of 4 worker threads (``pulumi/dynamic/__main__.py``); the command provider runs
   each command in its own process; the Kubernetes, Docker and TLS providers are Go
@@ -149,8 +151,11 @@ class Schedule:
     busiest_queue: dict[str, float]  # pool -> longest time a ready step waited for a slot
 
 
-def simulate(all_steps: dict[str, Step], pools: dict[str, int | None] | None = None) -> Schedule:
-    """Event-driven schedule: FIFO per pool, a step starts when ready and a slot is free."""
+def simulate(all_steps: dict[str, Step], pools: dict[str, int | None] | None = None,
+             parallel: int | None = None) -> Schedule:
+    """Event-driven schedule: a step starts when ready, its provider has a free slot and the
+    engine has one (``parallel``: ``pulumi up --parallel``, None = unbounded); the longest-ready
+    step first. A wait for the engine's slots is reported as the pool ``--parallel``."""
     limits = dict(POOLS if pools is None else pools)
     remaining = {u: set(s.waits_on) & set(all_steps) for u, s in all_steps.items()}
     dependents: dict[str, list[str]] = {u: [] for u in all_steps}
@@ -165,15 +170,26 @@ def simulate(all_steps: dict[str, Step], pools: dict[str, int | None] | None = N
     finish: dict[str, float] = {}
     blocker: dict[str, str | None] = {}
     waited: dict[str, float] = {p: 0.0 for p in limits}
+    held: set[str] = set()  # ready, a provider slot free, but the engine's slots all taken
+    running = 0
 
-    def try_start(pool: str, now: float) -> None:
-        cap = limits.get(pool)
-        q = queues[pool]
-        while q and (cap is None or busy[pool] < cap):
-            _, urn = heapq.heappop(q)
+    def start_ready(now: float) -> None:
+        nonlocal running
+        while True:
+            open_pools = [p for p, q in queues.items() if q and (limits.get(p) is None or busy[p] < (limits[p] or 0))]
+            if not open_pools:
+                return
+            if parallel is not None and running >= parallel:
+                for p in open_pools:
+                    held.update(urn for _, urn in queues[p])
+                return
+            pool = min(open_pools, key=lambda p: queues[p][0])
+            _, urn = heapq.heappop(queues[pool])
             busy[pool] += 1
+            running += 1
             start[urn] = now
-            waited[pool] = max(waited[pool], now - ready_at[urn])
+            key = "--parallel" if urn in held else pool
+            waited[key] = max(waited.get(key, 0.0), now - ready_at[urn])
             heapq.heappush(events, (now + all_steps[urn].seconds, urn))
 
     def make_ready(urn: str, now: float) -> None:
@@ -189,21 +205,20 @@ def simulate(all_steps: dict[str, Step], pools: dict[str, int | None] | None = N
         if not deps:
             blocker[urn] = None
             make_ready(urn, 0.0)
-    for pool in list(queues):
-        try_start(pool, 0.0)
+    start_ready(0.0)
     now = 0.0
     while events:
         now, urn = heapq.heappop(events)
         finish[urn] = now
         pool = all_steps[urn].pool
         busy[pool] -= 1
+        running -= 1
         for d in dependents[urn]:
             remaining[d].discard(urn)
             if not remaining[d]:
                 blocker[d] = urn
                 make_ready(d, now)
-        for p in list(queues):
-            try_start(p, now)
+        start_ready(now)
     if len(finish) != len(all_steps):
         raise ValueError("the graph has a cycle or an unreachable step")
     last = max(finish, key=lambda u: finish[u]) if finish else None

@@ -24,7 +24,8 @@ stacks = json.load(open(state)) if os.path.exists(state) else []
 args = sys.argv[1:]
 with open({log!r}, "a") as fh:
     fh.write(json.dumps({{"args": args, "backend": os.environ.get("PULUMI_BACKEND_URL"),
-                         "passphrase": bool(os.environ.get("PULUMI_CONFIG_PASSPHRASE"))}}) + "\\n")
+                         "passphrase": bool(os.environ.get("PULUMI_CONFIG_PASSPHRASE")),
+                         "parallel": os.environ.get("PULUMI_PARALLEL")}}) + "\\n")
 if args[:2] == ["stack", "select"]:
     name = args[-1]
     if name not in stacks:
@@ -218,3 +219,14 @@ def test_make_diagnose_walks_a_stack_that_was_never_brought_up_without_pulumi(tm
     assert p.calls() == [] and p.stacks() == []  # no pulumi call, no stack made
     res = p.make("diagnose", "STACK=typo")
     assert res.returncode != 0 and "no Pulumi.typo.yaml" in res.stdout
+
+
+def test_the_engine_may_run_a_meshs_waits_side_by_side_and_the_user_can_say_otherwise(tmp_path):
+    """The engine's default --parallel is 4 × CPUs: on a 2-CPU host a mesh of more than two
+    clusters queued its gates behind one another (docs/performance.md)."""
+    p = Project(tmp_path, stacks=["dev"])
+    assert p.make("up").returncode == 0
+    ups = [c for c in p.calls() if c["args"][:1] == ["up"]]
+    assert ups and int(ups[-1]["parallel"]) >= 32
+    assert p.make("up", "PULUMI_PARALLEL=6").returncode == 0
+    assert [c for c in p.calls() if c["args"][:1] == ["up"]][-1]["parallel"] == "6"

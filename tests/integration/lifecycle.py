@@ -888,7 +888,7 @@ def run_step(sc: Scenario, step: Step, logdir: Path) -> dict[str, Any]:
         scale = sc.extra_env.get(durations.SCALE_ENV)  # a timed world: the model at the same scale
         proc = subprocess.run([sys.executable, "-m", "bench.engine_order", str(event_log), "--raw",
                                str(sc.workdir / f"Pulumi.{sc.stack}.yaml"), "--json", str(out_json),
-                               *(["--scale", scale] if scale else [])],
+                               *(["--scale", scale] if scale else []), "--parallel", str(engine_parallel(sc.env))],
                               cwd=REPO, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
         (logdir / f"{sc.name}-{slug}.order.txt").write_text(proc.stdout + proc.stderr)
         order = order_summary(out_json, proc)
@@ -898,6 +898,15 @@ def run_step(sc: Scenario, step: Step, logdir: Path) -> dict[str, Any]:
             "expected": (step.expect.__doc__ or "").strip() if step.expect else "",
             "summary": plan.summary, "changes": plan.by_op(), "seconds": round(seconds, 1),
             "ok": not problems, "problems": problems, "notes": notes, "engine_order": order}
+
+
+def engine_parallel(env: dict[str, str]) -> int:
+    """The --parallel a `pulumi up` in ``env`` runs with: PULUMI_PARALLEL, else the engine's
+    default, 4 × GOMAXPROCS (the CPUs this process may use)."""
+    with contextlib.suppress(ValueError):
+        if int(env.get("PULUMI_PARALLEL") or 0) > 0:
+            return int(env["PULUMI_PARALLEL"])
+    return 4 * len(os.sched_getaffinity(0))
 
 
 def failure_lines(output: str, errors: int = 20, tail: int = 8) -> str:
@@ -997,9 +1006,12 @@ def scenarios(selected: list[str], stack_file: Path | None) -> list[Scenario]:
         sc.steps = fault_steps()
         out.append(sc)
     if "timing" in want:  # not in the default set: N clusters, one N at a time (tests/integration/timing.py)
-        for n in timing.sizes():
-            sc = Scenario(f"timing:{n}", f"timing{n}", timing.stack_doc(n, str(CHARTS)),
-                          extra_env={durations.SCALE_ENV: str(timing.SCALE)})
+        for n, parallel in timing.runs():
+            label = f"timing:{n}" + ("" if parallel == timing.MAKE_PARALLEL else f"/parallel={parallel or 'default'}")
+            env = {durations.SCALE_ENV: str(timing.SCALE)}
+            if parallel:
+                env["PULUMI_PARALLEL"] = str(parallel)
+            sc = Scenario(label, f"timing{n}", timing.stack_doc(n, str(CHARTS)), extra_env=env)
             sc.steps = [Step("up", "up", expect_only("create")), Step("destroy", "destroy", expect_destroyed)]
             out.append(sc)
     for ex in EXAMPLES:

@@ -32,6 +32,16 @@ def sizes() -> list[int]:
     return sorted({int(x) for x in raw if x.isdigit() and 1 <= int(x) <= 16})
 
 
+MAKE_PARALLEL = 64  # what `make up` runs with (the Makefile's PULUMI_PARALLEL)
+
+
+def runs() -> list[tuple[int, int | None]]:
+    """(clusters, PULUMI_PARALLEL) of each run: every size as `make up` runs it, and the
+    largest once more with the engine's own default (None: 4 × CPUs)."""
+    ns = sizes()
+    return [(n, MAKE_PARALLEL) for n in ns] + ([(ns[-1], None)] if ns else [])
+
+
 def stack_doc(n: int, charts: str) -> dict[str, Any]:
     """N clusters shaped as the ``ci`` stack's (control plane only, demo and policies on)."""
     clusters: list[dict[str, Any]] = [{"name": f"c{i}", "id": i, "workers": 0} for i in range(1, n + 1)]
@@ -49,21 +59,22 @@ def stack_doc(n: int, charts: str) -> dict[str, Any]:
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Per N: measured (the `up` step's wall time, and the engine's own first-to-last step),
     modelled at the same scale, their ratio; and measured up(max N) / up(min N)."""
-    ups = {int(r["scenario"].split(":", 1)[1]): r for r in rows
-           if r["scenario"].startswith("timing:") and r["step"] == "up"}
+    ups = [r for r in rows if r["scenario"].startswith("timing:") and r["step"] == "up"]
     if not ups:
         return None
     per_n = []
-    for n, r in sorted(ups.items()):
+    for r in ups:
+        n, _, variant = r["scenario"].split(":", 1)[1].partition("/")
         order = r.get("engine_order") or {}
         modelled = order.get("modelled_total_s")
         per_n.append({
-            "clusters": n, "ok": r["ok"], "measured_s": r["seconds"], "engine_s": order.get("engine_total_s"),
+            "clusters": int(n), "parallel": variant.removeprefix("parallel=") or str(MAKE_PARALLEL),
+            "ok": r["ok"], "measured_s": r["seconds"], "engine_s": order.get("engine_total_s"),
             "modelled_s": None if modelled is None else round(modelled, 1),
             "ratio": None if not modelled else round(r["seconds"] / modelled, 2),
             "edges_missing": order.get("edges_missing"), "edges_not_real": order.get("edges_not_real"),
         })
-    done = [p for p in per_n if p["ok"]]
+    done = sorted((p for p in per_n if p["ok"] and p["parallel"] == str(MAKE_PARALLEL)), key=lambda p: p["clusters"])
     growth = None
     if len(done) >= 2:
         growth = round(done[-1]["measured_s"] / done[0]["measured_s"], 2)
@@ -79,9 +90,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def table(summary: dict[str, Any]) -> str:
     out = [f"timing (world at the model's figures × {summary['scale']}):",
-           f"  {'N':>3} {'measured s':>11} {'engine s':>9} {'modelled s':>11} {'ratio':>6}  edges missing/not real"]
+           f"  {'N':>3} {'--parallel':>10} {'measured s':>11} {'engine s':>9} {'modelled s':>11} {'ratio':>6}  "
+           "edges missing/not real"]
     for p in summary["rows"]:
-        out.append(f"  {p['clusters']:>3} {p['measured_s']:>11.1f} {_f(p['engine_s']):>9} {_f(p['modelled_s']):>11} "
+        out.append(f"  {p['clusters']:>3} {p['parallel']:>10} {p['measured_s']:>11.1f} {_f(p['engine_s']):>9} {_f(p['modelled_s']):>11} "
                    f"{_f(p['ratio']):>6}  {p['edges_missing']}/{p['edges_not_real']}" + ("" if p["ok"] else "  FAILED"))
     g = summary.get("growth")
     if g:
