@@ -10,7 +10,9 @@ would (cwd = the project, the world's PATH: its kind, docker and kubectl):
 2. with one fault put in at a time, the way a user's reality produces it (through the API, the
    file system or a world knob), then taken out again: exit 1, the faulty cluster's first
    broken layer is the expected one, its evidence and fix name the right thing, and the other
-   cluster has no FAIL row (FAULTS below);
+   cluster has no FAIL row and is walked to the bottom (``faults()`` below). The faults
+   alternate between the clusters, so each undo is checked by the next step (the node fault,
+   last, is left in);
 3. every archive written holds no secret: neither the mesh CA key (the ``cilium-ca`` Secret's
    ``ca.key``, as PEM and as base64) nor the kubeconfig's client key (raw and decoded).
 
@@ -203,7 +205,19 @@ class Fault:
 
 def fault_step(fault: Fault) -> Callable[[Scenario, Path], list[str]]:
     def step(sc: Scenario, logdir: Path) -> list[str]:
-        undo = fault.inject(sc)
+        try:
+            undo = fault.inject(sc)
+        except Exception as exc:  # noqa: BLE001 - the step's failure, not the tier's
+            return [f"the fault could not be put in: {type(exc).__name__}: {exc}"]
+        try:
+            return check(sc, logdir)
+        except Exception as exc:  # noqa: BLE001 - e.g. diagnose past its time: the step's failure
+            return [f"{type(exc).__name__}: {exc}"]
+        finally:
+            if undo is not None:
+                undo(sc)  # a failed undo fails the run: the steps after it would mean nothing
+
+    def check(sc: Scenario, logdir: Path) -> list[str]:
         run = run_diagnose(sc, logdir, "diagnose-" + fault.name.replace(" ", "-"))
         problems = [] if run.rc == 1 else [f"diagnose exited {run.rc}, not 1"]
         targets = sc.cluster_names() if fault.cluster == "*" else [fault.cluster]
@@ -224,8 +238,6 @@ def fault_step(fault: Fault) -> Callable[[Scenario, Path], list[str]]:
             problems += healthy_problems(run, sc.cluster_names(), skip=fault.cluster)
         if problems:
             problems.append(f"diagnose's output:\n{run.out[-3000:]}")
-        if undo is not None:
-            undo(sc)
         return problems
     step.__doc__ = (f"{fault.name}: diagnose exits 1, {fault.cluster} first broken at {fault.layer!r}, "
                     f"the fix names {', '.join(fault.fix)}")
@@ -359,15 +371,16 @@ def faults() -> list[Fault]:
     return [
         Fault("kubeconfig file deleted", "*", "kubernetes API", ("does not exist",),
               (f"make kubeconfig {s}",), kubeconfig_deleted),
-        Fault("cilium operator unavailable", "alpha", "cilium", ("cilium-operator",),
-              ("cilium-operator",), operator_scaled_to_zero("alpha")),
+        Fault("cilium operator unavailable", "alpha", "cilium", ("cilium-operator is scaled to 0",),
+              ("scale deployment cilium-operator",), operator_scaled_to_zero("alpha")),
         Fault("metallb webhook down", "beta", "metallb", ("metallb-webhook-service", "no ready endpoint"),
               ("metallb-controller",), webhook_down("beta")),
-        Fault("loadbalancer ip never assigned", "alpha", "metallb", ("clustermesh-apiserver",),
+        Fault("loadbalancer ip never assigned", "alpha", "metallb",
+              ("Service kube-system/clustermesh-apiserver", "no LoadBalancer IP"),
               ("describe service clustermesh-apiserver", "metallb-controller"), lb_ip_never_assigned("alpha")),
         Fault("peer missing from mesh config", "beta", "clustermesh", ("cilium-clustermesh", "missing alpha"),
               (f"make up {s}",), peer_missing("beta", "alpha")),
-        Fault("node not ready", "alpha", "nodes", ("not Ready", "container runtime is down"),
+        Fault("node not ready", "alpha", "nodes", ("control-plane is not Ready", "container runtime is down"),
               ("journalctl -u kubelet", "describe node"), node_not_ready("alpha")),
     ]
 
@@ -407,7 +420,7 @@ def step_no_secrets(sc: Scenario, logdir: Path) -> list[str]:
     secrets = secrets_of(sc)
     if not any("client-key-data" in k for k in secrets):
         problems.append("the kubeconfig has no client key to look for")
-    searched = 0
+    searched, names, helm = 0, set(), False
     for path in archives:
         if not path.is_file():
             problems.append(f"archive missing: {path}")
@@ -421,8 +434,13 @@ def step_no_secrets(sc: Scenario, logdir: Path) -> list[str]:
                     continue
                 text = io.TextIOWrapper(fh, encoding="utf-8", errors="replace").read()
                 searched += 1
+                names.add(member.name.split("/", 1)[-1])
+                helm = helm or "sh.helm.release.v1.cilium" in text
                 problems += [f"{path.name}:{member.name} holds the {what}" for what, value in secrets.items()
                              if value in text]
+    if archives and not (names >= {"kubeconfig.redacted.yaml", "report.txt"} and helm):
+        problems.append(f"the archives lack what the search is about (the kubeconfig, the Helm release "
+                        f"secrets): {sorted(names)[:20]}")
     (logdir / f"{sc.name}-secrets.out").write_text(
         f"{len(archives)} archives, {searched} files searched for {len(secrets)} secret strings\n"
         + "\n".join(f"{p.name}" for p in archives) + "\n" + "\n".join(problems))
