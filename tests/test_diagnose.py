@@ -124,6 +124,10 @@ class FakeCluster:
                 return ready_ds(name)
             down = (name == "cilium-operator" and "operator-down" in f) or (
                 name == "metallb-controller" and "metallb-down" in f)
+            if name == "cilium-operator" and "operator-scaled-to-0" in f:  # `kubectl scale --replicas=0`
+                obj = deploy(name, 0)
+                obj["spec"]["replicas"], obj["status"]["updatedReplicas"], obj["status"]["conditions"] = 0, 0, []
+                return obj
             return deploy(name, 0 if down else 1)
         if path.endswith("/pods") and "labelSelector" in query:
             sel = query["labelSelector"]
@@ -403,6 +407,45 @@ def test_cilium_operator_unavailable_is_named_at_the_cilium_layer_with_its_pod_e
     assert "kubectl --context eu -n kube-system logs cilium-operator-5f6d -c cilium-operator --previous" in row.fix
     assert layers_ok(report, "us") == ALL_LAYERS
     assert_no_secret(archive_text(report), s)
+
+
+def test_cilium_operator_scaled_to_0_is_named_at_the_cilium_layer_though_its_rollout_is_done(tmp_path, monkeypatch):
+    # 0/0 replicas available is a finished rollout to the gates; for diagnose nothing runs
+    with Stack(tmp_path, monkeypatch, faults={"eu": {"operator-scaled-to-0"}}) as s:
+        report, _ = s.run()
+    row = failure(report, "eu")
+    assert report.exit_code == 1 and row.layer == "cilium"
+    assert "Deployment kube-system/cilium-operator is scaled to 0 replicas" in row.evidence
+    assert "kubectl --context eu -n kube-system scale deployment cilium-operator --replicas=1" in row.fix
+    assert layers_ok(report, "us") == ALL_LAYERS
+
+
+EXEC_UNREACHABLE = ('error: Internal error occurred: error sending request: Post "https://km-dev-us-worker:10250/exec/'
+                    'kube-system/cilium-us-b/cilium-agent?command=cilium-dbg": proxy error from 127.0.0.1:8132 while '
+                    'dialing km-dev-us-worker:10250, code 502: 502 Bad Gateway')
+
+
+def test_an_exec_that_never_reaches_the_agent_is_a_warning_not_a_broken_cilium(tmp_path, monkeypatch):
+    # the API server cannot open the exec stream to the kubelet: the agent's state is unknown
+    with Stack(tmp_path, monkeypatch, agents={"cilium-us-a": [1, EXEC_UNREACHABLE]}) as s:
+        report, _ = s.run()
+    text = diagnose.render(report.rows, "dev")
+    assert report.exit_code == 0, text
+    assert layers_ok(report, "us") == ALL_LAYERS and layers_ok(report, "eu") == ALL_LAYERS
+    warn = [r for r in rows_of(report, "us") if r.state == "warn"]
+    assert len(warn) == 1 and warn[0].layer == "cilium", text
+    assert warn[0].evidence.startswith("cilium-dbg status not read: kubectl exec did not reach agent cilium-us-a")
+    assert "kubelet (port 10250)" in warn[0].fix
+    calls = [json.loads(x) for x in (s.fake.dir / "kubectl-calls.jsonl").read_text().splitlines()]
+    assert sum("cilium-us-a" in c or "cilium-us-b" in c for c in calls) == 1  # no exec after the first failed
+
+
+def test_a_cilium_dbg_that_ran_and_failed_stays_a_broken_cilium(tmp_path, monkeypatch):
+    agents = {"cilium-us-b": [1, "error: kvstore unreachable\ncommand terminated with exit code 1"]}
+    with Stack(tmp_path, monkeypatch, agents=agents) as s:
+        report, _ = s.run()
+    row = failure(report, "us")
+    assert report.exit_code == 1 and row.layer == "cilium" and "agent cilium-us-b" in row.evidence
 
 
 @pytest.mark.parametrize("fault,expect", [

@@ -342,3 +342,36 @@ def test_a_timed_world_makes_pods_ready_after_the_models_delays_and_still_delete
             time.sleep(0.1)
     finally:
         simcluster.stop("t1")
+
+
+def test_the_pause_lb_assignment_knob_stops_the_worlds_metallb_assigning_until_removed(tmp_path: Path) -> None:
+    from tests.integration import world
+
+    w = object.__new__(world.World)  # no cluster: what the loop would ask the API server is recorded
+    w.dir, w.metallb_ready = tmp_path, True
+    asked: list[str] = []
+
+    def api() -> object:
+        asked.append("api")
+        raise ConnectionRefusedError("no API server in this test")
+    w.api = api  # type: ignore[method-assign]
+    (tmp_path / world.PAUSE_LB).write_text("a scenario's fault\n")
+    w.assign_load_balancers()
+    assert asked == []  # paused: not even the Services are read
+    (tmp_path / world.PAUSE_LB).unlink()
+    with pytest.raises(ConnectionRefusedError):
+        w.assign_load_balancers()
+    assert asked == ["api"]
+
+
+def test_diagnose_table_is_parsed_by_its_header_columns_with_fix_lines_attached() -> None:
+    from kindmesh.cli import diagnose
+    from tests.integration import diagnose_tier
+
+    rows = [diagnose.Row("all", "host", "ok", "make doctor: 16/16 checks ok"),
+            diagnose.Row("alpha", "kubernetes API", "FAIL", "/x/kubeconfig does not exist", "make kubeconfig STACK=d"),
+            diagnose.Row("alpha", "nodes, cilium", "skip", "not checked: a layer above is broken"),
+            diagnose.Row("beta", "cilium", "warn", "cilium-dbg status not read: x", "look  at  it")]
+    parsed = diagnose_tier.parse_table("kindmesh diagnose (stack d)\n" + diagnose.render(rows, "d") + "\neverything read")
+    assert [(r.cluster, r.layer, r.state, r.evidence, r.fix) for r in parsed] == [
+        (r.cluster, r.layer, r.state, r.evidence, r.fix if r.state != "ok" else "") for r in rows]

@@ -344,7 +344,8 @@ class ClusterWalk:
         self.done = threading.Event()
         self.api: KubeClient | None = None
         self.context = cluster.name
-        self.kubectl_note = ""
+        self.kubectl_note = ""  # why kubectl exec cannot be used here (then no more exec calls)
+        self.kubectl_fix = doctor.INSTALL["kubectl"]
 
     # -- helpers --------------------------------------------------------------------
     @property
@@ -406,6 +407,19 @@ class ClusterWalk:
                               f"$ kubectl {' '.join(args)}\nexit {ran.rc}\n--- stdout\n{ran.out}\n--- stderr\n{ran.err}")
         return ran
 
+    def exec_unreachable(self, ran: Ran, pod: str) -> bool:
+        """Whether ``kubectl exec`` never reached the agent (the API server cannot open the exec
+        stream to the node's kubelet): the agent's own state is unknown, not broken. Noted once
+        (a warn row, no further exec calls)."""
+        if ran.rc == 0 or ran.rc == 124 or "command terminated with exit code" in ran.err \
+                or not _EXEC_UNREACHABLE.search(ran.err):
+            return False
+        self.kubectl_note = f"kubectl exec did not reach agent {pod}: {said(ran)}"
+        self.kubectl_fix = (f"the API server must reach the node's kubelet (port 10250) to exec: "
+                            f"{self.kubectl} -n {CILIUM_NS} exec {pod} -c cilium-agent -- cilium-dbg status; "
+                            f"{self.kubectl} get --raw /readyz?verbose")
+        return True
+
     # -- evidence about workloads ----------------------------------------------------
     def pods_for(self, ns: str, selector: dict[str, Any]) -> list[dict[str, Any]]:
         labels = ",".join(f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items()))
@@ -463,6 +477,13 @@ class ClusterWalk:
         ok, reason = workload_ready(obj)
         if not ok:
             raise self.workload_broken(kind, ns, name, obj, why)
+        replicas = (obj.get("spec") or {}).get("replicas", 1)
+        if kind == "Deployment" and replicas == 0:
+            # "0/0 available" is a finished rollout to the gates, but nothing runs: every
+            # Deployment kindmesh installs wants at least one replica
+            raise Broken(f"{kind} {ns}/{name} is scaled to 0 replicas: nothing runs",
+                         f"{self.kubectl} -n {ns} scale deployment {name} --replicas=1 (what the stack installs); "
+                         f"{self.kubectl} -n {ns} describe deployment {name}")
         return f"{name} {reason}"
 
     # -- layers ----------------------------------------------------------------------
@@ -515,9 +536,9 @@ class ClusterWalk:
                                      f"{self.kubectl} get --raw /readyz; then make diagnose STACK={self.stack} again"))
                 return
             self.rows.append(Row(self.name, layer, OK, summary))
-            if layer == "cilium" and self.kubectl_note:
+            if self.kubectl_note and not any(r.state == WARN and r.cluster == self.name for r in self.rows):
                 self.rows.append(Row(self.name, layer, WARN, f"cilium-dbg status not read: {self.kubectl_note}",
-                                     doctor.INSTALL["kubectl"]))
+                                     self.kubectl_fix))
 
     def layer_kind_nodes(self) -> str:
         kind_name = self.c.kind_name
@@ -676,6 +697,8 @@ class ClusterWalk:
                                    "cilium-dbg", "status", "--brief"], f"cilium-dbg-status-{pod}")
             if ran is None:
                 return ""
+            if self.exec_unreachable(ran, pod):
+                return ""
             if ran.rc != 0 or not ran.out.strip().upper().startswith("OK"):
                 tail = self.log_tail(CILIUM_NS, pod, "cilium-agent", previous=False)
                 raise Broken(f"agent {pod}: cilium-dbg status --brief: {said(ran)}" + (f"; log: {tail}" if tail else ""),
@@ -821,7 +844,7 @@ class ClusterWalk:
         pod = running[0]
         ran = self.kubectl_run(["-n", CILIUM_NS, "exec", pod, "-c", "cilium-agent", "--",
                                 "cilium-dbg", "status", "-o", "json"], f"cilium-dbg-status-json-{pod}")
-        if ran is None:
+        if ran is None or self.exec_unreachable(ran, pod):
             return ""
         look = (f"cilium --context {self.context} clustermesh status; {self.kubectl} -n {CILIUM_NS} logs "
                 "deploy/clustermesh-apiserver -c kvstoremesh --tail 50")
@@ -861,6 +884,12 @@ class ClusterWalk:
                     raise Broken(f"Service {ns}/{name} does not exist", f"make up STACK={self.stack} deploys it")
                 found.append(f"Service {name}")
         return "; ".join(found) + f"; then make verify STACK={self.stack} checks the mesh end to end"
+
+
+# what the API server answers when it cannot open an exec stream to the kubelet (the remote
+# command never ran; "command terminated with exit code N" is the command's own failure)
+_EXEC_UNREACHABLE = re.compile(r"error dialing backend|error sending request|unable to upgrade connection|"
+                               r"upgrade request required|proxy error|does not have a host assigned", re.I)
 
 
 def _safe(path: str) -> str:

@@ -960,7 +960,7 @@ SHIPPED = ("ci", "dev", "trio", "hub", "remote")
 EXAMPLES = ("two-cluster-mesh", "single-cluster")
 # The clusters each example's code makes; single-cluster writes no kubeconfig file (it exports one).
 EXAMPLE_CLUSTERS = {"two-cluster-mesh": ("east", "west"), "single-cluster": ("solo",)}
-ALL_SCENARIOS = (*SHIPPED, "mixed", *(f"example:{e}" for e in EXAMPLES), "defects", "faults", "timing")
+ALL_SCENARIOS = (*SHIPPED, "mixed", *(f"example:{e}" for e in EXAMPLES), "defects", "faults", "diagnose", "timing")
 MIXED_ENGINE = {"config": {  # a kind cluster and an existing one (the world simulates it), meshed
     "pulumi:disable-default-providers": ["kubernetes", "docker"],
     "kindmesh:clusters": [
@@ -1005,6 +1005,11 @@ def scenarios(selected: list[str], stack_file: Path | None) -> list[Scenario]:
         sc = Scenario("faults", "faults", doc)
         sc.steps = fault_steps()
         out.append(sc)
+    if "diagnose" in want:  # make diagnose proven in the world (tests/integration/diagnose_tier.py)
+        from tests.integration import diagnose_tier
+        sc = Scenario("diagnose", diagnose_tier.STACK, diagnose_tier.config(with_charts(shipped("ci"))))
+        sc.steps = diagnose_tier.steps(Step, expect_only("create"), expect_destroyed)
+        out.append(sc)
     if "timing" in want:  # not in the default set: N clusters, one N at a time (tests/integration/timing.py)
         for n, parallel in timing.runs():
             label = f"timing:{n}" + ("" if parallel == timing.MAKE_PARALLEL else f"/parallel={parallel or 'default'}")
@@ -1024,7 +1029,7 @@ def scenarios(selected: list[str], stack_file: Path | None) -> list[Scenario]:
 
 
 # Relative length of each scenario (clusters × steps), for the order they start in.
-LENGTH = {"trio": 9, "hub": 9, "dev": 7, "ci": 7, "mixed": 6, "remote": 4, "defects": 3, "faults": 3}
+LENGTH = {"trio": 9, "hub": 9, "dev": 7, "ci": 7, "mixed": 6, "remote": 4, "defects": 3, "faults": 3, "diagnose": 4}
 
 
 def materialize_existing(world: World, sc: Scenario) -> dict[str, Path]:

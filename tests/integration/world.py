@@ -23,6 +23,12 @@ plays them, per cluster, and nothing else does (never the program under test):
    free IP of an auto-assign pool (``metallb.io/address-pool`` picks the pool); only while
    MetalLB's controller is available.
 
+Knobs (files a scenario puts in the cluster's directory to make a fault as reality would):
+
+- ``pause-lb-assignment``: while it exists, no LoadBalancer IP is assigned (MetalLB's
+  controller up but assigning nothing: a Service whose status is cleared stays without an IP);
+  removed, assignment resumes on the next loop.
+
 Run as ``python -m tests.integration.world --cluster NAME`` (fake kind starts it).
 """
 
@@ -52,6 +58,7 @@ from kubernetes.client.rest import ApiException
 from tests.integration import simcluster
 
 log = logging.getLogger("world")
+PAUSE_LB = "pause-lb-assignment"  # a knob (module docstring)
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "upstream"
 CILIUM_CRDS = (  # (plural, kind, scope); the operator registers these
     ("ciliumnetworkpolicies", "CiliumNetworkPolicy", "Namespaced"),
@@ -219,7 +226,7 @@ class World:
 
     # ------------------------------------------------------------------ 3. LoadBalancer IPs
     def assign_load_balancers(self) -> None:
-        if not self.metallb_ready:
+        if not self.metallb_ready or (self.dir / PAUSE_LB).exists():
             return
         core = client.CoreV1Api(self.api())
         pools = self.pools()
