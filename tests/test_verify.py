@@ -63,11 +63,28 @@ def test_judges():
     assert verify.judge_spread(Counter(eu=10), 0, ["eu", "ap"], all_required=False)[0]
 
 
+# `hubble observe -o jsonpb`: one GetFlowsResponse per line (observer.proto: flow, node_name, time).
+def flows_of(cluster):
+    return [
+        {"flow": {"time": "2026-12-07T00:10:00.1Z", "verdict": "FORWARDED", "node_name": f"{cluster}/{node}",
+                  "source": {"namespace": "kindmesh-demo", "pod_name": "client-5d8f"},
+                  "destination": {"namespace": "kube-system", "pod_name": "coredns-7db6"},
+                  "Type": "L3_L4", "traffic_direction": "EGRESS", "Summary": "UDP"},
+         "node_name": f"{cluster}/{node}", "time": "2026-12-07T00:10:00.1Z"}
+        for node in (f"{cluster}-control-plane", f"{cluster}-worker")
+    ]
+
+
+RELAY_REFUSED = ("failed to connect to '10.96.12.34:443': context deadline exceeded: connection error: "
+                 "desc = \"transport: Error while dialing: dial tcp 10.96.12.34:443: connect: connection refused\"")
+
+
 class FakeMesh:
     """Answers kubectl calls the way a live kindmesh stack would (or a broken one)."""
 
-    def __init__(self, spec, *, not_ready=(), leaky_policy=False, sticky_remote=False):
+    def __init__(self, spec, *, not_ready=(), leaky_policy=False, sticky_remote=False, relay_refuses=0):
         self.spec = spec
+        self.relay_refuses = relay_refuses  # hubble observe fails this many times first (relay starting)
         self.by_name = {c["name"]: c for c in spec["clusters"]}
         self.replicas = {c["name"]: 1 for c in spec["clusters"]}
         self.not_ready = set(not_ready)
@@ -92,6 +109,13 @@ class FakeMesh:
         c = self.by_name[cluster]
         if args[:4] == ["-n", "kube-system", "get", "pods"]:
             return verify.Result(0, f"cilium-{cluster}-a cilium-{cluster}-b")
+        if args[:5] == ["-n", "kube-system", "get", "service", "hubble-relay"]:
+            return verify.Result(0, "10.96.12.34")
+        if "hubble" in args and "observe" in args:
+            if self.relay_refuses:
+                self.relay_refuses -= 1
+                return verify.Result(1, "", RELAY_REFUSED)
+            return verify.Result(0, "\n".join(json.dumps(f) for f in flows_of(cluster)) + "\n")
         if "cilium-dbg" in args:
             status = {"cluster-mesh": {"clusters": [
                 {"name": p, "ready": (cluster, p) not in self.not_ready, "status": "ready"} for p in c["peers"]]}}
@@ -317,3 +341,54 @@ def test_verify_without_kubectl_says_what_to_install(tmp_path):
                       extra_env={"OUTS": json.dumps(outputs)})
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert "kubectl not found: install kubectl" in res.stderr
+
+
+def test_parse_flows_counts_flows_and_nodes_and_skips_the_rest():
+    lines = [json.dumps(f) for f in flows_of("us")]
+    lines += [json.dumps({"lost_events": {"source": "HUBBLE_RING_BUFFER", "num_events_lost": 3}}), "", "garbage"]
+    assert verify.parse_flows("\n".join(lines)) == (2, {"us/us-control-plane", "us/us-worker"})
+    assert verify.parse_flows("") == (0, set())
+
+
+def test_observe_reads_through_the_relay_over_tls_checked_against_the_agents_ca():
+    relay = spec_for("dev")["clusters"][0]["relay"]
+    assert relay == {"port": 443, "tls": True, "mtls": False, "serverName": "verify.hubble-relay.cilium.io"}
+    argv = verify.observe_argv(relay, "10.96.12.34", 20)
+    assert argv[:4] == ["hubble", "observe", "--server", "10.96.12.34:443"]
+    assert argv[argv.index("--tls-ca-cert-files") + 1] == "/var/lib/cilium/tls/hubble/client-ca.crt"
+    assert argv[argv.index("--tls-server-name") + 1] == "verify.hubble-relay.cilium.io"
+    assert "--tls" in argv and "--tls-allow-insecure" not in argv and "--tls-client-cert-file" not in argv
+    mtls = verify.observe_argv(dict(relay, mtls=True), "fd00::12", 5)
+    assert mtls[3] == "[fd00::12]:443"
+    assert mtls[mtls.index("--tls-client-cert-file") + 1] == "/var/lib/cilium/tls/hubble/server.crt"
+    plain = verify.observe_argv({"port": 80, "tls": False, "mtls": False, "serverName": None}, "10.0.0.9", 5)
+    assert "--tls" not in plain and plain[3] == "10.0.0.9:80"
+
+
+def test_flows_are_read_in_the_agent_through_the_relay_service():
+    spec = spec_for("dev")
+    mesh = FakeMesh(spec)
+    checks = verify.run_checks(spec, mesh, opts())
+    flows = [c for c in checks if c.name.startswith("hubble: flows")]
+    assert [(c.cluster, c.name, c.ok) for c in flows] == [("us", "hubble: flows via relay (TLS)", True),
+                                                          ("eu", "hubble: flows via relay (TLS)", True)]
+    assert "2 flows from 2 node(s) via 10.96.12.34:443" in flows[0].detail and "mesh CA" in flows[0].detail
+    execs = [args for cluster, args in mesh.calls if "observe" in args]
+    assert all(args[:7] == ["-n", "kube-system", "exec", "ds/cilium", "-c", "cilium-agent", "--"] for args in execs)
+
+
+def test_a_relay_still_starting_is_waited_for_and_one_that_never_answers_fails_with_hubbles_words():
+    spec = spec_for("dev")
+    clock = Clock()
+    check = verify.check_flows(FakeMesh(spec, relay_refuses=3), spec["clusters"][0], opts(clock))
+    assert check.ok and len(clock.sleeps) == 3
+    clock = Clock()
+    check = verify.check_flows(FakeMesh(spec, relay_refuses=10**6), spec["clusters"][0], opts(clock, flows_timeout=60))
+    assert not check.ok and "connection refused" in check.detail and "10.96.12.34:443" in check.detail
+    assert 55 <= clock.now <= 70 and max(clock.sleeps) <= 20.0
+
+
+def test_no_relay_no_flows_check():
+    spec = spec_for("dev")
+    cluster = dict(spec["clusters"][0], relay=None)
+    assert verify.check_flows(FakeMesh(spec), cluster, opts()) is None

@@ -7,6 +7,10 @@ Reads the stack's outputs (``verification`` spec and the secret ``kubeconfigs``)
 
 1. mesh: every Cilium agent reports exactly the expected remote clusters, all ready
    (``cilium-dbg status -o json`` -> ``cluster-mesh.clusters[].{name,ready}``);
+   flows (when the cluster has a Hubble Relay): the ``hubble`` CLI in a Cilium agent reads
+   recent flows through the relay's Service, over TLS checked against the CA the agent mounts
+   (the mesh CA: ``/var/lib/cilium/tls/hubble/client-ca.crt``), naming the relay's certificate
+   (``*.hubble-relay.cilium.io``); with mTLS it shows the agent's Hubble certificate;
 2. global: N requests from the demo client to ``echo-global`` reach backends in every
    meshed cluster (counts per cluster);
 3. affinity: ``echo`` with ``affinity: local`` stays local; with the local backend
@@ -71,6 +75,8 @@ class Options:
     rand: Callable[[], float] = random.random
     backoff_initial: float = 1.0
     backoff_max: float = 20.0
+    flows_timeout: float = 180.0
+    flows_last: int = 20
     log: Callable[[str], None] = field(default=lambda _msg: None)
 
     def pause(self, attempt: int, deadline: float | None = None) -> None:
@@ -106,6 +112,41 @@ def parse_replies(text: str) -> tuple[Counter[str], int]:
         else:
             failed += 1  # anything else is not our backend answering
     return counts, failed
+
+
+def parse_flows(text: str) -> tuple[int, set[str]]:
+    """``hubble observe -o jsonpb`` (one GetFlowsResponse per line) -> (flows, nodes seen)."""
+    flows, nodes = 0, set()
+    for line in text.splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        flow = item.get("flow") if isinstance(item, dict) else None
+        if isinstance(flow, dict):
+            flows += 1
+            node = flow.get("node_name") or item.get("node_name")
+            if node:
+                nodes.add(str(node))
+    return flows, nodes
+
+
+# Where the Cilium chart mounts the Hubble server's certificate and CA in the agent (the
+# ``hubble-tls`` volume: hubble-server-certs' ca.crt, tls.crt, tls.key).
+AGENT_HUBBLE_TLS = "/var/lib/cilium/tls/hubble"
+
+
+def observe_argv(relay: dict[str, Any], address: str, last: int) -> list[str]:
+    """The ``hubble observe`` command line that reads ``last`` flows through the relay at ``address``."""
+    host = f"[{address}]" if ":" in address else address
+    argv = ["hubble", "observe", "--server", f"{host}:{relay['port']}", "--last", str(last), "-o", "jsonpb"]
+    if relay.get("tls"):
+        argv += ["--tls", "--tls-ca-cert-files", f"{AGENT_HUBBLE_TLS}/client-ca.crt",
+                 "--tls-server-name", str(relay["serverName"])]
+        if relay.get("mtls"):
+            argv += ["--tls-client-cert-file", f"{AGENT_HUBBLE_TLS}/server.crt",
+                     "--tls-client-key-file", f"{AGENT_HUBBLE_TLS}/server.key"]
+    return argv
 
 
 def batch_script(url: str, n: int) -> str:
@@ -220,6 +261,40 @@ def check_mesh(run: Runner, c: dict[str, Any], opts: Options) -> Check:
         attempt += 1
 
 
+def check_flows(run: Runner, c: dict[str, Any], opts: Options) -> Check | None:
+    """Flows read through the cluster's Hubble Relay (None: the cluster has no relay)."""
+    relay = c.get("relay")
+    if not relay:
+        return None
+    name = f"hubble: flows via relay ({'mTLS' if relay.get('mtls') else 'TLS' if relay.get('tls') else 'plaintext'})"
+    deadline = opts.clock() + opts.flows_timeout
+    attempt = 0
+    while True:
+        ok, detail = _read_flows(run, c["name"], relay, opts)
+        if ok or opts.clock() >= deadline:
+            return Check(c["name"], name, ok, detail)
+        opts.log(f"{c['name']}: waiting for flows through the Hubble Relay ({detail})")
+        opts.pause(attempt, deadline)
+        attempt += 1
+
+
+def _read_flows(run: Runner, cluster: str, relay: dict[str, Any], opts: Options) -> tuple[bool, str]:
+    svc = run(cluster, ["-n", "kube-system", "get", "service", "hubble-relay", "-o", "jsonpath={.spec.clusterIP}"], 60)
+    address = svc.out.strip()
+    if svc.rc != 0 or not address or address == "None":
+        return False, f"kubectl get service hubble-relay: {_said(svc) if svc.rc else 'no cluster IP'}"
+    res = run(cluster, ["-n", "kube-system", "exec", "ds/cilium", "-c", "cilium-agent", "--",
+                        *observe_argv(relay, address, opts.flows_last)], 90)
+    flows, nodes = parse_flows(res.out)
+    where = f"{address}:{relay['port']}"
+    if res.rc != 0 and not flows:
+        return False, f"hubble observe --server {where}: {_said(res)}"
+    if not flows:
+        return False, f"hubble observe --server {where}: no flows"
+    how = f"TLS verified against the mesh CA as {relay['serverName']}" if relay.get("tls") else "plaintext"
+    return True, f"{flows} flows from {len(nodes)} node(s) via {where}, {how}"
+
+
 def _said(res: Result) -> str:
     """kubectl's own words (last line of stderr, else stdout), bounded."""
     lines = [ln for ln in (res.err or res.out or "").strip().splitlines() if ln.strip()]
@@ -293,6 +368,9 @@ def run_checks(spec: dict[str, Any], run: Runner, opts: Options | None = None) -
     checks: list[Check] = []
     for c in spec["clusters"]:
         checks.append(check_mesh(run, c, opts))
+        flows = check_flows(run, c, opts)
+        if flows is not None:
+            checks.append(flows)
     if not spec.get("demo"):
         return checks
     for c in spec["clusters"]:

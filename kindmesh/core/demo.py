@@ -15,7 +15,7 @@ Per cluster, in namespace ``kindmesh-demo``:
 
 Pure module: no ``pulumi`` import.
 
-May import: model, images.
+May import: model, images, render.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 from kindmesh.core.images import Image
 from kindmesh.core.model import ClusterPlan, StackPlan
+from kindmesh.core.render import cilium_values, relay_access
 
 NAMESPACE = "kindmesh-demo"
 ECHO_PORT = 5678
@@ -181,6 +182,8 @@ def verification_spec(plan: StackPlan) -> dict[str, Any]:
                 "affinity": c.demo.affinity or "none",
                 "expect": {s: expected_backends(plan, c, s) for s in SERVICES},
                 "failover": sorted(p for p in c.peers if plan.cluster(p).demo.shared),
+                # how `make verify` reads flows through the Hubble Relay (None: no relay)
+                "relay": relay_access(cilium_values(plan, c)),
             }
             for c in plan.clusters
         ],

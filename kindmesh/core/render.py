@@ -95,6 +95,41 @@ def overlay(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- cilium
+# Hubble's TLS, the same keys in the 1.19 and 1.20 charts. Every certificate (the agents' Hubble
+# servers, the relay's client and server, the UI's client) is made by Helm (``genSignedCert``)
+# from the CA in ``tls.ca``, i.e. the mesh's one CA when the composition passes it. The relay
+# serves TLS (``hubble.relay.tls.server.enabled``; without it the 1.20 chart's NOTES warn "TLS is
+# not enabled for the Hubble Relay server"); mTLS to the relay stays the chart's default (off).
+# A second `up` stays empty: helm.v3.Release diffs its inputs (these values), never the
+# rendered manifest, so certificates made anew on a render never show in a preview.
+def _hubble_tls() -> dict[str, Any]:
+    return {"enabled": True, "auto": {"enabled": True, "method": "helm"}}
+
+
+def _relay_tls() -> dict[str, Any]:
+    return {"server": {"enabled": True}}
+
+
+# The relay's server certificate is for ``*.hubble-relay.cilium.io`` (the chart's fixed name):
+# a client names any host under it (``--tls-server-name``).
+RELAY_TLS_SERVER_NAME = "verify.hubble-relay.cilium.io"
+
+
+def relay_access(values: Mapping[str, Any]) -> dict[str, Any] | None:
+    """How a client reaches the Hubble Relay the ``values`` install: ``None`` when there is no
+    relay, else ``{port, tls, mtls, serverName}`` (the chart's defaults where the values are
+    silent: ``hubble.tls.enabled`` true, relay server TLS and mTLS off, port 443 with TLS else 80)."""
+    hubble = values.get("hubble") or {}
+    relay = hubble.get("relay") or {}
+    if not (hubble.get("enabled") and relay.get("enabled")):
+        return None
+    server = ((relay.get("tls") or {}).get("server")) or {}
+    tls = bool((hubble.get("tls") or {}).get("enabled", True)) and bool(server.get("enabled", False))
+    port = relay.get("servicePort") or (443 if bool(server.get("enabled", False)) else 80)
+    return {"port": int(port), "tls": tls, "mtls": tls and bool(server.get("mtls", False)),
+            "serverName": RELAY_TLS_SERVER_NAME if tls else None}
+
+
 def _image(key: str, prepull: bool, version: str) -> dict[str, Any]:
     """Image values: tag references when pre-loaded (the loaded copy has no registry digest)."""
     values: dict[str, Any] = {"pullPolicy": "IfNotPresent"}
@@ -142,8 +177,8 @@ def cilium_values(
         },
         "hubble": {
             "enabled": cfg.hubble,
-            "tls": {"auto": {"enabled": True, "method": "helm"}},
-            "relay": {"enabled": cfg.hubble, "image": _image("relay", pre, ver)},
+            "tls": _hubble_tls(),
+            "relay": {"enabled": cfg.hubble, "image": _image("relay", pre, ver), "tls": _relay_tls()},
             "ui": {"enabled": cfg.hubble_ui},
         },
     }
@@ -182,7 +217,7 @@ def kind_cilium_values(
     container, port 6443), Kubernetes IPAM, VXLAN tunnel, one operator replica, the
     clustermesh-apiserver with Helm-generated TLS behind a LoadBalancer at ``mesh_ip``
     (a MetalLB pool address; see ``kindmesh.core.planner.pool_for``) or, without one, a
-    NodePort (``node_port`` when given), and Hubble with its relay. The identity, peers and
+    NodePort (``node_port`` when given), and Hubble with its relay (serving TLS). The identity, peers and
     CA come from :class:`CiliumRelease` (``mesh_values``); images are left to the chart.
     """
     if mesh_ip is not None:
@@ -209,8 +244,8 @@ def kind_cilium_values(
         },
         "hubble": {
             "enabled": hubble,
-            "tls": {"auto": {"enabled": True, "method": "helm"}},
-            "relay": {"enabled": hubble},
+            "tls": _hubble_tls(),
+            "relay": {"enabled": hubble, "tls": _relay_tls()},
             "ui": {"enabled": hubble and hubble_ui},
         },
     }
