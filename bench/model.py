@@ -69,6 +69,9 @@ RULES: tuple[Rule, ...] = (
          "start once the CNI is up) + 20 s until the controller serves the webhook"),
     Rule(COMMAND, r".*-lb-ips$", 5, "estimate: MetalLB assigns the planned IPs once the pools exist"),
     Rule("kubernetes:apps/v1:Deployment", r".*", 20, "estimate: pull-free rollout of a small pod"),
+    Rule("kubernetes:core/v1:Service", r".*", 20,
+         "the Kubernetes provider waits until a Service with a selector has ready endpoints: its pods' "
+         "rollout, as a Deployment (seen through the engine: the timing scenario)"),
     Rule(COMMAND, r"^verify$", 90, "estimate: verification with failover round-trip"),
     Rule(COMMAND, r".*kubeconfig.*", 1, "writes a file"),
     Rule("", r".*", 1, "default: one API call"),

@@ -15,7 +15,7 @@ from tests.mocks import evaluate
 QUICK = {
     "pulumi:providers:kubernetes", "pulumi:providers:docker", "pulumi:providers:command",
     "tls:index/privateKey:PrivateKey", "tls:index/selfSignedCert:SelfSignedCert",
-    "kubernetes:core/v1:Namespace", "kubernetes:core/v1:Service",
+    "kubernetes:core/v1:Namespace",
     "kubernetes:metallb.io/v1beta1:IPAddressPool", "kubernetes:metallb.io/v1beta1:L2Advertisement",
     "kubernetes:cilium.io/v2:CiliumNetworkPolicy",
 }

@@ -1016,7 +1016,8 @@ def scenarios(selected: list[str], stack_file: Path | None) -> list[Scenario]:
             env = {durations.SCALE_ENV: str(timing.SCALE)}
             if parallel:
                 env["PULUMI_PARALLEL"] = str(parallel)
-            sc = Scenario(label, f"timing{n}", timing.stack_doc(n, str(CHARTS)), extra_env=env)
+            sc = Scenario(label, f"timing{n}" + ("" if parallel == timing.MAKE_PARALLEL else "d"),
+                          timing.stack_doc(n, str(CHARTS)), extra_env=env)
             sc.steps = [Step("up", "up", expect_only("create")), Step("destroy", "destroy", expect_destroyed)]
             out.append(sc)
     for ex in EXAMPLES:
