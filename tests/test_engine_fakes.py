@@ -278,3 +278,39 @@ def test_a_reverted_fix_passes_only_when_the_engine_shows_its_replacement() -> N
     assert check(caught, None) == []  # type: ignore[arg-type]
     missed = _plan({"network": ("same", "docker:index/network:Network")})
     assert check(missed, None)  # type: ignore[arg-type]
+
+
+def test_the_fake_docker_engine_keeps_its_state_across_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like dockerd: networks, containers and their files survive a stop and a start on the same state."""
+    root = Path(os.path.realpath("/tmp")) / f"kmfr-{os.getpid()}-{time.monotonic_ns()}"
+    root.mkdir()
+    sock = root / "d.sock"
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
+
+    def start() -> subprocess.Popen[bytes]:
+        (root / "daemon.ready").unlink(missing_ok=True)
+        proc = subprocess.Popen([sys.executable, "-m", "tests.integration.fake_docker", "daemon", "--state", str(root),
+                                 "--socket", str(sock)], cwd=REPO)
+        lifecycle.wait_until(lambda: (root / "daemon.ready").exists(), 20, "the fake daemon")
+        return proc
+    proc = start()
+    try:
+        fake_docker.api_json("POST", "/networks/create", {"Name": "km", "IPAM": {"Config": [{"Subnet": "172.30.0.0/24"}]}})
+        made = fake_docker.api_json("POST", "/containers/create?name=n1", {
+            "Image": "x", "Labels": {"a": "b"}, "NetworkingConfig": {"EndpointsConfig": {"km": {}}}})
+        fake_docker.api("PUT", f"/kindmesh-fake/containers/{made['Id']}/file?path=/etc/x", raw=b"hello")
+        before = fake_docker.api_json("GET", "/networks/km")
+        proc.terminate()
+        proc.wait(10)
+        with pytest.raises(SystemExit, match="Is the docker daemon running"):
+            fake_docker.api_json("GET", "/_ping")
+        proc = start()
+        assert fake_docker.api_json("GET", "/networks/km") == before
+        assert [n["Name"] for n in fake_docker.api_json("GET", "/networks")].count("bridge") == 1
+        assert fake_docker.api_json("GET", "/containers/n1/json")["Id"] == made["Id"]
+        status, body = fake_docker.api("GET", f"/kindmesh-fake/containers/{made['Id']}/file?path=/etc/x")
+        assert (status, body) == (200, b"hello")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        subprocess.run(["rm", "-rf", str(root)], check=False)
