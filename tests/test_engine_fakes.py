@@ -314,3 +314,22 @@ def test_the_fake_docker_engine_keeps_its_state_across_a_restart(tmp_path: Path,
         proc.terminate()
         proc.wait(10)
         subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+def test_the_world_holds_ciliums_agents_not_ready_and_lets_only_its_own_hold_go() -> None:
+    from tests.integration import world
+    ready = {"status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"},
+                                       {"type": "PodScheduled", "status": "True"}]}}
+    patch = world.held_ready_patch(ready, hold=True)
+    assert patch is not None
+    conds = {c["type"]: c for c in patch["status"]["conditions"]}
+    assert set(conds) == {"Ready", "ContainersReady"}  # PodScheduled is left alone
+    assert all(c["status"] == "False" and c["reason"] == world.HELD_REASON for c in conds.values())
+    held = {"status": {"conditions": patch["status"]["conditions"]}}
+    assert world.held_ready_patch(held, hold=True) is None  # held already: no patch on every pass
+    released = world.held_ready_patch(held, hold=False)
+    assert released is not None and all(c["status"] == "True" for c in released["status"]["conditions"])
+    # a pod that is unready for its own reasons is not made ready by the release
+    unready = {"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "ContainersNotReady"}]}}
+    assert world.held_ready_patch(unready, hold=False) is None
+    assert world.held_ready_patch(ready, hold=False) is None
