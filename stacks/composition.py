@@ -62,7 +62,6 @@ from kindmesh.core.render import (
 from kindmesh.stacks.preflight import MTU_OPTION, Preflighted, planned_mtu
 
 PROJECT_ROOT = PACKAGE_HOME  # where `python -m kindmesh.…` resolves (the checkout, or site-packages)
-LB_GATE_TIMEOUT = 300  # seconds for MetalLB (or the cluster's own provider) to assign the planned IPs
 # The driver options Docker 28+ reports for every bridge network, asked or not (moby
 # daemon/network.go: IPv4 on, IPv6 off unless asked). Asking for them explicitly makes the
 # state pulumi-docker reads back equal to the configuration on any Docker version.
@@ -315,6 +314,7 @@ class _Wiring:
             chart_version=plan.cilium_version(cluster),
             repo=plan.config.charts.cilium,
             after=charts_after or None,
+            rollout_timeout=plan.config.timeouts.rollout,
         ), opts=self.opts())
         metallb = None
         if with_metallb:
@@ -328,13 +328,14 @@ class _Wiring:
                 repo=plan.config.charts.metallb,
                 after=charts_after or None,
                 cni=cilium.ready,  # only the webhook gate waits for Cilium's rollout
+                gate_timeout=plan.config.timeouts.webhook,
             ), opts=self.opts())
         parts = ClusterParts(kind=access, provider=provider, cilium=cilium, metallb=metallb)
         services = planned_lb_services(cilium.values)
         if services:  # `up` fails unless the mesh (and Hubble UI) got the IPs the peers were given
             parts.lb_ips = target.gate(
                 f"{name}-lb-ips", self.parent, gate="loadbalancer",
-                spec={"cluster": cluster.name, "services": services, "timeout": LB_GATE_TIMEOUT},
+                spec={"cluster": cluster.name, "services": services, "timeout": plan.config.timeouts.load_balancer},
                 rerun_on=[cilium.revision], after=[cilium.ready] + ([metallb] if metallb is not None else []),
             )
         if plan.config.demo.enabled:

@@ -102,3 +102,14 @@ def test_all_problems_are_reported_in_one_error():
     assert {"kindmesh:clusters[0].name", "kindmesh:clusters[0].id", "kindmesh:clusters[1].workers",
             "kindmesh:clusters[1].podSubnet", "kindmesh:mesh.hub", "kindmesh:typo"} <= keys
     assert text.count("\n  - ") == len(err.problems)
+
+
+def test_gate_timeouts_are_bounded_and_reach_the_gates():
+    _, text = problems({"clusters": [{"name": "us", "id": 1}], "network": BASE_NET,
+                        "timeouts": {"rollout": 5, "webhook": "soon", "lb": 60}})
+    assert "kindmesh:timeouts.rollout" in text and "10..86400" in text
+    assert "kindmesh:timeouts.webhook" in text and "whole number" in text
+    assert "kindmesh:timeouts" in text and "lb" in text
+    plan = load_plan({"clusters": [{"name": "us", "id": 1}], "network": BASE_NET,
+                      "timeouts": {"rollout": 30, "loadBalancer": "45"}}, stack="dev")
+    assert (plan.config.timeouts.rollout, plan.config.timeouts.webhook, plan.config.timeouts.load_balancer) == (30, 600, 45)

@@ -375,3 +375,58 @@ def test_diagnose_table_is_parsed_by_its_header_columns_with_fix_lines_attached(
     parsed = diagnose_tier.parse_table("kindmesh diagnose (stack d)\n" + diagnose.render(rows, "d") + "\neverything read")
     assert [(r.cluster, r.layer, r.state, r.evidence, r.fix) for r in parsed] == [
         (r.cluster, r.layer, r.state, r.evidence, r.fix if r.state != "ok" else "") for r in rows]
+
+
+def test_the_fake_docker_engine_keeps_its_state_across_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like dockerd: networks, containers and their files survive a stop and a start on the same state."""
+    root = Path(os.path.realpath("/tmp")) / f"kmfr-{os.getpid()}-{time.monotonic_ns()}"
+    root.mkdir()
+    sock = root / "d.sock"
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
+
+    def start() -> subprocess.Popen[bytes]:
+        (root / "daemon.ready").unlink(missing_ok=True)
+        proc = subprocess.Popen([sys.executable, "-m", "tests.integration.fake_docker", "daemon", "--state", str(root),
+                                 "--socket", str(sock)], cwd=REPO)
+        lifecycle.wait_until(lambda: (root / "daemon.ready").exists(), 20, "the fake daemon")
+        return proc
+    proc = start()
+    try:
+        fake_docker.api_json("POST", "/networks/create", {"Name": "km", "IPAM": {"Config": [{"Subnet": "172.30.0.0/24"}]}})
+        made = fake_docker.api_json("POST", "/containers/create?name=n1", {
+            "Image": "x", "Labels": {"a": "b"}, "NetworkingConfig": {"EndpointsConfig": {"km": {}}}})
+        fake_docker.api("PUT", f"/kindmesh-fake/containers/{made['Id']}/file?path=/etc/x", raw=b"hello")
+        before = fake_docker.api_json("GET", "/networks/km")
+        proc.terminate()
+        proc.wait(10)
+        with pytest.raises(SystemExit, match="Is the docker daemon running"):
+            fake_docker.api_json("GET", "/_ping")
+        proc = start()
+        assert fake_docker.api_json("GET", "/networks/km") == before
+        assert [n["Name"] for n in fake_docker.api_json("GET", "/networks")].count("bridge") == 1
+        assert fake_docker.api_json("GET", "/containers/n1/json")["Id"] == made["Id"]
+        status, body = fake_docker.api("GET", f"/kindmesh-fake/containers/{made['Id']}/file?path=/etc/x")
+        assert (status, body) == (200, b"hello")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+def test_the_world_holds_ciliums_agents_not_ready_and_lets_only_its_own_hold_go() -> None:
+    from tests.integration import world
+    ready = {"status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"},
+                                       {"type": "PodScheduled", "status": "True"}]}}
+    patch = world.held_ready_patch(ready, hold=True)
+    assert patch is not None
+    conds = {c["type"]: c for c in patch["status"]["conditions"]}
+    assert set(conds) == {"Ready", "ContainersReady"}  # PodScheduled is left alone
+    assert all(c["status"] == "False" and c["reason"] == world.HELD_REASON for c in conds.values())
+    held = {"status": {"conditions": patch["status"]["conditions"]}}
+    assert world.held_ready_patch(held, hold=True) is None  # held already: no patch on every pass
+    released = world.held_ready_patch(held, hold=False)
+    assert released is not None and all(c["status"] == "True" for c in released["status"]["conditions"])
+    # a pod that is unready for its own reasons is not made ready by the release
+    unready = {"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "ContainersNotReady"}]}}
+    assert world.held_ready_patch(unready, hold=False) is None
+    assert world.held_ready_patch(ready, hold=False) is None

@@ -352,3 +352,15 @@ def test_load_cli_prints_a_summary_without_secrets(tmp_path, monkeypatch, spec, 
     assert kindctl.main(["load"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out == {"name": "km-dev-us", "action": "loaded", "images": len(spec["images"])}
+
+
+def test_a_create_cut_short_by_docker_going_away_says_so_and_what_to_do(tmp_path, monkeypatch, spec):
+    down = ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?")
+    fake = FakeBin(tmp_path, fail_create=f"ERROR: failed to create cluster: {down}")
+    fake.activate(monkeypatch)
+    with pytest.raises(ToolError) as err:
+        kindctl.ensure(dict(spec))
+    text = str(err.value)
+    assert "the Docker daemon is not reachable" in text and "run `pulumi up` again" in text
+    assert down in text  # what kind said, kept
+    assert "kind delete cluster" not in text  # nothing to do by hand: the next run recreates it

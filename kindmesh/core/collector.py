@@ -65,6 +65,7 @@ TOP_KEYS: dict[str, tuple[str, ...] | None] = {
     "demo": ("enabled", "policy", "backendImage", "clientImage"),
     "verify": ("onUp",),
     "charts": ("cilium", "metallb"),
+    "timeouts": ("rollout", "webhook", "loadBalancer"),
 }
 
 # Ranges no pod, service or docker network may use (the fix: a private range).

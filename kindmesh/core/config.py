@@ -49,6 +49,7 @@ from kindmesh.core.model import (
     NetworkConfig,
     Problem,
     StackConfig,
+    TimeoutsConfig,
     VerifyConfig,
 )
 from kindmesh.core.versions import DEFAULT_KIND, KIND_NODE_IMAGES, resolve_cilium, resolve_metallb
@@ -222,6 +223,16 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
     c.unknown_keys("kindmesh:verify", ver_raw, TOP_KEYS["verify"] or ())
     verify = VerifyConfig(on_up=c.boolean("kindmesh:verify.onUp", ver_raw.get("onUp"), False))
 
+    to_raw = c.mapping("kindmesh:timeouts", raw.get("timeouts"))
+    c.unknown_keys("kindmesh:timeouts", to_raw, TOP_KEYS["timeouts"] or ())
+    defaults = TimeoutsConfig()
+    timeouts = TimeoutsConfig(
+        rollout=_seconds(c, "kindmesh:timeouts.rollout", to_raw.get("rollout"), defaults.rollout),
+        webhook=_seconds(c, "kindmesh:timeouts.webhook", to_raw.get("webhook"), defaults.webhook),
+        load_balancer=_seconds(c, "kindmesh:timeouts.loadBalancer", to_raw.get("loadBalancer"),
+                               defaults.load_balancer),
+    )
+
     charts_raw = c.mapping("kindmesh:charts", raw.get("charts"))
     c.unknown_keys("kindmesh:charts", charts_raw, TOP_KEYS["charts"] or ())
     charts = ChartsConfig(
@@ -246,6 +257,7 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
         demo=demo,
         verify=verify,
         charts=charts,
+        timeouts=timeouts,
         warnings=tuple(dict.fromkeys(c.warnings)),
     )
     if problems is not None:
@@ -253,6 +265,22 @@ def parse_config(raw: Mapping[str, Any], *, problems: list[Problem] | None = Non
     elif c.problems:
         raise ConfigError(c.problems)
     return config
+
+
+TIMEOUT_MIN, TIMEOUT_MAX = 10, 86400
+
+
+def _seconds(c: Collector, key: str, value: Any, default: int) -> int:
+    """A gate's bound in whole seconds, TIMEOUT_MIN..TIMEOUT_MAX."""
+    if value is None:
+        return default
+    n = c.integer(key, value)
+    if n is None:
+        return default
+    if not TIMEOUT_MIN <= n <= TIMEOUT_MAX:
+        c.add(key, f"{n} is out of range; use {TIMEOUT_MIN}..{TIMEOUT_MAX} seconds")
+        return default
+    return n
 
 
 def _catalogued(c: Collector, key: str, value: Any, default: str) -> str:

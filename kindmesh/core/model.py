@@ -161,6 +161,15 @@ class VerifyConfig:
 
 
 @dataclass(frozen=True)
+class TimeoutsConfig:
+    """The bounds of the readiness gates, seconds (``kindmesh:timeouts``)."""
+
+    rollout: int = 900  # Cilium's DaemonSets and Deployments rolled out
+    webhook: int = 600  # MetalLB rolled out and its webhook admitting the pool
+    load_balancer: int = 300  # the planned LoadBalancer IPs assigned
+
+
+@dataclass(frozen=True)
 class StackConfig:
     clusters: tuple[ClusterConfig, ...]
     mesh: MeshConfig = field(default_factory=MeshConfig)
@@ -171,6 +180,7 @@ class StackConfig:
     demo: DemoConfig = field(default_factory=DemoConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     charts: ChartsConfig = field(default_factory=ChartsConfig)
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     # versions accepted with a warning (not validated by kindmesh); shown by `up` and the doctor
     warnings: tuple[str, ...] = field(default=(), compare=False)
 

@@ -500,8 +500,19 @@ def _create(spec: dict[str, Any]) -> None:
                 raise ToolError(f"kind cluster {name!r} now exists on another network; left untouched")
             _delete(name)
         except ToolError as again:
-            note = f"and cleanup also failed, run `kind delete cluster --name {name}`: {again}"
+            if DOCKER_DOWN in str(again) or DOCKER_DOWN in str(exc):
+                note = "and could not be cleaned up"
+            else:
+                note = f"and cleanup also failed, run `kind delete cluster --name {name}`: {again}"
+        if DOCKER_DOWN in str(exc):
+            # Nothing to clean up by hand: the next run recreates what this one left unfinished.
+            raise ToolError(
+                f"creating kind cluster {name!r} failed: the Docker daemon is not reachable. Start Docker and run "
+                f"`pulumi up` again (it recreates the cluster this run left unfinished). {exc}") from exc
         raise ToolError(f"creating kind cluster {name!r} failed {note}: {exc}") from exc
+
+
+DOCKER_DOWN = "Cannot connect to the Docker daemon"  # what docker, kind and the Engine's clients say
 
 
 def _lost_race(name: str, network: str, said: str) -> str:

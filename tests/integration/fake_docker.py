@@ -87,10 +87,23 @@ class Engine:
         }, {}, predefined=True)
         self._add_network("host", None, {}, {}, predefined=True, driver="host")
         self._add_network("none", None, {}, {}, predefined=True, driver="null")
+        self.load()
 
     # ------------------------------------------------------------------ persistence
+    def load(self) -> None:
+        """What a previous daemon on this state directory left (as dockerd keeps its networks,
+        containers and images across a restart)."""
+        path = self.state / "engine.json"
+        if not path.exists():
+            return
+        data = json.loads(path.read_text())
+        self.networks = data.get("networks") or self.networks
+        self.containers = data.get("containers") or {}
+        self.images = data.get("images") or {}
+        self.files = data.get("files") or {}
+
     def save(self) -> None:
-        data = {"networks": self.networks, "containers": self.containers, "images": self.images}
+        data = {"networks": self.networks, "containers": self.containers, "images": self.images, "files": self.files}
         tmp = self.state / "engine.json.tmp"
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
         os.replace(tmp, self.state / "engine.json")
@@ -496,6 +509,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         path = q.get("path", [""])[0]
         with self.engine.lock:
             self.engine.files.setdefault(c["Id"], {})[path] = body.decode() if isinstance(body, bytes) else json.dumps(body)
+            self.engine.save()
         self._reply(204)
 
     def do_image_pull(self, q: Any, body: Any) -> None:

@@ -714,13 +714,14 @@ def concurrent_up(sc: Scenario, logdir: Path) -> list[str]:
 
 
 def fault_steps() -> list[Step]:
+    from tests.integration import faults  # the faults themselves (issue 24)
     return [
         Step("invalid stack file, before anything exists", "custom", custom=invalid_stack_file),
-        Step("up", "up", expect_only("create")),
+        *faults.interrupted_up_steps(),
         Step("invalid stack file, on a running stack", "custom", custom=invalid_stack_file),
         Step("second up while one runs", "custom", custom=concurrent_up),
         Step("up again", "up", expect_nothing),
-        Step("destroy", "destroy", expect_destroyed),
+        *faults.later_fault_steps(),
     ]
 
 
@@ -960,7 +961,8 @@ SHIPPED = ("ci", "dev", "trio", "hub", "remote")
 EXAMPLES = ("two-cluster-mesh", "single-cluster")
 # The clusters each example's code makes; single-cluster writes no kubeconfig file (it exports one).
 EXAMPLE_CLUSTERS = {"two-cluster-mesh": ("east", "west"), "single-cluster": ("solo",)}
-ALL_SCENARIOS = (*SHIPPED, "mixed", *(f"example:{e}" for e in EXAMPLES), "defects", "faults", "diagnose", "timing")
+ALL_SCENARIOS = (*SHIPPED, "mixed", *(f"example:{e}" for e in EXAMPLES), "defects", "faults", "soak", "diagnose",
+                 "timing")
 MIXED_ENGINE = {"config": {  # a kind cluster and an existing one (the world simulates it), meshed
     "pulumi:disable-default-providers": ["kubernetes", "docker"],
     "kindmesh:clusters": [
@@ -1020,6 +1022,13 @@ def scenarios(selected: list[str], stack_file: Path | None) -> list[Scenario]:
                           timing.stack_doc(n, str(CHARTS)), extra_env=env)
             sc.steps = [Step("up", "up", expect_only("create")), Step("destroy", "destroy", expect_destroyed)]
             out.append(sc)
+    if "soak" in want:  # opt-in: five up → destroy cycles of ci
+        from tests.integration import faults
+        doc = with_charts(shipped("ci"))
+        doc["config"]["kindmesh:network"] = {**doc["config"]["kindmesh:network"], "subnet": "172.21.0.0/24"}
+        sc = Scenario("soak", "soak", doc)
+        sc.steps = faults.soak()
+        out.append(sc)
     for ex in EXAMPLES:
         if not want or f"example:{ex}" in want:
             doc = {"config": {"kindmesh:charts": {"cilium": str(CHARTS), "metallb": str(CHARTS)}}}
@@ -1030,7 +1039,8 @@ def scenarios(selected: list[str], stack_file: Path | None) -> list[Scenario]:
 
 
 # Relative length of each scenario (clusters × steps), for the order they start in.
-LENGTH = {"trio": 9, "hub": 9, "dev": 7, "ci": 7, "mixed": 6, "remote": 4, "defects": 3, "faults": 3, "diagnose": 4}
+LENGTH = {"trio": 9, "hub": 9, "dev": 7, "ci": 7, "mixed": 6, "remote": 4, "defects": 3, "faults": 3, "soak": 3,
+          "diagnose": 4}
 
 
 def materialize_existing(world: World, sc: Scenario) -> dict[str, Path]:

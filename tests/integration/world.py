@@ -23,9 +23,17 @@ plays them, per cluster, and nothing else does (never the program under test):
    free IP of an auto-assign pool (``metallb.io/address-pool`` picks the pool); only while
    MetalLB's controller is available.
 
-Knobs (files a scenario puts in the cluster's directory to make a fault as reality would):
+Knobs (the tier's fault scenarios turn a cluster's world against the program; each is a file
+in the cluster's state directory ``$KINDMESH_WORLD/clusters/<kind name>/``, read on every
+pass of the loop, so creating or removing it takes effect within a second):
 
-- ``pause-lb-assignment``: while it exists, no LoadBalancer IP is assigned (MetalLB's
+* ``hold-cilium-not-ready``: Cilium's agent pods (``k8s-app=cilium``) are held not ready —
+  their ``Ready`` and ``ContainersReady`` conditions patched to ``False`` (reason
+  ``KindmeshWorldHeld``), as a crash-looping agent would be; the DaemonSet controller then
+  counts them unready, so the Cilium rollout gate never passes. kwok sets a pod's status
+  once (while it has no pod IP) and does not put it back. Removing the file puts the held
+  conditions back to ``True`` (the agent recovered).
+* ``pause-lb-assignment``: while it exists, no LoadBalancer IP is assigned (MetalLB's
   controller up but assigning nothing: a Service whose status is cleared stays without an IP);
   removed, assignment resumes on the next loop.
 
@@ -76,6 +84,28 @@ CILIUM_CRDS = (  # (plural, kind, scope); the operator registers these
 )
 
 
+HOLD_CILIUM = "hold-cilium-not-ready"
+HELD_REASON = "KindmeshWorldHeld"
+HELD_CONDITIONS = ("Ready", "ContainersReady")
+
+
+def held_ready_patch(pod: dict[str, Any], hold: bool) -> dict[str, Any] | None:
+    """The status patch that holds a pod not ready (``hold``) or lets a held one go; None when
+    the pod already is as wanted (a pod not held by the world is never touched on release)."""
+    conditions = {c.get("type"): c for c in (pod.get("status") or {}).get("conditions") or []}
+    if hold:
+        if all(conditions.get(t, {}).get("status") == "False" for t in HELD_CONDITIONS):
+            return None
+        status, reason, message = "False", HELD_REASON, "held not ready by the engine tier's world (hold-cilium-not-ready)"
+    else:
+        if not any(conditions.get(t, {}).get("reason") == HELD_REASON for t in HELD_CONDITIONS):
+            return None
+        status, reason, message = "True", "", ""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {"status": {"conditions": [{"type": t, "status": status, "reason": reason, "message": message,
+                                       "lastTransitionTime": now} for t in HELD_CONDITIONS]}}
+
+
 class World:
     def __init__(self, name: str):
         self.state = simcluster.ClusterState.load(name)
@@ -91,6 +121,7 @@ class World:
         self.metallb_ready = False
         self.metallb_namespace = ""
         self.crds_done = False
+        self.holding = False
         self.events = open(self.dir / "world-events.jsonl", "a", buffering=1)  # noqa: SIM115 - open for the process lifetime
 
     def record(self, what: str, **kw: Any) -> None:
@@ -267,6 +298,22 @@ class World:
             used.update(ips)
             self.record("loadbalancer-ip", service=f"{svc.metadata.namespace}/{svc.metadata.name}", ips=ips)
 
+    # ------------------------------------------------------------------ knob: Cilium held not ready
+    def hold_cilium(self) -> None:
+        hold = (self.dir / HOLD_CILIUM).exists()
+        if not hold and not self.holding:
+            return
+        core = client.CoreV1Api(self.api())
+        resp = core.list_pod_for_all_namespaces(label_selector="k8s-app=cilium", _preload_content=False)
+        for pod in json.loads(resp.data).get("items") or []:
+            patch = held_ready_patch(pod, hold)
+            if patch is None:
+                continue
+            meta = pod["metadata"]
+            core.patch_namespaced_pod_status(meta["name"], meta["namespace"], patch)
+            self.record("cilium-held" if hold else "cilium-released", pod=f"{meta['namespace']}/{meta['name']}")
+        self.holding = hold
+
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
         sock = simcluster.egress_socket(self.state)
@@ -281,6 +328,7 @@ class World:
                 self.ensure_cilium_crds()
                 self.check_metallb()
                 self.assign_load_balancers()
+                self.hold_cilium()
                 delay = 0.5
             except Exception as exc:  # noqa: BLE001 - the API server may be starting or stopping
                 log.warning("world loop: %s: %s", type(exc).__name__, exc)
