@@ -60,6 +60,7 @@ RULES: tuple[Rule, ...] = (
     Rule(COMMAND, r".*-image-load$", 15,
          "estimate: the image-load share of the former 75 s create+load figure (75 - 60)"),
     Rule(DYNAMIC, r".*-kind$", 1, "quick `kind get kubeconfig/nodes` and `docker inspect` calls"),
+    Rule(DYNAMIC, r".*-kind-present$", 0, "a token: its create makes no call (its read, on refresh, one)"),
     Rule("kubernetes:helm.sh/v3:Release", r".*-cilium$", 20, "estimate: chart pull + install, no --wait"),
     Rule(COMMAND, r".*-cilium-rollout$", 120, "estimate: Cilium agents/operator ready (tutorials sleep 240)"),
     Rule("kubernetes:helm.sh/v3:Release", r".*-metallb$", 20,

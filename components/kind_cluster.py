@@ -1,6 +1,11 @@
 """KindCluster: one kind cluster, ready for Cilium, as a first-class Pulumi resource.
 
-Two resources per cluster, three with images to load:
+Three resources per cluster, four with images to load:
+
+* ``<name>-kind-present`` (dynamic, quick): a token that exists while the cluster does,
+  made before the command; ``refresh`` drops it when the cluster was deleted by hand, and
+  its new id in the command's environment then runs the command's ``update``, which
+  recreates the cluster.
 
 * ``<name>-kind-cluster`` (``command:local:Command``): ``python -m kindmesh.deploy.kindctl
   create|update|delete`` in its own process with the cluster spec as JSON in
@@ -34,7 +39,7 @@ from pulumi.dynamic import Resource
 
 from kindmesh import PACKAGE_HOME
 from kindmesh.components.cluster_target import After, after_list, check_cidr, check_int, reject_str
-from kindmesh.components.kind_provider import KindClusterInfoProvider
+from kindmesh.components.kind_provider import KindClusterInfoProvider, KindClusterPresenceProvider
 from kindmesh.core.config import KIND_NODE_IMAGE
 from kindmesh.core.images import Image
 from kindmesh.core.naming import KIND_NAME_MAX, KIND_NAME_RE
@@ -138,6 +143,13 @@ def load_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return {"name": spec["name"], "network": spec["network"], "images": spec["images"]}
 
 
+class KindClusterPresence(Resource):
+    """The dynamic resource that exists while the kind cluster does (see KindClusterPresenceProvider)."""
+
+    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
+        super().__init__(KindClusterPresenceProvider(), name, props, opts)
+
+
 class KindClusterInfo(Resource):
     """The dynamic resource behind :class:`KindCluster`'s outputs (quick reads)."""
 
@@ -203,13 +215,20 @@ class KindCluster(pulumi.ComponentResource):
         spec = kind_spec(args)
         depends = after_list(args.after, "KindClusterArgs.after")
         images_after = after_list(args.images_after, "KindClusterArgs.images_after")
+        # A token that exists while the cluster does (refresh drops it when the cluster was
+        # deleted by hand): a new one in the command's environment runs its update, which
+        # recreates the cluster; its releases and gates follow.
+        self.presence = KindClusterPresence(
+            f"{name}-kind-present", {"name": args.kind_name, "network": args.network},
+            pulumi.ResourceOptions(parent=self, depends_on=depends, delete_before_replace=True))
         self.command = command.local.Command(
             f"{name}-kind-cluster",
             create=kindctl_command("create"),
             update=kindctl_command("update"),
             delete=kindctl_command("delete"),
             dir=str(PROJECT_ROOT),
-            environment={kindctl.SPEC_ENV: json.dumps(cluster_spec(spec), sort_keys=True)},
+            environment={kindctl.SPEC_ENV: json.dumps(cluster_spec(spec), sort_keys=True),
+                         kindctl.PRESENCE_ENV: self.presence.id},
             triggers=[kindctl.spec_hash(spec)],
             opts=pulumi.ResourceOptions(
                 parent=self,

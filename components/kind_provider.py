@@ -9,8 +9,11 @@ pre-pull run in their own processes (``python -m kindmesh.deploy.kindctl`` under
 * :class:`KindClusterInfoProvider` - reads a cluster the command created: kubeconfig
   (validated), context, nodes. Its ``read`` returns an empty id when the cluster is gone
   (or is no longer on this stack's network), so ``pulumi refresh`` notices a cluster
-  deleted behind Pulumi's back; its ``create`` then names the exact command that
-  recreates it.
+  deleted behind Pulumi's back.
+* :class:`KindClusterPresenceProvider` - a token that exists while the cluster does, made
+  before the cluster's command: ``refresh`` drops it when the cluster is gone, the next
+  ``up`` makes a new one, and its new id in the command's environment runs the command's
+  ``update``, which recreates a missing cluster (then its releases and gates follow).
 
 This module's path (``kindmesh.components.kind_provider``) and the class name are stored
 in every stack's state: a stable interface (README, "Stable interface").
@@ -18,6 +21,7 @@ in every stack's state: a stable interface (README, "Stable interface").
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
@@ -69,3 +73,22 @@ class KindClusterInfoProvider(ResourceProvider):
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         return None  # the command deletes the cluster
+
+
+class KindClusterPresenceProvider(ResourceProvider):
+    """A token per kind cluster: present while the cluster is (on this stack's network)."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(id_=uuid.uuid4().hex, outs=dict(props))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        if kindctl.cluster_info(props.get("name") or "", props.get("network") or "") is None:
+            return ReadResult(id_="", outs={})  # the cluster is gone: refresh drops the token
+        return ReadResult(id_=id_, outs=dict(props))
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = [k for k in REPLACE_KEYS if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=True)
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        return None

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from kindmesh.components.kind_cluster import host_image_specs
-from kindmesh.components.kind_provider import KindClusterInfoProvider
+from kindmesh.components.kind_provider import KindClusterInfoProvider, KindClusterPresenceProvider
 from kindmesh.core.planner import load_plan
 from kindmesh.core.versions import DEFAULT_CILIUM, cilium_image_set
 from kindmesh.deploy import kindctl
@@ -193,6 +193,40 @@ def test_info_provider_read_notices_a_cluster_deleted_behind_pulumis_back(tmp_pa
     assert p.read("km-dev-us", created.outs).id == ""
     with pytest.raises(ToolError, match=r"pulumi up --replace 'urn:x::cmd'"):
         p.create(dict(props))
+
+
+def test_a_cluster_deleted_by_hand_loses_its_presence_token_and_the_commands_update_recreates_it(
+        tmp_path, monkeypatch, spec):
+    """refresh drops the token (read: gone); the next up's new token runs the command's update,
+    which makes the cluster again and says so, with the token, on stdout (the image load reruns)."""
+    fake = FakeBin(tmp_path, nodes={"km-dev-us": ["km-dev-us-control-plane", "km-dev-us-worker"]})
+    fake.activate(monkeypatch)
+    presence = KindClusterPresenceProvider()
+    props = {"name": "km-dev-us", "network": "kindmesh-dev"}
+    token = presence.create(dict(props))  # before the cluster: no call
+    assert token.id and not fake.calls("kind")
+    assert kindctl.ensure(dict(spec)) == "created"
+    assert presence.read(token.id, token.outs).id == token.id  # a plain refresh keeps it
+    fake.update(clusters=[])  # `kind delete cluster` by hand
+    assert presence.read(token.id, token.outs).id == ""  # refresh drops it
+    again = presence.create(dict(props))
+    assert again.id != token.id  # a new token: the command's environment changes, its update runs
+    fake.update(clusters=["km-dev-us"])
+    assert kindctl.ensure(dict(spec), updating=True) in ("recreated", "updated")
+    fake.update(clusters=[])
+    assert kindctl.ensure(dict(spec), updating=True) == "recreated"
+    assert presence.diff(again.id, props, dict(props)).changes is False
+    assert presence.diff(again.id, props, dict(props, network="m")).replaces == ["network"]
+
+
+def test_the_commands_stdout_carries_the_presence_token(tmp_path, monkeypatch, spec, capsys):
+    fake = FakeBin(tmp_path, nodes={"km-dev-us": ["km-dev-us-control-plane", "km-dev-us-worker"]})
+    fake.activate(monkeypatch)
+    monkeypatch.setenv(kindctl.SPEC_ENV, json.dumps(spec))
+    monkeypatch.setenv(kindctl.PRESENCE_ENV, "t1")
+    assert kindctl.main(["create"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["present"] == "t1" and out["action"] == "created"
 
 
 def test_info_provider_diff(spec):

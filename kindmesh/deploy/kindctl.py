@@ -52,6 +52,10 @@ IMAGES_ENV = "KINDMESH_IMAGES_SPEC"
 # The image load's environment also holds its cluster's create-command id (not read here):
 # a recreated cluster changes it, so pulumi-command runs the load's update again.
 CLUSTER_ID_ENV = "KINDMESH_KIND_CLUSTER_ID"
+# The cluster command's environment holds its presence token (components/kind_provider.py):
+# `refresh` drops the token of a cluster deleted by hand, the next `up` makes a new one, the
+# command's `update` runs and recreates the cluster. Echoed on stdout, so the image load reruns.
+PRESENCE_ENV = "KINDMESH_KIND_PRESENT"
 CREATE_TIMEOUT = 900
 CALL_TIMEOUT = 120
 LOCK_TIMEOUT = 1200
@@ -560,6 +564,9 @@ def ensure(spec: dict[str, Any], *, updating: bool = False) -> str:
             _create(spec)
             return "recreated"
         _create(spec)
+        if updating:  # recorded as created, but gone (deleted by hand): made again
+            log(f"recreated kind cluster {name!r} on network {network!r}: it was gone (deleted outside Pulumi?)")
+            return "recreated"
         log(f"created kind cluster {name!r} on network {network!r}")
         return "created"
 
@@ -642,6 +649,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 action = delete(spec) if ns.action == "delete" else ensure(spec, updating=ns.action == "update")
                 result = {"name": spec["name"], "action": action, "hash": spec_hash(spec)}
+                if os.environ.get(PRESENCE_ENV):
+                    result["present"] = os.environ[PRESENCE_ENV]
     except ToolError as exc:
         print(f"kindmesh: error: {exc}", file=sys.stderr)
         return 1
