@@ -1014,7 +1014,7 @@ def scenarios(selected: list[str], stack_file: Path | None) -> list[Scenario]:
         out.append(sc)
     if "timing" in want:  # not in the default set: N clusters, one N at a time (tests/integration/timing.py)
         for n, parallel in timing.runs():
-            label = f"timing:{n}" + ("" if parallel == timing.MAKE_PARALLEL else f"/parallel={parallel or 'default'}")
+            label = f"timing:{n}" + ("" if parallel == timing.MAKE_PARALLEL else "-pulumi-default")
             env = {durations.SCALE_ENV: str(timing.SCALE)}
             if parallel:
                 env["PULUMI_PARALLEL"] = str(parallel)

@@ -64,11 +64,12 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     per_n = []
     for r in ups:
-        n, _, variant = r["scenario"].split(":", 1)[1].partition("/")
+        n, _, variant = r["scenario"].split(":", 1)[1].partition("-")
         order = r.get("engine_order") or {}
         modelled = order.get("modelled_total_s")
         per_n.append({
-            "clusters": int(n), "parallel": variant.removeprefix("parallel=") or str(MAKE_PARALLEL),
+            "clusters": int(n), "parallel": f"{4 * len(os.sched_getaffinity(0))} (pulumi's default)" if variant
+            else str(MAKE_PARALLEL),
             "ok": r["ok"], "measured_s": r["seconds"], "engine_s": order.get("engine_total_s"),
             "modelled_s": None if modelled is None else round(modelled, 1),
             "ratio": None if not modelled else round(r["seconds"] / modelled, 2),
