@@ -137,6 +137,7 @@ env:
 	@if [ -n "$(PULUMI_CONFIG_PASSPHRASE_FILE)" ]; then printf 'export PULUMI_CONFIG_PASSPHRASE_FILE=%q\n' "$(PULUMI_CONFIG_PASSPHRASE_FILE)"; \
 	  else printf 'export PULUMI_CONFIG_PASSPHRASE=%q\n' "$(PULUMI_CONFIG_PASSPHRASE)"; fi
 	@printf 'export PULUMI_SKIP_UPDATE_CHECK=true\n'
+	@printf 'export PULUMI_PARALLEL=%q\n' "$(PULUMI_PARALLEL)"
 	@printf 'export KUBECONFIG=%q\n' "$(KUBECONFIG_FILE)"
 	@[ -f "$(KUBECONFIG_FILE)" ] || echo "kindmesh: $(KUBECONFIG_FILE) does not exist yet (run 'make up STACK=$(STACK)')" >&2
 

@@ -152,9 +152,9 @@ def test_make_env_gives_plain_pulumi_and_kubectl_their_settings(tmp_path):
     p = Project(tmp_path)
     res = p.make("env", "STACK=trio")
     assert res.returncode == 0
-    script = res.stdout + 'echo "$PULUMI_BACKEND_URL|$PULUMI_CONFIG_PASSPHRASE|$KUBECONFIG"\n'
+    script = res.stdout + 'echo "$PULUMI_BACKEND_URL|$PULUMI_CONFIG_PASSPHRASE|$KUBECONFIG|$PULUMI_PARALLEL"\n'
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == f"file://{p.dir}/.pulumi-state|kindmesh-local-lab|{p.dir}/.kindmesh/trio/kubeconfig"
+    assert out == f"file://{p.dir}/.pulumi-state|kindmesh-local-lab|{p.dir}/.kindmesh/trio/kubeconfig|64"
     assert "does not exist yet" in res.stderr
 
 
