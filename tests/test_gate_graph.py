@@ -25,9 +25,10 @@ def rec(request):
 
 
 def test_no_gate_is_a_dynamic_resource(rec):
-    """Only the quick kind-cluster readers stay in the 4-thread dynamic-provider process."""
+    """Only the quick kind-cluster readers and presence tokens stay in the 4-thread
+    dynamic-provider process."""
     names = {r.name for r in rec.of_type(DYNAMIC)}
-    assert names == {f"{c.name}-kind" for c in rec.plan.clusters}
+    assert names == {f"{c.name}-{suffix}" for c in rec.plan.clusters for suffix in ("kind", "kind-present")}
 
 
 def test_each_gate_is_its_own_process_started_in_the_project_root(rec):
