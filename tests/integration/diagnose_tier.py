@@ -351,18 +351,29 @@ def node_not_ready(cluster: str) -> Callable[[Scenario], None]:
     def inject(sc: Scenario) -> None:
         node = next(iter(get_json(sc, cluster, "nodes")["items"]))["metadata"]["name"]
         kubectl(sc, cluster, "annotate", "node", node, "kwok.x-k8s.io/node-")
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        conditions = [c for c in get_json(sc, cluster, "node", node)["status"]["conditions"] if c["type"] != "Ready"]
-        conditions.append({"type": "Ready", "status": "False", "reason": "KubeletNotReady",
-                           "message": "container runtime is down", "lastHeartbeatTime": now,
-                           "lastTransitionTime": now})
-        kubectl(sc, cluster, "patch", "node", node, "--subresource=status", "--type=merge", "-p",
-                json.dumps({"status": {"conditions": conditions}}))
+        def post_not_ready() -> None:
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            conditions = [c for c in get_json(sc, cluster, "node", node)["status"]["conditions"] if c["type"] != "Ready"]
+            conditions.append({"type": "Ready", "status": "False", "reason": "KubeletNotReady",
+                               "message": "container runtime is down", "lastHeartbeatTime": now,
+                               "lastTransitionTime": now})
+            kubectl(sc, cluster, "patch", "node", node, "--subresource=status", "--type=merge", "-p",
+                    json.dumps({"status": {"conditions": conditions}}))
 
-        def not_ready() -> bool:
+        # kwok may still post one heartbeat after it lets the node go (seen: Ready again right
+        # after the patch): post NotReady until it stays so across a few seconds.
+        seen: list[float] = []
+
+        def stays_not_ready() -> bool:
             conds = get_json(sc, cluster, "node", node)["status"]["conditions"]
-            return any(c["type"] == "Ready" and c["status"] != "True" for c in conds)
-        poll(not_ready, FAULT_TIMEOUT, f"node {node} not Ready")
+            if not any(c["type"] == "Ready" and c["status"] != "True" for c in conds):
+                seen.clear()
+                post_not_ready()
+                return False
+            seen.append(time.monotonic())
+            return seen[-1] - seen[0] >= 3.0
+        post_not_ready()
+        poll(stays_not_ready, FAULT_TIMEOUT, f"node {node} not Ready")
     return inject
 
 
