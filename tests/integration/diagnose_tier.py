@@ -12,7 +12,7 @@ would (cwd = the project, the world's PATH: its kind, docker and kubectl):
    broken layer is the expected one, its evidence and fix name the right thing, and the other
    cluster has no FAIL row and is walked to the bottom (``faults()`` below). The faults
    alternate between the clusters, so each undo is checked by the next step (the node fault,
-   last, is left in);
+   last, is undone before destroy);
 3. every archive written holds no secret: neither the mesh CA key (the ``cilium-ca`` Secret's
    ``ca.key``, as PEM and as base64) nor the kubeconfig's client key (raw and decoded).
 
@@ -28,7 +28,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import random
+import signal
 import subprocess
 import sys
 import tarfile
@@ -345,35 +347,37 @@ def peer_missing(cluster: str, peer: str) -> Callable[[Scenario], Callable[[Scen
     return inject
 
 
-def node_not_ready(cluster: str) -> Callable[[Scenario], None]:
-    """The node's kubelet stops (kwok no longer manages it: no heartbeat) after posting
-    NotReady (its container runtime down). Left in: the last fault of the cluster."""
-    def inject(sc: Scenario) -> None:
+def node_not_ready(cluster: str) -> Callable[[Scenario], Any]:
+    """The node's kubelet hangs (kwok stopped with SIGSTOP: no heartbeat, nothing puts Ready
+    back) after posting NotReady (its container runtime down). Removing kwok's annotation was
+    not enough: kwok still posted a Ready heartbeat now and then, and diagnose rightly saw a
+    healthy node. Undone with SIGCONT (kwok heartbeats Ready again), so destroy still finds
+    a kubelet to finish the pods it deletes."""
+    def inject(sc: Scenario) -> Callable[[Scenario], None]:
+        from tests.integration import simcluster
+        state = simcluster.ClusterState.load(kind_name(cluster))
+        if state is None or "kwok" not in state.pids:
+            raise RuntimeError(f"no kwok process known for cluster {cluster}")
+        kwok = state.pids["kwok"]
         node = next(iter(get_json(sc, cluster, "nodes")["items"]))["metadata"]["name"]
-        kubectl(sc, cluster, "annotate", "node", node, "kwok.x-k8s.io/node-")
-        def post_not_ready() -> None:
-            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            conditions = [c for c in get_json(sc, cluster, "node", node)["status"]["conditions"] if c["type"] != "Ready"]
-            conditions.append({"type": "Ready", "status": "False", "reason": "KubeletNotReady",
-                               "message": "container runtime is down", "lastHeartbeatTime": now,
-                               "lastTransitionTime": now})
-            kubectl(sc, cluster, "patch", "node", node, "--subresource=status", "--type=merge", "-p",
-                    json.dumps({"status": {"conditions": conditions}}))
+        os.kill(kwok, signal.SIGSTOP)
 
-        # kwok may still post one heartbeat after it lets the node go (seen: Ready again right
-        # after the patch): post NotReady until it stays so across a few seconds.
-        seen: list[float] = []
-
-        def stays_not_ready() -> bool:
+        def ready() -> bool:
             conds = get_json(sc, cluster, "node", node)["status"]["conditions"]
-            if not any(c["type"] == "Ready" and c["status"] != "True" for c in conds):
-                seen.clear()
-                post_not_ready()
-                return False
-            seen.append(time.monotonic())
-            return seen[-1] - seen[0] >= 3.0
-        post_not_ready()
-        poll(stays_not_ready, FAULT_TIMEOUT, f"node {node} not Ready")
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        conditions = [c for c in get_json(sc, cluster, "node", node)["status"]["conditions"] if c["type"] != "Ready"]
+        conditions.append({"type": "Ready", "status": "False", "reason": "KubeletNotReady",
+                           "message": "container runtime is down", "lastHeartbeatTime": now,
+                           "lastTransitionTime": now})
+        kubectl(sc, cluster, "patch", "node", node, "--subresource=status", "--type=merge", "-p",
+                json.dumps({"status": {"conditions": conditions}}))
+        poll(lambda: not ready(), FAULT_TIMEOUT, f"node {node} not Ready")
+
+        def undo(sc: Scenario) -> None:
+            os.kill(kwok, signal.SIGCONT)
+            poll(ready, FAULT_TIMEOUT, f"node {node} Ready again")
+        return undo
     return inject
 
 
