@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, upstream
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 
@@ -170,9 +170,7 @@ def test_provider_versions_come_from_requirements_only():
 def test_sdk_pins_equal_the_plugin_sources_in_shared_and_the_wheels_plugin_versions():
     """The engine runs exactly what ships: each provider SDK pin is the version of the source
     archive `make tools` builds its plugin from, and of the plugin the installed SDK requests."""
-    src = ROOT.parent / "shared" / "upstream" / "src"
-    if not (src / "SHA256SUMS").exists():
-        pytest.skip(f"{src} is absent (present for developers and CI only)")
+    src = upstream("src", "SHA256SUMS").parent
     wanted = pins((ROOT / "requirements.txt").read_text())
     assert set(wanted) == set(PROVIDERS)
     for p, v in wanted.items():
@@ -185,6 +183,6 @@ def test_sdk_pins_equal_the_plugin_sources_in_shared_and_the_wheels_plugin_versi
             files = md.distribution(f"pulumi-{p}").files or []
         except md.PackageNotFoundError:
             continue
-        for f in files:
-            if f.name == "pulumi-plugin.json":
-                assert _json.loads(f.read_text())["version"] == v, f"the installed pulumi-{p} requests another plugin"
+        plugin = next((f for f in files if f.name == "pulumi-plugin.json"), None)
+        assert plugin is not None, f"the installed pulumi-{p} ships no pulumi-plugin.json"
+        assert _json.loads(plugin.read_text())["version"] == v, f"the installed pulumi-{p} requests another plugin"

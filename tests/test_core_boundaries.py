@@ -123,11 +123,13 @@ def test_every_moved_path_of_a_line_is_adapted_after_one_that_already_existed():
     line = versions.CILIUM[(1, 20)]
     first, *rest = [m for m in line.moved if not m.new_before]
     reordered = dataclasses.replace(line, moved=(*[m for m in line.moved if m.new_before], first, *rest))
-    values = {}
-    versions._put(values, first.new, ["x"])
+    values: dict = {}
+    for i, m in enumerate((first, *rest)):
+        versions._put(values, m.new, [f"x{i}"])
     with mock.patch.dict(versions.CILIUM, {(1, 20): reordered}):
         adapted = versions.adapt_values(copy.deepcopy(values), "1.19.6")
-    assert versions._get(adapted, first.old) == (True, ["x"]) and not versions._get(adapted, first.new)[0]
+    for i, m in enumerate((first, *rest)):
+        assert versions._get(adapted, m.old) == (True, [f"x{i}"]) and not versions._get(adapted, m.new)[0], m
 
 
 @pytest.mark.parametrize(("eu_first", "eu_last", "overlap"), [

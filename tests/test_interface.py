@@ -71,6 +71,7 @@ def test_component_type_tokens_are_the_documented_ones(recordings):
 
 
 def test_dynamic_providers_are_pickled_by_their_documented_path(recordings):
+    seen: set[str] = set()
     for rec in recordings:
         for r in _resources(rec):
             if r.type != DYNAMIC:
@@ -78,6 +79,8 @@ def test_dynamic_providers_are_pickled_by_their_documented_path(recordings):
             blob = base64.b64decode(r.inputs["__provider"])
             assert any(mod.encode() in blob and any(c.encode() in blob for c in classes)
                        for mod, classes in DYNAMIC_PROVIDERS.items()), r.name
+            seen.update(c for classes in DYNAMIC_PROVIDERS.values() for c in classes if c.encode() in blob)
+    assert seen == set().union(*DYNAMIC_PROVIDERS.values())  # every documented provider is the one pickled
     for mod, classes in DYNAMIC_PROVIDERS.items():
         module = importlib.import_module(mod)
         for cls in classes:

@@ -374,6 +374,7 @@ def test_flows_are_read_in_the_agent_through_the_relay_service():
                                                           ("eu", "hubble: flows via relay (TLS)", True)]
     assert "2 flows from 2 node(s) via 10.96.12.34:443" in flows[0].detail and "mesh CA" in flows[0].detail
     execs = [args for cluster, args in mesh.calls if "observe" in args]
+    assert len(execs) == 2  # one per cluster
     assert all(args[:7] == ["-n", "kube-system", "exec", "ds/cilium", "-c", "cilium-agent", "--"] for args in execs)
 
 

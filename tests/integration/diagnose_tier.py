@@ -29,7 +29,6 @@ import base64
 import io
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -39,6 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tests.integration.lifecycle import poll
 
 if TYPE_CHECKING:
     from tests.integration.lifecycle import Scenario, Step
@@ -93,16 +94,6 @@ def parse_table(out: str) -> list[DRow]:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def poll(check: Callable[[], bool], timeout: float, what: str) -> None:
-    """``check`` until true, with bounded backoff, under a deadline (RuntimeError after it)."""
-    deadline, delay = time.monotonic() + timeout, 0.1
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not so within {timeout:.0f}s")
-        time.sleep(delay * (0.5 + random.random()))
-        delay = min(delay * 2, 2.0)
 
 
 def kind_name(cluster: str) -> str:

@@ -13,7 +13,6 @@ import contextlib
 import copy
 import json
 import os
-import random
 import re
 import signal
 import subprocess
@@ -29,10 +28,12 @@ from tests.integration.lifecycle import (
     Scenario,
     Step,
     check_kubectl,
+    events,
     expect_destroyed,
     expect_nothing,
     expect_only,
     owned,
+    poll,
     read_plan,
     run_step,
     short,
@@ -48,19 +49,6 @@ RUN_PROCESSES = ("pulumi", "kindmesh.deploy", "fake_kind", "fake_docker cli", "h
 
 
 # ====================================================================== small helpers
-
-
-def poll(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """``check()``'s first truthy value, polled with bounded exponential backoff and jitter."""
-    deadline, delay = time.monotonic() + timeout, 0.05
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not seen within {timeout:.0f}s")
-        time.sleep(delay * (0.5 + random.random()))
-        delay = min(delay * 2, 1.0)
 
 
 def kind_name(sc: Scenario, cluster: str) -> str:
@@ -128,13 +116,7 @@ def tail(text: str, lines: int = 20) -> str:
 
 def pre_event(event_log: Path, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
     """The first resourcePreEvent of the log that ``match`` accepts (the log is being written)."""
-    if not event_log.exists():
-        return None
-    for line in event_log.read_text().splitlines():
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
+    for ev in events(event_log):
         md = (ev.get("resourcePreEvent") or {}).get("metadata")
         if md and match(md):
             return dict(md)
@@ -157,16 +139,19 @@ GATE = is_create_of(GATE_SUFFIXES, "command:local:Command")
 
 
 def interrupted_up(sc: Scenario, logdir: Path, slug: str, when: Callable[[dict[str, Any]], bool], what: str,
-                   sig: signal.Signals, in_flight: Callable[[], bool] | None = None) -> tuple[list[str], Plan, str]:
-    """``pulumi up`` started as ``sc.pulumi`` would, ``sig`` sent once the engine starts the
-    operation ``when`` accepts (and ``in_flight()`` holds: the world shows it under way).
-    Returns (problems, the plan of what it did, its output)."""
+                   sig: signal.Signals | Callable[[], None], in_flight: Callable[[], bool] | None = None,
+                   after: Callable[[], None] | None = None) -> tuple[list[str], Plan, str]:
+    """``pulumi up`` started as ``sc.pulumi`` would, disturbed once the engine starts the
+    operation ``when`` accepts (and ``in_flight()`` holds: the world shows it under way): ``sig``
+    sent to it, or ``sig()`` called (Docker stopped, say). ``after()`` runs once the up has
+    ended, when it was disturbed. Returns (problems, the plan of what it did, its output)."""
     event_log = logdir / f"{sc.name}-{slug}.events.jsonl"
     event_log.unlink(missing_ok=True)
     proc = subprocess.Popen(argv(sc, ["up", "--yes", "--skip-preview"], event_log), cwd=sc.workdir, env=sc.env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     problems: list[str] = []
     out = ""
+    disturbed = False
     try:
         try:
             hit = poll(lambda: proc.poll() is not None or pre_event(event_log, when), 600, what)
@@ -178,18 +163,24 @@ def interrupted_up(sc: Scenario, logdir: Path, slug: str, when: Callable[[dict[s
         if proc.poll() is not None:
             problems.append(f"the up ended (exit {proc.returncode}) before {what}: nothing was interrupted")
         else:
-            print(f"       {sig.name} to pulumi up during {what}: {short(hit['urn']) if isinstance(hit, dict) else ''}",
-                  flush=True)
-            proc.send_signal(sig)
+            print(f"       {sig.name if isinstance(sig, signal.Signals) else sig.__doc__} during {what}: "
+                  f"{short(hit['urn']) if isinstance(hit, dict) else ''}", flush=True)
+            if isinstance(sig, signal.Signals):
+                proc.send_signal(sig)
+            else:
+                sig()
+            disturbed = True
         out, _ = proc.communicate(timeout=STEP_TIMEOUT)
     finally:
         if proc.poll() is None:
             proc.kill()
             out += proc.communicate()[0]
+        if disturbed and after is not None:
+            after()
     (logdir / f"{sc.name}-{slug}.out").write_text(out)
     plan = read_plan(event_log)
     if proc.returncode == 0 and not problems:
-        problems.append("the interrupted up exited 0")
+        problems.append("the interrupted up exited 0 (Docker stopped, or a signal, during it)")
     problems += no_replacements(plan)
     return problems, plan, out
 
@@ -572,40 +563,20 @@ def docker_down(sc: Scenario, logdir: Path) -> list[str]:
     sc.config = add_cluster("zz", 9)(sc.config)
     (sc.workdir / f"Pulumi.{sc.stack}.yaml").write_text(yaml.safe_dump(sc.config, sort_keys=False))
     zz_dir = sc.world.root / "clusters" / kind_name(sc, "zz")
-    stopped = False
 
     def when(md: dict[str, Any]) -> bool:
         return bool(KIND_CREATE(md)) and md.get("urn", "").endswith("zz-kind-cluster")
-    log = logdir / f"{sc.name}-docker-down.events.jsonl"
-    log.unlink(missing_ok=True)
-    proc = subprocess.Popen(argv(sc, ["up", "--yes", "--skip-preview"], log), cwd=sc.workdir, env=sc.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    problems: list[str] = []
-    out = ""
-    try:
-        try:
-            poll(lambda: proc.poll() is not None or pre_event(log, when), 600, "zz's kind create")
-            poll(lambda: proc.poll() is not None or zz_dir.exists(), 120, "zz's kind create under way")
-        except TimeoutError as exc:
-            problems.append(str(exc))
-        if proc.poll() is None:
-            stop_docker(sc)
-            stopped = True
-            print("       Docker stopped during zz's kind create", flush=True)
-        else:
-            problems.append("the up ended before zz's kind create: Docker was not stopped during it")
-        out, _ = proc.communicate(timeout=STEP_TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        pending_then = pending(sc) if stopped else []
-        if stopped:
-            start_docker(sc)
-    (logdir / f"{sc.name}-docker-down.out").write_text(out)
-    plan = read_plan(log)
-    problems += no_replacements(plan)
-    if proc.returncode == 0:
-        problems.append("up succeeded with Docker stopped during it")
+
+    def stop() -> None:
+        """Docker stopped"""
+        stop_docker(sc)
+    pending_then: list[str] = []
+
+    def back() -> None:  # what the failed up left, seen before Docker comes back
+        pending_then.extend(pending(sc))
+        start_docker(sc)
+    problems, plan, _ = interrupted_up(sc, logdir, "docker-down", when, "zz's kind create", stop,
+                                       in_flight=zz_dir.exists, after=back)
     errors = plan.diagnostics
     print(f"       {len(errors)} error(s): {[e.splitlines()[0][:200] for e in errors]}", flush=True)
     # besides the engine's own two (`update failed`, `Resource monitor has terminated`): one

@@ -37,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,7 +244,7 @@ class World:
             [sys.executable, "-m", "tests.integration.fake_docker", "daemon", "--state", str(self.root / "docker"),
              "--socket", str(self.socket)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
             env={**self.env, "PYTHONPATH": str(REPO)})
-        wait_until(lambda: (self.root / "docker" / "daemon.ready").exists(), 30, "the fake Docker Engine")
+        poll(lambda: (self.root / "docker" / "daemon.ready").exists(), 30, "the fake Docker Engine")
 
     def clusters(self) -> list[str]:
         d = self.root / "clusters"
@@ -294,12 +294,17 @@ class World:
             self.daemon.wait(10)
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+def poll(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``check()``'s first truthy value, polled with bounded exponential backoff and jitter under
+    one deadline (TimeoutError after it). The tier's one way to wait (faults, diagnose use it)."""
     import random
     deadline, delay = time.monotonic() + timeout, 0.05
-    while not check():
+    while True:
+        value = check()
+        if value:
+            return value
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not come up in {timeout:.0f}s")
+            raise TimeoutError(f"{what}: not seen within {timeout:.0f}s")
         time.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, 1.0)
 
@@ -335,16 +340,21 @@ def short(urn: str) -> str:
     return f"{typ}::{parts[-1]}"
 
 
+def events(event_log: Path) -> Iterator[dict[str, Any]]:
+    """The engine events of a log (``--event-log``; a line still being written is skipped)."""
+    if not event_log.exists():
+        return
+    for line in event_log.read_text().splitlines():
+        try:
+            yield json.loads(line)
+        except ValueError:
+            continue
+
+
 def read_plan(event_log: Path) -> Plan:
     plan = Plan()
     starts: dict[str, float] = {}
-    if not event_log.exists():
-        return plan
-    for line in event_log.read_text().splitlines():
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
+    for ev in events(event_log):
         t = float(ev.get("timestamp", 0))
         if "resourcePreEvent" in ev:
             md = ev["resourcePreEvent"]["metadata"]
@@ -692,7 +702,7 @@ def concurrent_up(sc: Scenario, logdir: Path) -> list[str]:
     first = subprocess.Popen(argv, cwd=sc.workdir, env=sc.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     locks = state_file(sc).parents[2] / "locks"
     try:
-        wait_until(lambda: any(locks.rglob("*.json")) if locks.exists() else False, 60, "the first up's lock")
+        poll(lambda: any(locks.rglob("*.json")) if locks.exists() else False, 60, "the first up's lock")
         second = sc.pulumi(["up", "--yes", "--skip-preview"],
                            event_log=logdir / f"{sc.name}-concurrent-second.events.jsonl")
     finally:
