@@ -42,7 +42,6 @@ MAKE_PARALLEL = 64  # the Makefile's PULUMI_PARALLEL: what `make up` runs with
 
 def host_facts() -> dict[str, Any]:
     """The host the measured figures hold for: CPUs this process may use, memory, Python, OS."""
-    import os
     import platform
 
     try:
@@ -141,7 +140,7 @@ def measure(n: int, runs: int, gc_threshold: int | None) -> dict[str, Any]:
     tracemalloc.stop()
     graph = steps(rec.resources)
     schedule = simulate(graph, parallel=MAKE_PARALLEL)
-    engine_default = simulate(graph, parallel=4 * len(os.sched_getaffinity(0)))
+    engine_default = simulate(graph, parallel=4 * host_facts()["cpus"])
     return {
         "n": n,
         "resources": len(rec.resources),
@@ -215,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"runs per N: {args.runs} (fresh process per N; times exclude imports and a warm-up run)")
     print("| clusters | resources | eval wall min / median (s, measured) | eval CPU min (s, measured) "
           f"| Outputs per resource | peak memory (MiB, measured) | `up` (min, modelled, make up: --parallel {MAKE_PARALLEL}) "
-          f"| `up` (min, modelled, pulumi's default here: --parallel {4 * len(os.sched_getaffinity(0))}) |")
+          f"| `up` (min, modelled, pulumi's default here: --parallel {4 * host_facts()['cpus']}) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['n']} | {r['resources']} | {r['wall_min']:.2f} / {r['wall_median']:.2f} | "

@@ -61,6 +61,9 @@ import yaml
 from kindmesh.cli import doctor
 from kindmesh.core import demo as demo_objects
 from kindmesh.core.render import (
+    METALLB_NAMESPACE,
+    POOL_NAME,
+    RESERVED_POOL_NAME,
     cilium_values,
     metallb_values,
     metallb_workloads,
@@ -68,7 +71,7 @@ from kindmesh.core.render import (
     rollout_workloads,
 )
 from kindmesh.deploy import context_file
-from kindmesh.deploy.gates import lb_ip_assigned, workload_ready
+from kindmesh.deploy.gates import WEBHOOK_SERVICE, lb_ip_assigned, workload_ready
 from kindmesh.deploy.kubeapi import ClientSetupError, KubeClient, KubeconfigError, KubeError, snippet
 
 DEFAULT_TIMEOUT = 45.0  # the reading; with the archive written, the dev stack is done within a minute
@@ -81,10 +84,9 @@ MAX_LOG_FILE = 2 * 1024 * 1024  # of one kind log file, the tail kept
 MAX_LOGS = 32 * 1024 * 1024  # all kind logs of one cluster
 
 CILIUM_NS = "kube-system"
-METALLB_NS = "metallb-system"
-WEBHOOK_SERVICE = "metallb-webhook-service"
+METALLB_NS = METALLB_NAMESPACE
 MESH_SECRETS = ("cilium-clustermesh", "cilium-kvstoremesh")
-POOLS = ("kindmesh-pool", "kindmesh-reserved")
+POOLS = (POOL_NAME, RESERVED_POOL_NAME)
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 STACK_ROW = "all"  # the cluster column of the rows about the whole stack (host, docker network)
 
@@ -1158,9 +1160,7 @@ def _doctor_check(stack: str, root: Path) -> list[doctor.Finding]:
 def _ensure_ignored(base: Path) -> None:
     """``.kindmesh/.gitignore`` (as the kubeconfig file writes it): archives are never committed."""
     base.mkdir(mode=0o700, parents=True, exist_ok=True)
-    marker = base / ".gitignore"
-    if not marker.exists():
-        marker.write_text(context_file.IGNORE_ALL)
+    context_file.ignore_all(base)
 
 
 def render(rows: list[Row], stack: str) -> str:

@@ -180,9 +180,10 @@ def _store(target: Path, cfg: dict[str, Any]) -> None:
 IGNORE_ALL = "# written by kindmesh: credentials, never to be committed\n*\n"
 
 
-def _ignore_all(base: Path) -> None:
+def ignore_all(base: Path) -> None:
     """``.kindmesh/.gitignore`` ignoring everything: a project that uses the Mesh component
-    (not this repository's .gitignore) never commits the client keys by accident."""
+    (not this repository's .gitignore) never commits the client keys (or diagnose's archives)
+    by accident."""
     marker = base / ".gitignore"
     if not marker.exists():
         marker.write_text(IGNORE_ALL)
@@ -204,7 +205,7 @@ def _prune(directory: Path) -> None:
 def add(stack: str, name: str, text: str, root: Path | None = None) -> Path:
     target = path_for(stack, root)
     with _Locked(target.parent):
-        _ignore_all(target.parent.parent)
+        ignore_all(target.parent.parent)
         _store(target, with_cluster(_load(target), name, text))
     return target
 
@@ -229,7 +230,7 @@ def write(stack: str, kubeconfigs: Mapping[str, str], root: Path | None = None) 
     target = path_for(stack, root)
     cfg = merge(kubeconfigs)
     with _Locked(target.parent):
-        _ignore_all(target.parent.parent)
+        ignore_all(target.parent.parent)
         _store(target, cfg)
     return target
 

@@ -57,6 +57,7 @@ CLUSTER_ID_ENV = "KINDMESH_KIND_CLUSTER_ID"
 # command's `update` runs and recreates the cluster. Echoed on stdout, so the image load reruns.
 PRESENCE_ENV = "KINDMESH_KIND_PRESENT"
 CREATE_TIMEOUT = 900
+DOCKER_DOWN = "Cannot connect to the Docker daemon"  # what docker, kind and the Engine's clients say
 CALL_TIMEOUT = 120
 LOCK_TIMEOUT = 1200
 MARKER = "/kind/kindmesh.json"  # inside the control-plane container, written last on create
@@ -504,7 +505,7 @@ def _create(spec: dict[str, Any]) -> None:
                 raise ToolError(f"kind cluster {name!r} now exists on another network; left untouched")
             _delete(name)
         except ToolError as again:
-            if DOCKER_DOWN in str(again) or DOCKER_DOWN in str(exc):
+            if DOCKER_DOWN in str(again):
                 note = "and could not be cleaned up"
             else:
                 note = f"and cleanup also failed, run `kind delete cluster --name {name}`: {again}"
@@ -515,8 +516,6 @@ def _create(spec: dict[str, Any]) -> None:
                 f"`pulumi up` again (it recreates the cluster this run left unfinished). {exc}") from exc
         raise ToolError(f"creating kind cluster {name!r} failed {note}: {exc}") from exc
 
-
-DOCKER_DOWN = "Cannot connect to the Docker daemon"  # what docker, kind and the Engine's clients say
 
 
 def _lost_race(name: str, network: str, said: str) -> str:
